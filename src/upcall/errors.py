@@ -1,0 +1,27 @@
+"""Exceptions raised by upcall."""
+
+from __future__ import annotations
+
+
+class UpcallError(Exception):
+    """Base class of every error upcall raises on purpose."""
+
+
+class ClosedError(UpcallError):
+    """The device or subscription was used after it was closed."""
+
+
+class DeviceError(UpcallError, OSError):
+    """/dev/upcall could not be opened or refused a request.
+
+    ``errno`` is the system error number, as for :class:`OSError`.
+    """
+
+
+class SignalSetupError(UpcallError):
+    """The signal cannot be received reliably in this process.
+
+    Raised, for example, when another thread already runs with the signal
+    unblocked, so the kernel may hand it to that thread instead of the
+    signalfd.
+    """

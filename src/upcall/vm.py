@@ -1,0 +1,378 @@
+"""The kernel harness: build the module, boot a real kernel under QEMU, run a command.
+
+This machine's own kernel may not load modules, so the module is tested in
+an installed Debian kernel booted by virtme-ng, with the host's filesystem
+shared read-only and one directory (the run's output directory) writable.
+After the command the guest saves its kernel log, which is scanned for
+reports (WARN, BUG, oops, KASAN, lockdep, refcount, kmemleak): any report
+fails the run, whatever the command's exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import UpcallError
+
+REPO = Path(__file__).resolve().parents[2]
+KMOD_SOURCES = REPO / "kmod"
+BUILD_DIR = REPO / "build"
+
+# What the kernel prints when something is wrong, as its developers match it.
+REPORT_PATTERNS = [
+    r"WARNING: CPU: \d+",
+    r"WARNING: .* at ",
+    r"BUG: ",
+    r"kernel BUG at",
+    r"------------\[ cut here \]------------",
+    r"Oops: ",
+    r"general protection fault",
+    r"KASAN: ",
+    r"UBSAN: ",
+    r"possible circular locking dependency",
+    r"possible recursive locking",
+    r"inconsistent lock state",
+    r"Invalid wait context",
+    r"suspicious RCU usage",
+    r"refcount_t: ",
+    r"kmemleak: \d+ new suspected memory leaks",
+    r"unreferenced object 0x",
+    r"Kernel panic",
+    r"INFO: task .* blocked for more than",
+    r"rcu: INFO: .* detected stalls",
+]
+_REPORT_RE = re.compile("|".join(f"(?:{p})" for p in REPORT_PATTERNS))
+
+# Taint bits that a test run may cause without anything being wrong:
+# O (out-of-tree module, 4096) and E (unsigned module, 8192).
+_BENIGN_TAINT = 4096 | 8192
+
+
+class VmError(UpcallError):
+    """The harness could not build or boot (missing kernel, headers, QEMU...)."""
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """An installed kernel the harness can boot and build for."""
+
+    version: str
+    image: Path
+    headers: Path
+
+    @property
+    def is_debug(self) -> bool:
+        """True for a kernel built with KASAN (it needs ``no5lvl`` to boot)."""
+        config = Path(f"/boot/config-{self.version}")
+        try:
+            return "CONFIG_KASAN=y" in config.read_text()
+        except OSError:
+            return "debug" in self.version
+
+
+@dataclass
+class VmResult:
+    """What a run in the guest gave.
+
+    returncode: the command's exit status (the guest's, if it died first).
+    output: what the command printed (stdout and stderr).
+    kernel_log: the guest's dmesg after the command; empty if it died.
+    reports: the lines of kernel_log that are kernel reports.
+    taint: /proc/sys/kernel/tainted at the end, or None if unknown.
+    seconds: wall time of the whole run, boot included.
+    """
+
+    returncode: int
+    output: str
+    kernel_log: str = ""
+    reports: list[str] = field(default_factory=list)
+    taint: int | None = None
+    seconds: float = 0.0
+
+    @property
+    def bad_taint(self) -> int:
+        """Taint bits other than the ones loading our own module sets."""
+        return (self.taint or 0) & ~_BENIGN_TAINT
+
+    @property
+    def ok(self) -> bool:
+        """The command passed, the kernel stayed clean and nothing tainted it."""
+        return (
+            self.returncode == 0
+            and not self.reports
+            and self.taint is not None
+            and not self.bad_taint
+        )
+
+
+def scan_kernel_log(text: str) -> list[str]:
+    """Return the lines of a kernel log that report a kernel problem."""
+    return [line for line in text.splitlines() if _REPORT_RE.search(line)]
+
+
+def installed_kernels() -> list[Kernel]:
+    """Kernels with both an image in /boot and headers to build against."""
+    kernels = []
+    for image in sorted(Path("/boot").glob("vmlinuz-*")):
+        version = image.name.removeprefix("vmlinuz-")
+        for headers in (
+            Path(f"/usr/src/linux-headers-{version}"),
+            Path(f"/lib/modules/{version}/build"),
+        ):
+            if (headers / "Makefile").exists():
+                kernels.append(Kernel(version, image, headers.resolve()))
+                break
+    return kernels
+
+
+def pick_kernel(spec: str | None = None, *, debug: bool = False) -> Kernel:
+    """Choose a kernel by version (or part of it), or the newest stock/debug one."""
+    kernels = installed_kernels()
+    if not kernels:
+        raise VmError(
+            "no kernel with headers installed: apt-get install linux-image-amd64 "
+            "linux-headers-amd64 (make deps does it)"
+        )
+    if spec:
+        matches = [k for k in kernels if spec == k.version or spec in str(k.image)]
+        if not matches:
+            have = ", ".join(k.version for k in kernels)
+            raise VmError(f"no installed kernel matches {spec!r} (installed: {have})")
+        return matches[-1]
+    wanted = [k for k in kernels if k.is_debug == debug]
+    if not wanted:
+        if debug:
+            raise VmError(
+                "no debug kernel installed: dpkg -i ../shared/kernels/*.deb "
+                "(see ../shared/kernels/README.md)"
+            )
+        raise VmError("only debug kernels are installed; apt-get install linux-image-amd64")
+    return wanted[-1]
+
+
+def kvm_usable() -> bool:
+    """Whether QEMU can run a guest with KVM here.
+
+    /dev/kvm may exist yet abort every guest ("failed to set MSR"), so ask
+    QEMU itself: a broken KVM fails within a fraction of a second, a working
+    one is still running after a moment.
+    """
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        return False
+    qemu = shutil.which("qemu-system-x86_64")
+    if qemu is None:
+        return False
+    probe = subprocess.Popen(
+        [qemu, "-accel", "kvm", "-cpu", "host", "-nodefaults", "-nographic",
+         "-machine", "q35", "-m", "64", "-no-reboot", "-S"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        probe.wait(timeout=2)
+    except subprocess.TimeoutExpired:
+        probe.kill()
+        probe.wait()
+        return True
+    return False
+
+
+def build_module(kernel: Kernel, *, extra: Sequence[str] = ()) -> Path:
+    """Build kmod/ for ``kernel`` in build/kmod/<version>/; return upcall.ko's path.
+
+    Each kernel gets its own copy of the sources, so builds for different
+    kernels never mix their objects.
+    """
+    if not (KMOD_SOURCES / "Kbuild").exists():
+        raise VmError(f"module sources not found at {KMOD_SOURCES} (a source checkout is needed)")
+    out = BUILD_DIR / "kmod" / kernel.version
+    shutil.copytree(
+        KMOD_SOURCES,
+        out,
+        dirs_exist_ok=True,
+        ignore=shutil.ignore_patterns("*.o", "*.ko", "*.mod*", ".*.cmd", "Module.symvers"),
+    )
+    cmd = ["make", "-C", str(kernel.headers), f"M={out}", "W=1", *extra, "modules"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise VmError(f"module build failed for {kernel.version}:\n{proc.stdout}{proc.stderr}")
+    warnings = [line for line in proc.stderr.splitlines() if "warning:" in line]
+    if warnings:
+        raise VmError("module build has warnings:\n" + "\n".join(warnings))
+    return out / "upcall.ko"
+
+
+def _guest_script(modules: Sequence[Path], command: str, outdir: Path) -> str:
+    """The shell script the guest runs: load, run, save the log, unload."""
+    inserts = "\n".join(
+        f"insmod {shlex.quote(str(m))} || {{ echo 'upcall vm: insmod {m.name} failed'; "
+        f"dmesg | tail -20; exit 125; }}"
+        for m in modules
+    )
+    removes = "\n".join(
+        f"rmmod {m.stem} || {{ echo 'upcall vm: rmmod {m.stem} failed'; rc=126; }}"
+        for m in reversed(modules)
+    )
+    out = shlex.quote(str(outdir))
+    return f"""
+set -u
+export PYTHONDONTWRITEBYTECODE=1 UPCALL_IN_VM=1
+mountpoint -q /sys/kernel/debug || mount -t debugfs none /sys/kernel/debug 2>/dev/null
+{inserts}
+cd {shlex.quote(str(REPO))}
+( {command} ); rc=$?
+{removes}
+if [ -w /sys/kernel/debug/kmemleak ]; then
+    echo scan > /sys/kernel/debug/kmemleak; sleep 1
+    echo scan > /sys/kernel/debug/kmemleak
+    cat /sys/kernel/debug/kmemleak > {out}/kmemleak.txt
+fi
+cat /proc/sys/kernel/tainted > {out}/tainted
+dmesg > {out}/dmesg.txt
+exit $rc
+"""
+
+
+def run(
+    command: str | Sequence[str],
+    *,
+    kernel: Kernel | None = None,
+    edu: bool = False,
+    modules: Sequence[Path] | None = None,
+    build: bool = True,
+    cpus: int = 2,
+    memory: str = "2G",
+    timeout: float = 1800,
+    stream: bool = False,
+) -> VmResult:
+    """Boot ``kernel`` with the module loaded, run ``command`` and return the result.
+
+    command: a shell command line, or an argv list.
+    modules: the .ko files to insmod in order; None builds and loads upcall.ko.
+    edu: give the guest QEMU's edu PCI device (needs the full, non-microvm machine).
+    stream: also copy the guest's output to our stdout as it comes.
+    """
+    kernel = kernel or pick_kernel()
+    vng = shutil.which("vng")
+    if vng is None:
+        raise VmError("virtme-ng is not installed: pip install virtme-ng (make deps does it)")
+    if shutil.which("qemu-system-x86_64") is None:
+        raise VmError("QEMU is not installed: apt-get install qemu-system-x86 (make deps does it)")
+    if modules is None:
+        modules = [build_module(kernel)] if build else [BUILD_DIR / "kmod" / kernel.version / "upcall.ko"]
+    if not isinstance(command, str):
+        command = shlex.join(command)
+
+    outdir = BUILD_DIR / "vm" / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    outdir.mkdir(parents=True, exist_ok=True)
+    args = [vng, "--run", str(kernel.image), "--cpus", str(cpus), "--memory", memory,
+            "--rwdir", str(outdir), "--user", "root"]  # fmt: skip
+    if not kvm_usable():
+        args.append("--disable-kvm")
+    if kernel.is_debug:
+        args += ["--append", "no5lvl"]
+    if edu:
+        args += ["--disable-microvm", "--qemu-opts=-device edu"]
+    args += ["--exec", _guest_script(modules, command, outdir)]
+
+    start = time.monotonic()
+    lines: list[str] = []
+    with subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
+    ) as proc:
+        assert proc.stdout is not None
+        try:
+            for line in proc.stdout:
+                lines.append(line)
+                if stream:
+                    sys.stdout.write(line)
+                    sys.stdout.flush()
+                if time.monotonic() - start > timeout:
+                    proc.kill()
+                    lines.append(f"upcall vm: killed after {timeout:.0f} s\n")
+                    break
+        finally:
+            returncode = proc.wait()
+
+    result = VmResult(returncode, "".join(lines), seconds=time.monotonic() - start)
+    log = outdir / "dmesg.txt"
+    if log.exists():
+        result.kernel_log = log.read_text(errors="replace")
+        leaks = outdir / "kmemleak.txt"
+        if leaks.exists():
+            result.kernel_log += leaks.read_text(errors="replace")
+        result.reports = scan_kernel_log(result.kernel_log)
+    tainted = outdir / "tainted"
+    if tainted.exists():
+        result.taint = int(tainted.read_text().strip() or 0)
+    return result
+
+
+def add_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``upcall vm`` on the CLI's subcommands."""
+    p = subparsers.add_parser(
+        "vm",
+        help="build the module, boot a kernel under QEMU, run a command inside",
+        description="Build kmod/ for an installed kernel, boot it with virtme-ng, insmod "
+        "upcall.ko, run CMD, and fail on any kernel report in the guest's log.",
+    )
+    p.add_argument("--kernel", help="kernel version to boot (default: newest stock one)")
+    p.add_argument("--debug-kernel", action="store_true", help="boot the newest debug kernel")
+    p.add_argument("--edu", action="store_true", help="give the guest QEMU's edu PCI device")
+    p.add_argument("--no-module", action="store_true", help="do not build or load upcall.ko")
+    p.add_argument("--cpus", type=int, default=2)
+    p.add_argument("--memory", default="2G")
+    p.add_argument("--timeout", type=float, default=1800, help="seconds before the guest is killed")
+    p.add_argument("--log", action="store_true", help="print the guest's kernel log at the end")
+    p.add_argument("cmd", nargs=argparse.REMAINDER, help="command to run in the guest")
+    p.set_defaults(func=_cli_vm)
+
+
+def _cli_vm(args: argparse.Namespace) -> int:
+    cmd = list(args.cmd)
+    if cmd[:1] == ["--"]:
+        cmd = cmd[1:]
+    if not cmd:
+        cmd = ["cat", "/proc/version"]
+    kernel = pick_kernel(args.kernel, debug=args.debug_kernel)
+    result = run(
+        cmd,
+        kernel=kernel,
+        edu=args.edu,
+        modules=[] if args.no_module else None,
+        cpus=args.cpus,
+        memory=args.memory,
+        timeout=args.timeout,
+        stream=True,
+    )
+    if args.log:
+        sys.stdout.write(result.kernel_log)
+    return report(result, kernel)
+
+
+def report(result: VmResult, kernel: Kernel) -> int:
+    """Print the verdict on a run to stderr; return the exit status it deserves."""
+    say = sys.stderr.write
+    say(f"upcall vm: {kernel.version}: exit {result.returncode} in {result.seconds:.0f} s\n")
+    if not result.kernel_log:
+        say("upcall vm: the guest left no kernel log (it died before the end)\n")
+        tail = result.output.splitlines()[-30:]
+        say("\n".join(tail) + "\n")
+        return result.returncode or 1
+    for line in result.reports:
+        say(f"upcall vm: kernel report: {line}\n")
+    if result.bad_taint:
+        say(f"upcall vm: kernel tainted: {result.taint}\n")
+    if result.reports or result.bad_taint:
+        return result.returncode or 1
+    return result.returncode
