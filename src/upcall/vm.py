@@ -224,9 +224,10 @@ def _guest_script(modules: Sequence[Path], command: str, outdir: Path) -> str:
         for m in reversed(modules)
     )
     out = shlex.quote(str(outdir))
+    ko = shlex.quote(str(modules[0])) if modules else "''"
     return f"""
 set -u
-export PYTHONDONTWRITEBYTECODE=1 UPCALL_IN_VM=1
+export PYTHONDONTWRITEBYTECODE=1 UPCALL_IN_VM=1 UPCALL_KO={ko}
 mountpoint -q /sys/kernel/debug || mount -t debugfs none /sys/kernel/debug 2>/dev/null
 {inserts}
 cd {shlex.quote(str(REPO))}
@@ -263,7 +264,8 @@ def run(
     stream: also copy the guest's output to our stdout as it comes.
     """
     kernel = kernel or pick_kernel()
-    vng = shutil.which("vng")
+    # Prefer the vng installed beside this Python (a venv need not be on PATH).
+    vng = shutil.which("vng", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
     if vng is None:
         raise VmError("virtme-ng is not installed: pip install virtme-ng (make deps does it)")
     if shutil.which("qemu-system-x86_64") is None:
@@ -376,3 +378,20 @@ def report(result: VmResult, kernel: Kernel) -> int:
     if result.reports or result.bad_taint:
         return result.returncode or 1
     return result.returncode
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m upcall.vm``: the same as ``upcall vm``."""
+    parser = argparse.ArgumentParser(prog="upcall")
+    add_command(parser.add_subparsers(required=True))
+    args = parser.parse_args(["vm", *(sys.argv[1:] if argv is None else argv)])
+    try:
+        status: int = args.func(args)
+    except VmError as exc:
+        sys.stderr.write(f"upcall vm: {exc}\n")
+        return 1
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

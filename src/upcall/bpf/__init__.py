@@ -1,0 +1,33 @@
+"""upcall's module-free path: kernel hooks delivered by BPF (signal or ring buffer).
+
+>>> from upcall.bpf import BpfSubscription, Tracepoint
+>>> with BpfSubscription(Tracepoint("syscalls:sys_enter_getpid"), via="signal") as sub:
+...     for event in sub:
+...         print(event.seqno, event.value)
+"""
+
+from __future__ import annotations
+
+from .errors import BpfError
+from .subscription import (
+    BpfStats,
+    BpfSubscription,
+    Hook,
+    Irq,
+    Kprobe,
+    Tracepoint,
+    Trigger,
+    subscribe,
+)
+
+__all__ = [
+    "BpfError",
+    "BpfStats",
+    "BpfSubscription",
+    "Hook",
+    "Irq",
+    "Kprobe",
+    "Tracepoint",
+    "Trigger",
+    "subscribe",
+]

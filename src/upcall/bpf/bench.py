@@ -1,0 +1,244 @@
+"""``upcall bench-bpf``: BPF signal and ring buffer, Python consumer against C.
+
+Both consumers load the same object and fire the same user-triggered hook
+from a producer thread, in the same run:
+
+- throughput: bursts of 1,000 events per system call (``bpf_loop`` in the
+  kernel) until ``events`` were emitted; events/s = received / wall time from
+  the first burst to the last event read. Drops are counted, not hidden.
+- latency: one event in flight at a time; each carries the BPF program's
+  ``bpf_ktime_get_ns()``; latency = CLOCK_MONOTONIC in the callback minus it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import threading
+import time
+from array import array
+from pathlib import Path
+from typing import Any
+
+from upcall.event import Event, monotonic_ns
+
+from .errors import BpfError
+from .subscription import BpfSubscription, Trigger, object_path
+
+BURST = 1000
+RING = 16 << 20
+
+
+def _consumer_path() -> Path:
+    p = object_path().parent / "upcall-bpf-consumer"
+    if not p.is_file():
+        raise BpfError(f"C consumer {p} not built: run `make bpf-build`")
+    return p
+
+
+def py_throughput(via: str, events: int) -> dict[str, Any]:
+    with BpfSubscription(Trigger(), via=via, ring_size=RING) as sub:
+
+        def produce() -> None:
+            sent = 0
+            while sent < events:
+                n = min(BURST, events - sent)
+                sub.trigger(sent, n, seq=True)
+                sent += n
+
+        th = threading.Thread(target=produce)
+        got = 0
+        t0 = time.perf_counter()
+        th.start()
+        while True:
+            got += len(sub.read(8192, timeout=0.01))
+            if not th.is_alive():
+                st = sub.stats()
+                if got + st.dropped >= st.emitted:
+                    break
+        t1 = time.perf_counter()
+        th.join()
+        st = sub.stats()
+    return {
+        "consumer": "python",
+        "via": via,
+        "mode": "throughput",
+        "emitted": st.emitted,
+        "received": got,
+        "dropped": st.dropped,
+        "seconds": t1 - t0,
+    }
+
+
+def py_latency(via: str, events: int) -> tuple[dict[str, Any], list[int]]:
+    lat: list[int] = []
+    with BpfSubscription(Trigger(), via=via) as sub:
+        done = threading.Event()
+
+        @sub.on_event
+        def _cb(ev: Event) -> None:
+            assert ev.timestamp_ns is not None
+            lat.append(monotonic_ns() - ev.timestamp_ns)
+            done.set()
+
+        def produce() -> None:
+            for _ in range(events):
+                done.wait(10)
+                done.clear()
+                sub.trigger(0, 1, stamp=True)
+
+        done.set()
+        th = threading.Thread(target=produce)
+        t0 = time.perf_counter()
+        th.start()
+        while len(lat) < events:
+            sub.read(1, timeout=1)
+        t1 = time.perf_counter()
+        th.join()
+        st = sub.stats()
+    res = {
+        "consumer": "python",
+        "via": via,
+        "mode": "latency",
+        "emitted": st.emitted,
+        "received": len(lat),
+        "dropped": st.dropped,
+        "seconds": t1 - t0,
+    }
+    return res, lat
+
+
+def c_run(via: str, mode: str, events: int, out: Path) -> tuple[dict[str, Any], list[int]]:
+    samples = out / f"c-{via}-{mode}.bin"
+    burst = 1 if mode == "latency" else BURST
+    r = subprocess.run(
+        [
+            str(_consumer_path()),
+            str(object_path()),
+            via,
+            mode,
+            str(events),
+            str(burst),
+            str(samples),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if r.returncode != 0:
+        raise BpfError(f"C consumer failed: {r.stderr.strip()}")
+    res: dict[str, Any] = json.loads(r.stdout)
+    lat: list[int] = []
+    if mode == "latency" and samples.is_file():
+        a = array("Q")
+        a.frombytes(samples.read_bytes())
+        lat = list(a)
+        samples.unlink()
+    return res, lat
+
+
+def _pct(xs: list[int], q: float) -> float:
+    s = sorted(xs)
+    return s[min(len(s) - 1, int(q * len(s)))] / 1000.0
+
+
+def run(*, events: int, latency_events: int, out: str, plots: bool) -> int:
+    outdir = Path(out)
+    outdir.mkdir(parents=True, exist_ok=True)
+    rows: list[dict[str, Any]] = []
+    lats: dict[str, list[int]] = {}
+    for via in ("ringbuf", "signal"):
+        c_tp, _ = c_run(via, "throughput", events, outdir)
+        py_tp = py_throughput(via, events)
+        c_lat_res, c_lat = c_run(via, "latency", latency_events, outdir)
+        py_lat_res, py_lat = py_latency(via, latency_events)
+        for who, tp, lr, lat in (
+            ("c", c_tp, c_lat_res, c_lat),
+            ("python", py_tp, py_lat_res, py_lat),
+        ):
+            key = f"{who}-{via}"
+            lats[key] = lat
+            rows.append(
+                {
+                    "consumer": who,
+                    "via": via,
+                    "events_per_s": tp["received"] / tp["seconds"],
+                    "received": tp["received"],
+                    "dropped": tp["dropped"],
+                    "p50_us": _pct(lat, 0.50),
+                    "p90_us": _pct(lat, 0.90),
+                    "p99_us": _pct(lat, 0.99),
+                    "mean_us": statistics.fmean(lat) / 1000.0,
+                    "lat_samples": lr["received"],
+                }
+            )
+    table = _table(rows)
+    print(table)
+    (outdir / "bpf-bench.json").write_text(json.dumps(rows, indent=2) + "\n")
+    (outdir / "bpf-bench.md").write_text(table + "\n")
+    if plots:
+        _plots(rows, lats, outdir)
+    return 0
+
+
+def _table(rows: list[dict[str, Any]]) -> str:
+    head = (
+        "| transport | consumer | events/s | received | dropped | p50 µs | p90 µs | p99 µs |\n"
+        "|---|---|---:|---:|---:|---:|---:|---:|"
+    )
+    lines = [head]
+    for r in rows:
+        lines.append(
+            f"| {r['via']} | {r['consumer']} | {r['events_per_s']:,.0f} | {r['received']:,} | "
+            f"{r['dropped']:,} | {r['p50_us']:.1f} | {r['p90_us']:.1f} | {r['p99_us']:.1f} |"
+        )
+    by = {(r["via"], r["consumer"]): r for r in rows}
+    lines.append("")
+    for via in ("ringbuf", "signal"):
+        c, py = by[(via, "c")], by[(via, "python")]
+        lines.append(
+            f"- {via}: Python/C events/s = {py['events_per_s'] / c['events_per_s']:.0%}; "
+            f"p50 Python/C = {py['p50_us'] / c['p50_us']:.2f}x"
+        )
+    lines.append(f"- kernel {os.uname().release}, {os.cpu_count()} CPUs")
+    return "\n".join(lines)
+
+
+def _plots(rows: list[dict[str, Any]], lats: dict[str, list[int]], outdir: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib missing: no plots (pip install matplotlib)")
+        return
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for key, lat in sorted(lats.items()):
+        xs = sorted(x / 1000.0 for x in lat)
+        ys = [i / len(xs) for i in range(len(xs))]
+        ax.plot(xs, ys, label=key)
+    ax.set_xscale("log")
+    ax.set_xlabel("latency, BPF timestamp to callback (µs, log)")
+    ax.set_ylabel("fraction of events")
+    ax.set_title("BPF path latency CDF")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(outdir / "bpf-latency.png", dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    labels = [f"{r['via']}\n{r['consumer']}" for r in rows]
+    vals = [r["events_per_s"] / 1e6 for r in rows]
+    colors = ["#4c72b0" if r["consumer"] == "c" else "#dd8452" for r in rows]
+    ax.bar(labels, vals, color=colors)
+    for i, v in enumerate(vals):
+        ax.text(i, v, f"{v:.2f}", ha="center", va="bottom")
+    ax.set_ylabel("million events/s")
+    ax.set_title(f"BPF path throughput (bursts of {BURST} per syscall)")
+    fig.tight_layout()
+    fig.savefig(outdir / "bpf-throughput.png", dpi=110)
+    plt.close(fig)

@@ -1,0 +1,16 @@
+"""The BPF path's error type."""
+
+from __future__ import annotations
+
+from upcall.errors import UpcallError
+
+
+class BpfError(UpcallError):
+    """The BPF path cannot do what was asked; the message says why in one line.
+
+    ``errno`` is the system error number behind it, or None.
+    """
+
+    def __init__(self, message: str, *, errno_: int | None = None) -> None:
+        super().__init__(message)
+        self.errno = errno_

@@ -1,0 +1,182 @@
+"""What this kernel and process support for the BPF path, and why not.
+
+Each check returns a :class:`Check` (ok plus a one-line reason) so that
+``upcall doctor`` and the subscription's refusals say the same thing.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import _libbpf
+from .errors import BpfError
+
+KFUNC_MIN_KERNEL = "6.13"
+TRACEFS = Path("/sys/kernel/tracing")
+
+CAP_SYS_ADMIN = 21
+CAP_PERFMON = 38
+CAP_BPF = 39
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+def btf_path() -> Path:
+    # Overridable so the "kernel without BTF" refusal can be tested on a
+    # kernel that has it.
+    return Path(os.environ.get("UPCALL_BPF_BTF", "/sys/kernel/btf/vmlinux"))
+
+
+def kernel_release() -> str:
+    return os.uname().release
+
+
+def _cap_eff() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("CapEff:"):
+            return int(line.split()[1], 16)
+    return 0
+
+
+def check_privilege() -> Check:
+    caps = _cap_eff()
+    has = bool(caps & (1 << CAP_SYS_ADMIN)) or (
+        bool(caps & (1 << CAP_BPF)) and bool(caps & (1 << CAP_PERFMON))
+    )
+    if has:
+        return Check("privileges", True, f"uid {os.getuid()} has CAP_BPF+CAP_PERFMON")
+    return Check(
+        "privileges",
+        False,
+        f"loading BPF programs needs root (CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN); "
+        f"this process (uid {os.getuid()}) has neither",
+    )
+
+
+def check_btf() -> Check:
+    p = btf_path()
+    if p.is_file() and os.access(p, os.R_OK):
+        return Check("BTF", True, f"{p} present")
+    return Check(
+        "BTF",
+        False,
+        f"this kernel has no BTF ({p} missing): the BPF path needs a kernel built with "
+        "CONFIG_DEBUG_INFO_BTF=y",
+    )
+
+
+_btf_handle: int | None = None
+
+
+def vmlinux_btf() -> int:
+    """libbpf's handle on the kernel BTF, loaded once per process."""
+    global _btf_handle
+    if _btf_handle is None:
+        chk = check_btf()
+        if not chk.ok:
+            raise BpfError(chk.detail)
+        h = _libbpf.lib().btf__load_vmlinux_btf()
+        if not h:
+            raise BpfError(f"cannot read kernel BTF: {os.strerror(ctypes.get_errno() or 1)}")
+        _btf_handle = h
+    return _btf_handle
+
+
+def has_kernel_func(name: str) -> bool:
+    return _libbpf.kernel_btf_func_args(vmlinux_btf(), name) is not None
+
+
+def check_kfunc() -> Check:
+    if not check_btf().ok:
+        return Check("kfunc", False, "unknown without BTF")
+    if has_kernel_func("bpf_send_signal_task") and has_kernel_func("bpf_task_from_pid"):
+        return Check("kfunc", True, "bpf_send_signal_task: signals with a value to any task")
+    return Check(
+        "kfunc",
+        False,
+        f"bpf_send_signal_task missing (kernel {kernel_release()}; needs Linux "
+        f"{KFUNC_MIN_KERNEL}+): signal delivery only to the current task",
+    )
+
+
+def check_ringbuf() -> Check:
+    if not check_privilege().ok:
+        return Check("ringbuf", False, "cannot probe without privileges")
+    rc = _libbpf.lib().libbpf_probe_bpf_map_type(_libbpf.BPF_MAP_TYPE_RINGBUF, None)
+    if rc == 1:
+        return Check("ringbuf", True, "BPF_MAP_TYPE_RINGBUF")
+    return Check("ringbuf", False, "BPF ring buffer missing (needs Linux 5.8+)")
+
+
+def check_fentry() -> Check:
+    """Load (not attach) an fentry program on vfs_read: the only sure test."""
+    if not check_privilege().ok:
+        return Check("fentry", False, "cannot probe without privileges")
+    from .subscription import BpfSubscription, Kprobe
+
+    try:
+        BpfSubscription(Kprobe("vfs_read"), via="ringbuf", pid=os.getpid()).close()
+    except BpfError as e:
+        return Check("fentry", False, str(e))
+    return Check("fentry", True, "BPF trampolines: --kprobe FUNC uses fentry")
+
+
+def has_kprobes() -> bool:
+    return Path("/sys/bus/event_source/devices/kprobe/type").exists()
+
+
+def check_kprobes() -> Check:
+    if has_kprobes():
+        return Check("kprobes", True, "kprobe PMU present")
+    return Check(
+        "kprobes",
+        False,
+        "no kprobes (CONFIG_KPROBES off): --kprobe uses fentry, so the function needs BTF",
+    )
+
+
+def ensure_tracefs() -> Path:
+    """The tracefs events directory, mounting tracefs first if root and unmounted."""
+    events = TRACEFS / "events"
+    if events.is_dir():
+        return events
+    if TRACEFS.is_dir() and os.geteuid() == 0:
+        libc = ctypes.CDLL(None, use_errno=True)
+        rc = libc.mount(b"tracefs", str(TRACEFS).encode(), b"tracefs", 0, None)
+        if rc == 0 and events.is_dir():
+            return events
+    raise BpfError(
+        f"tracefs is not mounted at {TRACEFS} (mount -t tracefs tracefs {TRACEFS}) "
+        "and it is needed to find tracepoints"
+    )
+
+
+def check_tracefs() -> Check:
+    try:
+        ensure_tracefs()
+    except BpfError as e:
+        return Check("tracefs", False, str(e))
+    return Check("tracefs", True, f"{TRACEFS}/events")
+
+
+def all_checks() -> list[Check]:
+    """Every check, in the order ``upcall doctor`` prints them."""
+    checks = [
+        Check("kernel", True, kernel_release()),
+        check_privilege(),
+        check_btf(),
+        check_kfunc(),
+        check_ringbuf(),
+        check_fentry(),
+        check_kprobes(),
+        check_tracefs(),
+    ]
+    return checks

@@ -1,0 +1,29 @@
+"""Kernel tests: they run inside a guest kernel with upcall.ko loaded.
+
+`make test-kernel` (or `upcall vm -- python -m pytest tests/kernel`) boots
+the kernel and runs this directory in one pytest process; outside such a
+guest there is no module to test, so the whole directory is skipped.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+import upcall
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if os.environ.get("UPCALL_IN_VM") == "1" or os.path.exists("/dev/upcall"):
+        return
+    skip = pytest.mark.skip(reason="needs /dev/upcall: run through `make test-kernel`")
+    for item in items:
+        item.add_marker(skip)
+
+
+@pytest.fixture
+def dev() -> Iterator[upcall.Device]:
+    with upcall.open() as device:
+        yield device
