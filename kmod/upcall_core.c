@@ -4,42 +4,67 @@
  *
  * An emitter stamps the event and queues it on every subscriber under the
  * subscriber's raw spinlock, then queues the subscriber's irq_work; the
- * irq_work hands the events to the transport in order.  So upcall_emit()
- * never sleeps and never waits on a receiver, and transports that take
- * sleeping locks on PREEMPT_RT (signals do) never run under a raw lock.
+ * irq_work hands the events to the transport in order (signal, netlink) or
+ * tells the readers that the queue has events (queue: wake-up, SIGIO,
+ * eventfd).  So upcall_emit() never sleeps and never waits on a receiver,
+ * and nothing that takes a sleeping lock on PREEMPT_RT runs under a raw
+ * lock.
  */
+#include <linux/atomic.h>
 #include <linux/export.h>
+#include <linux/log2.h>
 #include <linux/mutex.h>
+#include <linux/poll.h>
 #include <linux/rculist.h>
+#include <linux/signal.h>
 #include <linux/slab.h>
 #include <linux/timekeeping.h>
 
+#include "upcall_compat.h"
 #include "upcall_internal.h"
 
 static LIST_HEAD(upcall_subs);
 /* Serialises writers of upcall_subs; readers use RCU. */
 static DEFINE_MUTEX(upcall_subs_lock);
+static atomic64_t upcall_next_id = ATOMIC64_INIT(0);
 
-static int upcall_deliver(u32 transport,
+static int upcall_deliver(u32 transport, u64 id,
 			  const struct upcall_signal_target *target,
-			  const struct upcall_record *rec)
+			  const struct upcall_event *ev)
 {
 	switch (transport) {
 	case UPCALL_TRANSPORT_SIGNAL:
-		return upcall_signal_send(target, rec);
+		return upcall_signal_send(target, ev);
+	case UPCALL_TRANSPORT_NETLINK:
+		return upcall_netlink_send(id, ev);
 	default:
 		return -EINVAL;
 	}
+}
+
+/* QUEUE: the events stay for read(2); tell whoever waits for them. */
+static void upcall_sub_announce(struct upcall_sub *sub, unsigned long flags)
+	__releases(&sub->lock)
+{
+	struct eventfd_ctx *eventfd = sub->eventfd;
+
+	sub->draining = false;
+	raw_spin_unlock_irqrestore(&sub->lock, flags);
+
+	wake_up_interruptible_poll(&sub->wait, EPOLLIN | EPOLLRDNORM);
+	kill_fasync(&sub->fasync, SIGIO, POLL_IN);
+	if (eventfd)
+		upcall_eventfd_signal(eventfd);
 }
 
 static void upcall_sub_drain(struct irq_work *work)
 {
 	struct upcall_sub *sub = container_of(work, struct upcall_sub, work);
 	struct upcall_signal_target target;
-	struct upcall_record rec;
-	u32 transport;
+	struct upcall_event ev;
 	unsigned long flags;
 	unsigned int done;
+	u32 transport;
 	int ret;
 
 	raw_spin_lock_irqsave(&sub->lock, flags);
@@ -49,32 +74,39 @@ static void upcall_sub_drain(struct irq_work *work)
 	}
 	sub->draining = true;
 
+	if (sub->closing) {
+		sub->dropped += kfifo_len(&sub->queue);
+		kfifo_reset(&sub->queue);
+	}
+	if (sub->transport == UPCALL_TRANSPORT_QUEUE &&
+	    !kfifo_is_empty(&sub->queue)) {
+		upcall_sub_announce(sub, flags);
+		return;
+	}
+
 	for (done = 0; done < UPCALL_DRAIN_BATCH; done++) {
-		if (sub->closing) {
-			sub->dropped += kfifo_len(&sub->pending);
-			kfifo_reset(&sub->pending);
-		}
-		if (!kfifo_get(&sub->pending, &rec))
+		if (sub->transport == UPCALL_TRANSPORT_QUEUE ||
+		    !kfifo_get(&sub->queue, &ev))
 			break;
-		/*
-		 * The target may be replaced while we send; the old one is
-		 * released only after this run ends (irq_work_sync()).
-		 */
 		transport = sub->transport;
 		target = sub->target;
 		raw_spin_unlock_irqrestore(&sub->lock, flags);
 
-		ret = upcall_deliver(transport, &target, &rec);
+		ret = upcall_deliver(transport, sub->id, &target, &ev);
 
 		raw_spin_lock_irqsave(&sub->lock, flags);
 		if (ret)
 			sub->dropped++;
 		else
 			sub->delivered++;
+		if (sub->closing) {
+			sub->dropped += kfifo_len(&sub->queue);
+			kfifo_reset(&sub->queue);
+		}
 	}
 
 	sub->draining = false;
-	if (!kfifo_is_empty(&sub->pending))
+	if (!kfifo_is_empty(&sub->queue))
 		irq_work_queue(&sub->work);
 	raw_spin_unlock_irqrestore(&sub->lock, flags);
 }
@@ -82,7 +114,7 @@ static void upcall_sub_drain(struct irq_work *work)
 static bool upcall_sub_push(struct upcall_sub *sub, u32 source, u64 value,
 			    u64 now)
 {
-	struct upcall_record rec = {
+	struct upcall_event ev = {
 		.timestamp_ns = now,
 		.value = value,
 		.source = source,
@@ -94,14 +126,14 @@ static bool upcall_sub_push(struct upcall_sub *sub, u32 source, u64 value,
 		raw_spin_unlock_irqrestore(&sub->lock, flags);
 		return false;
 	}
-	rec.seqno = ++sub->seqno;
+	ev.seqno = ++sub->seqno;
 	sub->emitted++;
 	/* Drop the oldest: the newest says most about the present. */
-	if (kfifo_is_full(&sub->pending)) {
-		kfifo_skip(&sub->pending);
+	if (kfifo_is_full(&sub->queue)) {
+		kfifo_skip(&sub->queue);
 		sub->dropped++;
 	}
-	kfifo_put(&sub->pending, rec);
+	kfifo_put(&sub->queue, ev);
 	raw_spin_unlock_irqrestore(&sub->lock, flags);
 
 	irq_work_queue(&sub->work);
@@ -134,10 +166,12 @@ struct upcall_sub *upcall_sub_alloc(void)
 	if (!sub)
 		return NULL;
 
-	if (kfifo_alloc(&sub->pending, UPCALL_PENDING_SIZE, GFP_KERNEL)) {
+	if (kfifo_alloc(&sub->queue, UPCALL_QUEUE_DEFAULT, GFP_KERNEL)) {
 		kfree(sub);
 		return NULL;
 	}
+	sub->id = atomic64_inc_return(&upcall_next_id);
+	init_waitqueue_head(&sub->wait);
 	raw_spin_lock_init(&sub->lock);
 	init_irq_work(&sub->work, upcall_sub_drain);
 
@@ -164,30 +198,102 @@ void upcall_sub_free(struct upcall_sub *sub)
 	raw_spin_unlock_irqrestore(&sub->lock, flags);
 	irq_work_sync(&sub->work);
 
-	upcall_signal_target_release(&sub->target);
-	kfifo_free(&sub->pending);
+	if (sub->transport == UPCALL_TRANSPORT_SIGNAL)
+		upcall_signal_target_release(&sub->target);
+	if (sub->eventfd)
+		eventfd_ctx_put(sub->eventfd);
+	kfifo_free(&sub->queue);
 	kfree(sub);
 }
 
-int upcall_sub_subscribe_signal(struct upcall_sub *sub, int signo, bool thread)
+static int upcall_queue_size(u32 requested, unsigned int *size)
 {
-	struct upcall_signal_target target, old;
+	if (!requested)
+		requested = UPCALL_QUEUE_DEFAULT;
+	if (requested < UPCALL_QUEUE_MIN || requested > UPCALL_QUEUE_MAX)
+		return -EINVAL;
+	*size = roundup_pow_of_two(requested);
+	return 0;
+}
+
+int upcall_sub_subscribe(struct upcall_sub *sub,
+			 const struct upcall_subscribe *req)
+{
+	struct upcall_signal_target target = {}, old_target;
+	DECLARE_KFIFO_PTR(queue, struct upcall_event);
+	unsigned int size;
 	unsigned long flags;
+	bool resize, had_signal;
 	int ret;
 
-	ret = upcall_signal_target_init(&target, signo, thread);
+	switch (req->transport) {
+	case UPCALL_TRANSPORT_SIGNAL:
+		if (req->signo > INT_MAX)
+			return -EINVAL;
+		break;
+	case UPCALL_TRANSPORT_QUEUE:
+	case UPCALL_TRANSPORT_NETLINK:
+		if (req->signo)
+			return -EINVAL;
+		break;
+	default:
+		return -EINVAL;
+	}
+	ret = upcall_queue_size(req->queue_size, &size);
 	if (ret)
 		return ret;
 
+	/* The queue's size changes only here, serialised by the file's users. */
+	resize = size != kfifo_size(&sub->queue);
+	if (resize && kfifo_alloc(&queue, size, GFP_KERNEL))
+		return -ENOMEM;
+	if (req->transport == UPCALL_TRANSPORT_SIGNAL) {
+		ret = upcall_signal_target_init(&target, req->signo,
+						req->flags & UPCALL_SUBSCRIBE_THREAD);
+		if (ret)
+			goto free_queue;
+	}
+
 	raw_spin_lock_irqsave(&sub->lock, flags);
-	old = sub->target;
+	had_signal = sub->transport == UPCALL_TRANSPORT_SIGNAL;
+	old_target = sub->target;
 	sub->target = target;
-	sub->transport = UPCALL_TRANSPORT_SIGNAL;
+	sub->transport = req->transport;
+	if (resize) {
+		sub->dropped += kfifo_len(&sub->queue);
+		swap(sub->queue.kfifo, queue.kfifo);
+	}
 	raw_spin_unlock_irqrestore(&sub->lock, flags);
 
 	/* A run that copied the old target must finish before we drop it. */
 	irq_work_sync(&sub->work);
-	upcall_signal_target_release(&old);
+	if (had_signal)
+		upcall_signal_target_release(&old_target);
+	/* Events queued under the old transport go out by the new one. */
+	irq_work_queue(&sub->work);
+	ret = 0;
+
+free_queue:
+	if (resize)
+		kfifo_free(&queue);
+	return ret;
+}
+
+int upcall_sub_set_eventfd(struct upcall_sub *sub, struct eventfd_ctx *ctx)
+{
+	struct eventfd_ctx *old;
+	unsigned long flags;
+
+	raw_spin_lock_irqsave(&sub->lock, flags);
+	old = sub->eventfd;
+	sub->eventfd = ctx;
+	raw_spin_unlock_irqrestore(&sub->lock, flags);
+
+	irq_work_sync(&sub->work);
+	if (old)
+		eventfd_ctx_put(old);
+	/* Events already queued are announced on the new eventfd too. */
+	irq_work_queue(&sub->work);
 	return 0;
 }
 
@@ -196,6 +302,7 @@ void upcall_sub_stats(struct upcall_sub *sub, struct upcall_stats *stats)
 	unsigned long flags;
 
 	memset(stats, 0, sizeof(*stats));
+	stats->id = sub->id;
 	raw_spin_lock_irqsave(&sub->lock, flags);
 	stats->emitted = sub->emitted;
 	stats->delivered = sub->delivered;
@@ -204,6 +311,73 @@ void upcall_sub_stats(struct upcall_sub *sub, struct upcall_stats *stats)
 	stats->transport = sub->transport;
 	if (sub->transport == UPCALL_TRANSPORT_SIGNAL)
 		stats->signo = sub->target.signo;
+	stats->queue_size = kfifo_size(&sub->queue);
+	stats->queued = kfifo_len(&sub->queue);
 	raw_spin_unlock_irqrestore(&sub->lock, flags);
 	stats->pending = stats->emitted - stats->delivered - stats->dropped;
+}
+
+/**
+ * upcall_sub_pop() - take queued events for read(2)
+ * @sub: a QUEUE subscriber
+ * @events: where to put them
+ * @max: how many at most
+ *
+ * The events count as delivered; the caller that cannot copy them to user
+ * space gives them back to the dropped count with upcall_sub_unpop().
+ *
+ * Return: the number taken, 0 if none is queued, -EINVAL if @sub is not a
+ * QUEUE subscriber.
+ */
+int upcall_sub_pop(struct upcall_sub *sub, struct upcall_event *events,
+		   unsigned int max)
+{
+	unsigned long flags;
+	unsigned int n;
+
+	raw_spin_lock_irqsave(&sub->lock, flags);
+	if (sub->transport != UPCALL_TRANSPORT_QUEUE) {
+		raw_spin_unlock_irqrestore(&sub->lock, flags);
+		return -EINVAL;
+	}
+	n = kfifo_out(&sub->queue, events, max);
+	sub->delivered += n;
+	raw_spin_unlock_irqrestore(&sub->lock, flags);
+	return n;
+}
+
+void upcall_sub_unpop(struct upcall_sub *sub, unsigned int lost)
+{
+	unsigned long flags;
+
+	raw_spin_lock_irqsave(&sub->lock, flags);
+	sub->delivered -= lost;
+	sub->dropped += lost;
+	raw_spin_unlock_irqrestore(&sub->lock, flags);
+}
+
+/* Whether read(2) would not block: events queued, or not a queue at all. */
+bool upcall_sub_readable(struct upcall_sub *sub)
+{
+	unsigned long flags;
+	bool readable;
+
+	raw_spin_lock_irqsave(&sub->lock, flags);
+	readable = sub->transport != UPCALL_TRANSPORT_QUEUE ||
+		   !kfifo_is_empty(&sub->queue);
+	raw_spin_unlock_irqrestore(&sub->lock, flags);
+	return readable;
+}
+
+/* Whether a QUEUE subscriber has records for read(2): poll(2)'s EPOLLIN. */
+bool upcall_sub_has_events(struct upcall_sub *sub)
+{
+	unsigned long flags;
+	bool queued;
+
+	raw_spin_lock_irqsave(&sub->lock, flags);
+	queued = sub->transport == UPCALL_TRANSPORT_QUEUE &&
+		 !kfifo_is_empty(&sub->queue);
+	raw_spin_unlock_irqrestore(&sub->lock, flags);
+	return queued;
 }

@@ -2,14 +2,17 @@
 /*
  * upcall: the /dev/upcall misc device.
  *
- * Each open file is one subscriber.  Subscribing and reading counters need
- * the file open for reading; emitting needs it open for writing, so the
- * device's mode decides who may do what (0600, root only, by default).
+ * Each open file is one subscriber.  Subscribing, reading events and
+ * counters need the file open for reading; emitting needs it open for
+ * writing, so the device's mode decides who may do what (0600, root only,
+ * by default).
  */
 #include <linux/build_bug.h>
+#include <linux/eventfd.h>
 #include <linux/fs.h>
 #include <linux/miscdevice.h>
 #include <linux/module.h>
+#include <linux/poll.h>
 #include <linux/uaccess.h>
 
 #include "upcall_internal.h"
@@ -18,6 +21,8 @@
 static_assert(sizeof(struct upcall_subscribe) == 32);
 static_assert(sizeof(struct upcall_emit) == 32);
 static_assert(sizeof(struct upcall_stats) == 80);
+static_assert(sizeof(struct upcall_event) == 48);
+static_assert(sizeof(struct upcall_eventfd) == 16);
 static_assert(UPCALL_SI_CODE(UPCALL_SOURCE_MAX) < UPCALL_SI_CODE_BASE);
 
 static bool upcall_all_zero(const __u32 *words, size_t n)
@@ -57,19 +62,32 @@ static long upcall_ioctl_subscribe(struct upcall_sub *sub, struct file *file,
 		return -EBADF;
 	if (copy_from_user(&req, argp, sizeof(req)))
 		return -EFAULT;
-	if (req.flags & ~UPCALL_SUBSCRIBE_FLAGS || req.padding ||
+	if (req.flags & ~UPCALL_SUBSCRIBE_FLAGS ||
 	    !upcall_all_zero(req.reserved, ARRAY_SIZE(req.reserved)))
 		return -EINVAL;
 
-	switch (req.transport) {
-	case UPCALL_TRANSPORT_SIGNAL:
-		if (req.signo > INT_MAX)
-			return -EINVAL;
-		return upcall_sub_subscribe_signal(sub, req.signo,
-						   req.flags & UPCALL_SUBSCRIBE_THREAD);
-	default:
+	return upcall_sub_subscribe(sub, &req);
+}
+
+static long upcall_ioctl_set_eventfd(struct upcall_sub *sub, struct file *file,
+				     void __user *argp)
+{
+	struct eventfd_ctx *ctx = NULL;
+	struct upcall_eventfd req;
+
+	if (!(file->f_mode & FMODE_READ))
+		return -EBADF;
+	if (copy_from_user(&req, argp, sizeof(req)))
+		return -EFAULT;
+	if (req.flags || !upcall_all_zero(req.reserved, ARRAY_SIZE(req.reserved)))
 		return -EINVAL;
+
+	if (req.fd != -1) {
+		ctx = eventfd_ctx_fdget(req.fd);
+		if (IS_ERR(ctx))
+			return PTR_ERR(ctx);
 	}
+	return upcall_sub_set_eventfd(sub, ctx);
 }
 
 static long upcall_ioctl_emit(struct file *file, void __user *argp)
@@ -112,15 +130,76 @@ static long upcall_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 		return upcall_ioctl_emit(file, argp);
 	case UPCALL_IOC_STATS:
 		return upcall_ioctl_stats(sub, file, argp);
+	case UPCALL_IOC_SET_EVENTFD:
+		return upcall_ioctl_set_eventfd(sub, file, argp);
 	default:
 		return -ENOTTY;
 	}
+}
+
+/* Records copied to user space per trip: bounded stack, few lock rounds. */
+#define UPCALL_READ_CHUNK	8
+
+static ssize_t upcall_read(struct file *file, char __user *buf, size_t count,
+			   loff_t *ppos)
+{
+	struct upcall_event events[UPCALL_READ_CHUNK];
+	struct upcall_sub *sub = file->private_data;
+	size_t want, copied = 0;
+	int n, ret;
+
+	if (count < sizeof(events[0]))
+		return -EINVAL;
+
+	while (count - copied >= sizeof(events[0])) {
+		want = min_t(size_t, (count - copied) / sizeof(events[0]),
+			     ARRAY_SIZE(events));
+		n = upcall_sub_pop(sub, events, want);
+		if (n < 0)
+			return n;
+		if (!n) {
+			if (copied)
+				break;
+			if (file->f_flags & O_NONBLOCK)
+				return -EAGAIN;
+			ret = wait_event_interruptible(sub->wait,
+						       upcall_sub_readable(sub));
+			if (ret)
+				return ret;
+			continue;
+		}
+		if (copy_to_user(buf + copied, events, n * sizeof(events[0]))) {
+			/* Taken from the queue but never seen: count them. */
+			upcall_sub_unpop(sub, n);
+			return copied ? copied : -EFAULT;
+		}
+		copied += n * sizeof(events[0]);
+	}
+	return copied;
+}
+
+static __poll_t upcall_poll(struct file *file, struct poll_table_struct *wait)
+{
+	struct upcall_sub *sub = file->private_data;
+
+	poll_wait(file, &sub->wait, wait);
+	return upcall_sub_has_events(sub) ? EPOLLIN | EPOLLRDNORM : 0;
+}
+
+static int upcall_fasync(int fd, struct file *file, int on)
+{
+	struct upcall_sub *sub = file->private_data;
+
+	return fasync_helper(fd, file, on, &sub->fasync);
 }
 
 static const struct file_operations upcall_fops = {
 	.owner = THIS_MODULE,
 	.open = upcall_open,
 	.release = upcall_release,
+	.read = upcall_read,
+	.poll = upcall_poll,
+	.fasync = upcall_fasync,
 	.unlocked_ioctl = upcall_ioctl,
 	.compat_ioctl = compat_ptr_ioctl,
 	.llseek = no_llseek,
@@ -135,12 +214,36 @@ static struct miscdevice upcall_misc = {
 
 static int __init upcall_init(void)
 {
-	return misc_register(&upcall_misc);
+	int ret;
+
+	/* The sources first: /dev/upcall appears with everything working. */
+	upcall_timer_init();
+	ret = upcall_edu_init();
+	if (ret)
+		goto stop_timer;
+	ret = upcall_netlink_init();
+	if (ret)
+		goto unregister_edu;
+	ret = misc_register(&upcall_misc);
+	if (ret)
+		goto unregister_netlink;
+	return 0;
+
+unregister_netlink:
+	upcall_netlink_exit();
+unregister_edu:
+	upcall_edu_exit();
+stop_timer:
+	upcall_timer_exit();
+	return ret;
 }
 
 static void __exit upcall_exit(void)
 {
 	misc_deregister(&upcall_misc);
+	upcall_netlink_exit();
+	upcall_edu_exit();
+	upcall_timer_exit();
 }
 
 module_init(upcall_init);

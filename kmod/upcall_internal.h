@@ -5,33 +5,20 @@
 #ifndef _UPCALL_INTERNAL_H
 #define _UPCALL_INTERNAL_H
 
-#include <linux/cred.h>
+#include <linux/eventfd.h>
+#include <linux/fs.h>
 #include <linux/irq_work.h>
 #include <linux/kfifo.h>
 #include <linux/list.h>
 #include <linux/pid.h>
 #include <linux/spinlock.h>
 #include <linux/types.h>
+#include <linux/uidgid.h>
 #include <linux/upcall.h>
+#include <linux/wait.h>
 
-/* Events a subscriber may have between emit and delivery. */
-#define UPCALL_PENDING_SIZE	256
-/* Events one irq_work run delivers before it yields the CPU. */
+/* Events one irq_work run delivers before it lets the CPU go. */
 #define UPCALL_DRAIN_BATCH	64
-
-/**
- * struct upcall_record - an event on its way to one subscriber
- * @seqno: the subscriber's sequence number for it
- * @timestamp_ns: CLOCK_MONOTONIC at emit
- * @value: the payload
- * @source: the emitter's id
- */
-struct upcall_record {
-	u64 seqno;
-	u64 timestamp_ns;
-	u64 value;
-	u32 source;
-};
 
 /**
  * struct upcall_signal_target - where a signal subscription sends
@@ -52,6 +39,9 @@ struct upcall_signal_target {
 /**
  * struct upcall_sub - one subscriber: an open file of /dev/upcall
  * @node: entry in the list of subscribers, walked under RCU by emitters
+ * @id: unique while the module is loaded; tags its netlink messages
+ * @wait: readers of a QUEUE subscriber sleep here
+ * @fasync: SIGIO owners (fcntl O_ASYNC) of a QUEUE subscriber
  * @lock: raw, so that emitters may take it from any context; protects
  *	every field below
  * @transport: the &enum upcall_transport in use
@@ -59,37 +49,62 @@ struct upcall_signal_target {
  *	events keep their order
  * @closing: release has begun; undelivered events are dropped
  * @target: the signal transport's destination
+ * @eventfd: notified when a QUEUE subscriber's queue gets events, or NULL
  * @seqno: last sequence number given out
  * @emitted: events given a sequence number
- * @delivered: events the transport accepted
+ * @delivered: events the transport handed over
  * @dropped: events lost, each counted once
- * @pending: events between emit and delivery
- * @work: delivers @pending outside the emitter's context
+ * @queue: events between emit and delivery; for QUEUE, until read(2)
+ * @work: delivers or announces @queue outside the emitter's context
+ *
+ * @target and @eventfd are replaced under @lock, and the old ones released
+ * only after irq_work_sync(): a run of @work uses them without references.
  */
 struct upcall_sub {
 	struct list_head node;
+	u64 id;
+	wait_queue_head_t wait;
+	struct fasync_struct *fasync;
 	raw_spinlock_t lock;
 	u32 transport;
 	bool draining;
 	bool closing;
 	struct upcall_signal_target target;
+	struct eventfd_ctx *eventfd;
 	u64 seqno;
 	u64 emitted;
 	u64 delivered;
 	u64 dropped;
-	DECLARE_KFIFO_PTR(pending, struct upcall_record);
+	DECLARE_KFIFO_PTR(queue, struct upcall_event);
 	struct irq_work work;
 };
 
 struct upcall_sub *upcall_sub_alloc(void);
 void upcall_sub_free(struct upcall_sub *sub);
-int upcall_sub_subscribe_signal(struct upcall_sub *sub, int signo, bool thread);
+int upcall_sub_subscribe(struct upcall_sub *sub,
+			 const struct upcall_subscribe *req);
+int upcall_sub_set_eventfd(struct upcall_sub *sub, struct eventfd_ctx *ctx);
 void upcall_sub_stats(struct upcall_sub *sub, struct upcall_stats *stats);
+int upcall_sub_pop(struct upcall_sub *sub, struct upcall_event *events,
+		   unsigned int max);
+bool upcall_sub_readable(struct upcall_sub *sub);
+bool upcall_sub_has_events(struct upcall_sub *sub);
+void upcall_sub_unpop(struct upcall_sub *sub, unsigned int lost);
 
 int upcall_signal_target_init(struct upcall_signal_target *target, int signo,
 			      bool thread);
 void upcall_signal_target_release(struct upcall_signal_target *target);
 int upcall_signal_send(const struct upcall_signal_target *target,
-		       const struct upcall_record *rec);
+		       const struct upcall_event *ev);
+
+int upcall_netlink_init(void);
+void upcall_netlink_exit(void);
+int upcall_netlink_send(u64 id, const struct upcall_event *ev);
+
+/* Event sources: the edu PCI driver and the periodic timer. */
+int upcall_edu_init(void);
+void upcall_edu_exit(void);
+void upcall_timer_init(void);
+void upcall_timer_exit(void);
 
 #endif /* _UPCALL_INTERNAL_H */

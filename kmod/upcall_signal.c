@@ -59,7 +59,7 @@ static bool upcall_signal_allowed(const struct upcall_signal_target *target,
 /**
  * upcall_signal_send() - queue one event's signal on the subscriber
  * @target: the subscriber
- * @rec: the event
+ * @ev: the event
  *
  * Context: irq_work; takes the target's siglock.
  * Return: 0 when the signal was queued; -ESRCH when the subscriber is gone;
@@ -67,7 +67,7 @@ static bool upcall_signal_allowed(const struct upcall_signal_target *target,
  * queue more signals (RLIMIT_SIGPENDING) or had no memory for one.
  */
 int upcall_signal_send(const struct upcall_signal_target *target,
-		       const struct upcall_record *rec)
+		       const struct upcall_event *ev)
 {
 	struct kernel_siginfo info;
 	struct task_struct *task;
@@ -75,9 +75,9 @@ int upcall_signal_send(const struct upcall_signal_target *target,
 
 	clear_siginfo(&info);
 	info.si_signo = target->signo;
-	info.si_errno = (int)lower_32_bits(rec->seqno);
-	info.si_code = UPCALL_SI_CODE(rec->source);
-	info.si_ptr = u64_to_user_ptr(rec->value);
+	info.si_errno = (int)lower_32_bits(ev->seqno);
+	info.si_code = UPCALL_SI_CODE(ev->source);
+	info.si_ptr = u64_to_user_ptr(ev->value);
 
 	rcu_read_lock();
 	task = pid_task(target->pid, target->type);

@@ -225,9 +225,11 @@ def _guest_script(modules: Sequence[Path], command: str, outdir: Path) -> str:
     )
     out = shlex.quote(str(outdir))
     ko = shlex.quote(str(modules[0])) if modules else "''"
+    # The sample client modules are built beside upcall.ko (kmod/samples/).
+    samples = shlex.quote(str(modules[0].parent / "samples")) if modules else "''"
     return f"""
 set -u
-export PYTHONDONTWRITEBYTECODE=1 UPCALL_IN_VM=1 UPCALL_KO={ko}
+export PYTHONDONTWRITEBYTECODE=1 UPCALL_IN_VM=1 UPCALL_KO={ko} UPCALL_SAMPLES_DIR={samples}
 mountpoint -q /sys/kernel/debug || mount -t debugfs none /sys/kernel/debug 2>/dev/null
 {inserts}
 cd {shlex.quote(str(REPO))}
@@ -265,13 +267,17 @@ def run(
     """
     kernel = kernel or pick_kernel()
     # Prefer the vng installed beside this Python (a venv need not be on PATH).
-    vng = shutil.which("vng", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    vng = shutil.which(
+        "vng", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    )
     if vng is None:
         raise VmError("virtme-ng is not installed: pip install virtme-ng (make deps does it)")
     if shutil.which("qemu-system-x86_64") is None:
         raise VmError("QEMU is not installed: apt-get install qemu-system-x86 (make deps does it)")
     if modules is None:
-        modules = [build_module(kernel)] if build else [BUILD_DIR / "kmod" / kernel.version / "upcall.ko"]
+        modules = (
+            [build_module(kernel)] if build else [BUILD_DIR / "kmod" / kernel.version / "upcall.ko"]
+        )
     if not isinstance(command, str):
         command = shlex.join(command)
 

@@ -23,8 +23,9 @@ def ioctl(fd: int, request: int, arg: ctypes.Structure | int | None) -> int:
     return -ctypes.get_errno() if ret < 0 else ret
 
 
-def subscribe(fd: int, signo: int, *, transport: int = abi.UPCALL_TRANSPORT_SIGNAL,
-              flags: int = 0) -> int:
+def subscribe(
+    fd: int, signo: int, *, transport: int = abi.UPCALL_TRANSPORT_SIGNAL, flags: int = 0
+) -> int:
     """UPCALL_IOC_SUBSCRIBE on ``fd`` for the calling thread; result or -errno."""
     req = abi.UpcallSubscribe(transport=transport, flags=flags, signo=signo)
     return ioctl(fd, abi.UPCALL_IOC_SUBSCRIBE, req)

@@ -65,8 +65,14 @@ def test_bad_pointer_is_efault(fd: int, call: str, address: int) -> None:
 def test_stats_into_read_only_memory_is_efault(fd: int) -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     libc.mmap.restype = ctypes.c_void_p
-    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
-                          ctypes.c_int, ctypes.c_long]
+    libc.mmap.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_size_t,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_long,
+    ]
     prot_read, map_private_anonymous = 0x1, 0x2 | 0x20
     address = libc.mmap(None, 4096, prot_read, map_private_anonymous, -1, 0)
     assert address not in (None, ctypes.c_void_p(-1).value)

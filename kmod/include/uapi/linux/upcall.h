@@ -10,6 +10,13 @@
  * events reach it with UPCALL_IOC_SUBSCRIBE; every event emitted after that
  * is given the subscriber's next sequence number and is either delivered or
  * counted as dropped (UPCALL_IOC_STATS): loss is never silent.
+ *
+ * Queue.  Every subscriber has a queue of events between emit and delivery,
+ * UPCALL_QUEUE_DEFAULT long unless it asks for another size.  When an event
+ * arrives at a full queue the oldest queued event is dropped and counted,
+ * so the reader sees the loss as a gap in the sequence numbers and in the
+ * dropped counter.  The QUEUE transport hands the queue itself to user
+ * space: read(2) returns whole struct upcall_event records.
  */
 #ifndef _UAPI_LINUX_UPCALL_H
 #define _UAPI_LINUX_UPCALL_H
@@ -25,10 +32,48 @@
  * @UPCALL_TRANSPORT_NONE: not subscribed; events are not counted
  * @UPCALL_TRANSPORT_SIGNAL: a real-time signal per event, laid out as
  *	SI_QUEUE so that signalfd(2) keeps the value (see "Signal layout")
+ * @UPCALL_TRANSPORT_QUEUE: records read(2) from the file; poll(2) reports
+ *	EPOLLIN while any is queued.  The file also notifies, if asked, by
+ *	SIGIO (fcntl F_SETOWN, F_SETSIG, O_ASYNC) and by an eventfd
+ *	(UPCALL_IOC_SET_EVENTFD); an event counts as delivered once read
+ * @UPCALL_TRANSPORT_NETLINK: one message per event on the generic netlink
+ *	family %UPCALL_GENL_NAME, multicast group %UPCALL_GENL_MCGRP_EVENTS,
+ *	tagged with the subscriber's id (UPCALL_ATTR_SUBSCRIBER); delivered
+ *	once every listener took it, dropped if any listener's socket was full
+ *	or none listens (see "Generic netlink")
  */
 enum upcall_transport {
 	UPCALL_TRANSPORT_NONE = 0,
 	UPCALL_TRANSPORT_SIGNAL = 1,
+	UPCALL_TRANSPORT_QUEUE = 2,
+	UPCALL_TRANSPORT_NETLINK = 3,
+};
+
+/* Queue lengths, in events; a size that is not a power of two is rounded up. */
+#define UPCALL_QUEUE_DEFAULT	1024
+#define UPCALL_QUEUE_MIN	2
+#define UPCALL_QUEUE_MAX	65536
+
+/**
+ * struct upcall_event - one event, as read(2) from a QUEUE subscriber
+ * @seqno: the subscriber's sequence number for it, from 1; a gap means
+ *	events were dropped (and counted) in between
+ * @timestamp_ns: CLOCK_MONOTONIC when it was emitted
+ * @value: the payload
+ * @source: what emitted it (&enum upcall_source or another module's id)
+ * @flags: zero
+ * @reserved: zero
+ *
+ * read(2) returns whole records only: a buffer shorter than one record is
+ * EINVAL, and a longer one gets as many records as fit and are queued.
+ */
+struct upcall_event {
+	__aligned_u64 seqno;
+	__aligned_u64 timestamp_ns;
+	__aligned_u64 value;
+	__u32 source;
+	__u32 flags;
+	__u32 reserved[4];
 };
 
 /* Direct the signal at the subscribing thread instead of its process. */
@@ -41,15 +86,19 @@ enum upcall_transport {
  * @flags: UPCALL_SUBSCRIBE_* bits; unknown bits are rejected with EINVAL
  * @signo: for UPCALL_TRANSPORT_SIGNAL, the real-time signal to send, from
  *	the kernel's SIGRTMIN (32) to SIGRTMAX (64); note that glibc reserves
- *	the first two or three for itself
- * @padding: must be zero
+ *	the first two or three for itself; zero for other transports
+ * @queue_size: the queue's length in events, from %UPCALL_QUEUE_MIN to
+ *	%UPCALL_QUEUE_MAX; 0 for %UPCALL_QUEUE_DEFAULT
  * @reserved: must be zero
  *
  * The subscriber is always the caller: the module records the calling
  * thread (UPCALL_SUBSCRIBE_THREAD) or the calling process as a counted
  * reference to its struct pid, never as a number, and drops it on close.
  * A second SUBSCRIBE on the same file replaces the first; the sequence
- * number and the counters carry on.
+ * number and the counters carry on.  If it changes the queue's size, the
+ * events still queued are dropped and counted.  On success the ioctl
+ * returns 0 and the subscriber's id, which netlink messages carry, is
+ * in UPCALL_IOC_STATS.
  *
  * Process-directed signals are queued on the thread group leader (the main
  * thread): the functions that queue a payload-carrying signal on a whole
@@ -59,7 +108,7 @@ struct upcall_subscribe {
 	__u32 transport;
 	__u32 flags;
 	__u32 signo;
-	__u32 padding;
+	__u32 queue_size;
 	__u32 reserved[4];
 };
 
@@ -69,12 +118,20 @@ struct upcall_subscribe {
 /**
  * enum upcall_source - well-known event sources
  * @UPCALL_SOURCE_USER: UPCALL_IOC_EMIT from user space (the default)
+ * @UPCALL_SOURCE_TIMER: the module's periodic hrtimer, started by writing
+ *	a rate to /sys/module/upcall/parameters/timer_hz; the value counts
+ *	its ticks, one more for each event
+ * @UPCALL_SOURCE_EDU: the interrupt handler of QEMU's edu PCI device; the
+ *	value is the device's interrupt status register (the bits written
+ *	to its raise register, or 1 when a factorial computation finished)
  *
  * Other kernel code passes its own id, up to %UPCALL_SOURCE_MAX, to
  * upcall_emit(); ids below 0x100 are reserved for upcall itself.
  */
 enum upcall_source {
 	UPCALL_SOURCE_USER = 0,
+	UPCALL_SOURCE_TIMER = 1,
+	UPCALL_SOURCE_EDU = 2,
 };
 
 /**
@@ -98,14 +155,19 @@ struct upcall_emit {
 /**
  * struct upcall_stats - argument of UPCALL_IOC_STATS, filled by the module
  * @emitted: events given a sequence number for this subscriber
- * @delivered: events handed to the transport (a signal queued)
- * @dropped: events lost: the internal queue was full, the kernel refused
- *	to queue the signal (RLIMIT_SIGPENDING) or the receiver was gone
+ * @delivered: events the transport handed over: a signal queued, a record
+ *	read, a netlink message taken by its listeners
+ * @dropped: events lost: the queue was full, the kernel refused to queue
+ *	the signal (RLIMIT_SIGPENDING), a netlink listener had no room, or
+ *	the receiver was gone
  * @seqno: the last sequence number given out; the first event is 1
  * @pending: events accepted but not yet delivered or dropped;
  *	emitted == delivered + dropped + pending at every instant
  * @transport: the current &enum upcall_transport
  * @signo: the signal of a signal subscription, else 0
+ * @id: the subscriber's id, unique while the module is loaded
+ * @queue_size: the queue's length in events
+ * @queued: events in the queue now
  * @reserved: zero
  */
 struct upcall_stats {
@@ -116,12 +178,33 @@ struct upcall_stats {
 	__aligned_u64 pending;
 	__u32 transport;
 	__u32 signo;
-	__aligned_u64 reserved[4];
+	__aligned_u64 id;
+	__u32 queue_size;
+	__u32 queued;
+	__aligned_u64 reserved[2];
+};
+
+/**
+ * struct upcall_eventfd - argument of UPCALL_IOC_SET_EVENTFD
+ * @fd: an eventfd(2) to add 1 to whenever events are queued, or -1 to stop
+ * @flags: must be zero
+ * @reserved: must be zero
+ *
+ * The module holds the eventfd until it is replaced, or the file closed.
+ * The counter says that the queue has events, not how many: read the
+ * records from the file.  EBADF if @fd is not open, EINVAL if it is not an
+ * eventfd.
+ */
+struct upcall_eventfd {
+	__s32 fd;
+	__u32 flags;
+	__u32 reserved[2];
 };
 
 #define UPCALL_IOC_SUBSCRIBE	_IOW(UPCALL_IOC_MAGIC, 0x10, struct upcall_subscribe)
 #define UPCALL_IOC_EMIT		_IOW(UPCALL_IOC_MAGIC, 0x20, struct upcall_emit)
 #define UPCALL_IOC_STATS	_IOR(UPCALL_IOC_MAGIC, 0x30, struct upcall_stats)
+#define UPCALL_IOC_SET_EVENTFD	_IOW(UPCALL_IOC_MAGIC, 0x40, struct upcall_eventfd)
 
 /*
  * Signal layout.  Each event is one signal whose siginfo carries:
@@ -138,5 +221,39 @@ struct upcall_stats {
  */
 #define UPCALL_SI_CODE_BASE	(-0x10000)
 #define UPCALL_SI_CODE(source)	(UPCALL_SI_CODE_BASE - (int)(source))
+
+/*
+ * Generic netlink.  The family %UPCALL_GENL_NAME has one multicast group,
+ * %UPCALL_GENL_MCGRP_EVENTS, in the initial network namespace.  Each event
+ * of a NETLINK subscriber is one UPCALL_CMD_EVENT message with the
+ * attributes SUBSCRIBER, SEQNO, TIMESTAMP, VALUE and SOURCE; listeners keep
+ * the messages whose SUBSCRIBER is theirs.  UPCALL_CMD_EMIT (VALUE, and
+ * optionally SOURCE) emits like UPCALL_IOC_EMIT and needs CAP_NET_ADMIN.
+ */
+#define UPCALL_GENL_NAME		"upcall"
+#define UPCALL_GENL_VERSION		1
+#define UPCALL_GENL_MCGRP_EVENTS	"events"
+
+enum upcall_genl_cmd {
+	UPCALL_CMD_UNSPEC,
+	UPCALL_CMD_EVENT,
+	UPCALL_CMD_EMIT,
+	__UPCALL_CMD_MAX,
+};
+
+#define UPCALL_CMD_MAX	(__UPCALL_CMD_MAX - 1)
+
+enum upcall_genl_attr {
+	UPCALL_ATTR_UNSPEC,
+	UPCALL_ATTR_PAD,
+	UPCALL_ATTR_SUBSCRIBER,		/* u64 */
+	UPCALL_ATTR_SEQNO,		/* u64 */
+	UPCALL_ATTR_TIMESTAMP,		/* u64, CLOCK_MONOTONIC ns */
+	UPCALL_ATTR_VALUE,		/* u64 */
+	UPCALL_ATTR_SOURCE,		/* u32 */
+	__UPCALL_ATTR_MAX,
+};
+
+#define UPCALL_ATTR_MAX	(__UPCALL_ATTR_MAX - 1)
 
 #endif /* _UAPI_LINUX_UPCALL_H */

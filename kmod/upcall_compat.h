@@ -1,0 +1,22 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * upcall: the differences between the kernel versions upcall builds for,
+ * in one place.
+ */
+#ifndef _UPCALL_COMPAT_H
+#define _UPCALL_COMPAT_H
+
+#include <linux/eventfd.h>
+#include <linux/version.h>
+
+/* eventfd_signal() lost its count argument in 6.8. */
+static inline void upcall_eventfd_signal(struct eventfd_ctx *ctx)
+{
+#if KERNEL_VERSION(6, 8, 0) <= LINUX_VERSION_CODE
+	eventfd_signal(ctx);
+#else
+	eventfd_signal(ctx, 1);
+#endif
+}
+
+#endif /* _UPCALL_COMPAT_H */

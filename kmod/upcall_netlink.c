@@ -1,0 +1,121 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * upcall: the generic netlink transport.
+ *
+ * Events of NETLINK subscribers go to the "events" multicast group of the
+ * "upcall" family, one message each, tagged with the subscriber's id.
+ * Joining the group needs CAP_NET_ADMIN, as emitting over netlink does:
+ * the events are no more public than /dev/upcall itself.
+ */
+#include <linux/upcall.h>
+#include <net/genetlink.h>
+
+#include "upcall_internal.h"
+
+enum upcall_genl_group {
+	UPCALL_GENL_GROUP_EVENTS,
+};
+
+static const struct nla_policy upcall_genl_policy[UPCALL_ATTR_MAX + 1] = {
+	[UPCALL_ATTR_VALUE] = { .type = NLA_U64 },
+	[UPCALL_ATTR_SOURCE] = NLA_POLICY_MAX(NLA_U32, UPCALL_SOURCE_MAX),
+};
+
+static int upcall_genl_emit(struct sk_buff *skb, struct genl_info *info)
+{
+	u32 source = UPCALL_SOURCE_USER;
+	int ret;
+
+	if (GENL_REQ_ATTR_CHECK(info, UPCALL_ATTR_VALUE))
+		return -EINVAL;
+	if (info->attrs[UPCALL_ATTR_SOURCE])
+		source = nla_get_u32(info->attrs[UPCALL_ATTR_SOURCE]);
+
+	ret = upcall_emit(source, nla_get_u64(info->attrs[UPCALL_ATTR_VALUE]));
+	return ret < 0 ? ret : 0;
+}
+
+static const struct genl_small_ops upcall_genl_ops[] = {
+	{
+		.cmd = UPCALL_CMD_EMIT,
+		.flags = GENL_ADMIN_PERM,
+		.doit = upcall_genl_emit,
+	},
+};
+
+static const struct genl_multicast_group upcall_genl_mcgrps[] = {
+	[UPCALL_GENL_GROUP_EVENTS] = {
+		.name = UPCALL_GENL_MCGRP_EVENTS,
+		.flags = GENL_UNS_ADMIN_PERM,
+	},
+};
+
+static struct genl_family upcall_genl_family __ro_after_init = {
+	.name = UPCALL_GENL_NAME,
+	.version = UPCALL_GENL_VERSION,
+	.maxattr = UPCALL_ATTR_MAX,
+	.policy = upcall_genl_policy,
+	.module = THIS_MODULE,
+	.small_ops = upcall_genl_ops,
+	.n_small_ops = ARRAY_SIZE(upcall_genl_ops),
+	.mcgrps = upcall_genl_mcgrps,
+	.n_mcgrps = ARRAY_SIZE(upcall_genl_mcgrps),
+};
+
+static size_t upcall_netlink_msg_size(void)
+{
+	return 4 * nla_total_size_64bit(sizeof(u64)) +
+	       nla_total_size(sizeof(u32));
+}
+
+/**
+ * upcall_netlink_send() - multicast one event
+ * @id: the subscriber's id
+ * @ev: the event
+ *
+ * Context: irq_work; allocates with GFP_ATOMIC.
+ * Return: 0 when every listener took it; -ESRCH when nobody listens;
+ * -ENOBUFS when a listener's receive buffer was full; -ENOMEM or
+ * -EMSGSIZE when the message could not be built.
+ */
+int upcall_netlink_send(u64 id, const struct upcall_event *ev)
+{
+	struct sk_buff *skb;
+	void *hdr;
+
+	skb = genlmsg_new(upcall_netlink_msg_size(), GFP_ATOMIC);
+	if (!skb)
+		return -ENOMEM;
+
+	hdr = genlmsg_put(skb, 0, 0, &upcall_genl_family, 0, UPCALL_CMD_EVENT);
+	if (!hdr)
+		goto free_skb;
+
+	if (nla_put_u64_64bit(skb, UPCALL_ATTR_SUBSCRIBER, id, UPCALL_ATTR_PAD) ||
+	    nla_put_u64_64bit(skb, UPCALL_ATTR_SEQNO, ev->seqno, UPCALL_ATTR_PAD) ||
+	    nla_put_u64_64bit(skb, UPCALL_ATTR_TIMESTAMP, ev->timestamp_ns,
+			      UPCALL_ATTR_PAD) ||
+	    nla_put_u64_64bit(skb, UPCALL_ATTR_VALUE, ev->value, UPCALL_ATTR_PAD) ||
+	    nla_put_u32(skb, UPCALL_ATTR_SOURCE, ev->source))
+		goto cancel_msg;
+
+	genlmsg_end(skb, hdr);
+	return genlmsg_multicast(&upcall_genl_family, skb, 0,
+				 UPCALL_GENL_GROUP_EVENTS, GFP_ATOMIC);
+
+cancel_msg:
+	genlmsg_cancel(skb, hdr);
+free_skb:
+	nlmsg_free(skb);
+	return -EMSGSIZE;
+}
+
+int __init upcall_netlink_init(void)
+{
+	return genl_register_family(&upcall_genl_family);
+}
+
+void upcall_netlink_exit(void)
+{
+	genl_unregister_family(&upcall_genl_family);
+}

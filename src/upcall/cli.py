@@ -1,0 +1,398 @@
+"""The ``upcall`` command.
+
+Exit status: 0 on success; 1 for a runtime error (no device, module not
+loaded, permission denied, a listen that got fewer events than asked); 2 for
+a usage error (unknown option, a malformed or out-of-range number). Every
+error is one line on stderr, prefixed ``upcall: ``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import signal
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+from typing import Any, NoReturn, cast
+
+from . import abi
+from .device import DEFAULT_PATH, Device, Stats
+from .errors import DeviceError, UpcallError
+from .event import Event
+from .subscription import Subscription
+
+#: The environment variable that names the device when --device is not given.
+DEVICE_ENV = "UPCALL_DEVICE"
+SYSFS_MODULE = Path("/sys/module/upcall")
+
+
+class UsageError(Exception):
+    """A bad command line: reported in one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line, not usage plus message."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+# argparse reads "-0x10" as an option; let it take negative hex numbers too.
+_NEGATIVE_NUMBER = re.compile(r"^-(\d[\d_]*|0[xX][0-9a-fA-F_]+|0[bB][01_]+|0[oO][0-7_]+)$")
+
+
+def parse_int(text: str) -> int:
+    """An integer in decimal, 0x hex, 0o octal or 0b binary, optionally negative."""
+    try:
+        return int(text.strip(), 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+
+
+def _ranged(name: str, lo: int, hi: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        n = parse_int(text)
+        if not lo <= n <= hi:
+            raise argparse.ArgumentTypeError(f"{name} {text} out of range {lo}..{hi}")
+        return n
+
+    return parse
+
+
+parse_value = _ranged("value", abi.S64_MIN, abi.U64_MAX)
+parse_source = _ranged("source", 0, abi.UPCALL_SOURCE_MAX)
+parse_count = _ranged("count", 1, 1 << 62)
+parse_signal = _ranged("signal", int(signal.SIGRTMIN), int(signal.SIGRTMAX))
+
+
+def parse_seconds(text: str) -> float:
+    """A non-negative number of seconds."""
+    try:
+        s = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not s >= 0:  # also rejects nan
+        raise argparse.ArgumentTypeError(f"seconds must be 0 or more, not {text}")
+    return s
+
+
+def _out(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()  # a test or pipe reads line by line
+
+
+def _device_path(args: argparse.Namespace) -> str:
+    path: str | None = args.device or os.environ.get(DEVICE_ENV)
+    return path or DEFAULT_PATH
+
+
+def _stats_fields(st: Stats) -> dict[str, Any]:
+    return {
+        "transport": st.transport_name,
+        "signo": st.signo,
+        "emitted": st.emitted,
+        "delivered": st.delivered,
+        "dropped": st.dropped,
+        "seqno": st.seqno,
+        "pending": st.pending,
+    }
+
+
+def _module_info() -> dict[str, str] | None:
+    """What /sys/module/upcall tells about the loaded module, or None if absent."""
+    if not SYSFS_MODULE.is_dir():
+        return None
+    info: dict[str, str] = {}
+    for name in ("version", "srcversion", "refcnt", "initstate", "taint"):
+        try:
+            info[name] = (SYSFS_MODULE / name).read_text().strip()
+        except OSError:
+            continue
+    params = SYSFS_MODULE / "parameters"
+    if params.is_dir():
+        for p in sorted(params.iterdir()):
+            try:
+                info[f"parameters.{p.name}"] = p.read_text().strip()
+            except OSError:
+                continue
+    return info
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    """Print module information and the counters of a fresh open file.
+
+    Counters are per open file (one subscriber each), so a fresh file shows
+    zeros; a listener prints its own subscriber's counters when it exits.
+    """
+    with Device(_device_path(args)) as dev:
+        st = dev.stats()
+        module = _module_info()
+        if args.json:
+            _out(json.dumps({"device": dev.path, "module": module, "stats": _stats_fields(st)}))
+            return 0
+        if module is None:
+            _out("module: not listed in /sys/module (built in, or sysfs not mounted)")
+        else:
+            _out("module: " + " ".join(f"{k}={v}" for k, v in module.items()))
+        _out(f"device: {dev.path}")
+        _out("counters: " + " ".join(f"{k}={v}" for k, v in _stats_fields(st).items()))
+        _out(
+            "note: counters are per open file (one subscriber each); this fresh file is "
+            "not subscribed, so they are 0: `upcall listen` prints its own when it exits"
+        )
+    return 0
+
+
+def cmd_emit(args: argparse.Namespace) -> int:
+    """Emit VALUE COUNT times; print how many subscriber queues it reached in all."""
+    with Device(_device_path(args)) as dev:
+        queued = 0
+        for _ in range(args.count):
+            queued += dev.emit(args.value, args.source)
+    if args.json:
+        _out(
+            json.dumps(
+                {"count": args.count, "value": args.value, "source": args.source, "queued": queued}
+            )
+        )
+    else:
+        _out(f"emitted count={args.count} value={args.value} source={args.source} queued={queued}")
+    return 0
+
+
+class _Terminated(Exception):
+    """SIGTERM during listen: end like Ctrl-C, with the summary."""
+
+
+@contextmanager
+def _sigterm_ends_listen() -> Iterator[None]:
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise _Terminated
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _event_line(ev: Event, as_json: bool) -> str:
+    latency = ev.latency_ns
+    if as_json:
+        return json.dumps(
+            {
+                "type": "event",
+                "seqno": ev.seqno,
+                "value": ev.value,
+                "signed_value": ev.signed_value,
+                "source": ev.source,
+                "transport": ev.transport,
+                "signo": ev.signo,
+                "latency_ns": latency,
+            }
+        )
+    value = str(ev.value)
+    if ev.signed_value < 0:
+        value += f" ({ev.signed_value})"
+    lat = "-" if latency is None else f"{latency / 1000:.1f}us"
+    return f"seqno={ev.seqno} value={value} source={ev.source} latency={lat}"
+
+
+def cmd_listen(args: argparse.Namespace) -> int:
+    """Print events as they arrive; a summary line on exit.
+
+    Ends after --count events, after --timeout seconds without an event, or on
+    Ctrl-C/SIGTERM. Exit status 1 if --count was not reached, or if --timeout
+    ran out before any event at all; else 0.
+    """
+    with Device(_device_path(args)) as dev:
+        sub = dev.subscribe(args.via, signo=args.signal, thread=args.thread)
+    received = 0
+    final: Stats | None = None
+
+    def show(ev: Event) -> None:
+        nonlocal received, final
+        _out(_event_line(ev, args.json))
+        received += 1
+        if args.count is not None and received >= args.count:
+            final = sub.stats()
+            sub.close()  # ends run() in callback mode
+
+    def done() -> bool:
+        return args.count is not None and received >= args.count
+
+    with sub, _sigterm_ends_listen():
+        signo = getattr(sub, "signo", None)
+        if args.json:
+            _out(
+                json.dumps(
+                    {"type": "listening", "via": args.via, "signo": signo, "pid": os.getpid()}
+                )
+            )
+        else:
+            _out(f"listening via={args.via} signo={signo} pid={os.getpid()}")
+        try:
+            if args.api == "callback":
+                sub.on_event(show)
+                while not sub.closed and sub.run(args.timeout) and not done():
+                    pass
+            elif args.api == "asyncio":
+                asyncio.run(_listen_async(sub, show, done, args.timeout))
+            else:
+                for ev in sub.events(args.timeout):
+                    show(ev)
+                    if done():
+                        break
+        except (KeyboardInterrupt, _Terminated):
+            pass
+        if final is None:
+            final = sub.stats()
+        lost, foreign = sub.lost, getattr(sub, "foreign", 0)
+    summary = {"received": received, "lost": lost, "dropped": final.dropped, "foreign": foreign}
+    if args.json:
+        _out(json.dumps({"type": "summary", **summary}))
+    else:
+        _out("summary " + " ".join(f"{k}={v}" for k, v in summary.items()))
+    if args.count is not None and received < args.count:
+        return 1
+    if args.timeout is not None and received == 0:
+        return 1
+    return 0
+
+
+async def _listen_async(
+    sub: Subscription,
+    show: Callable[[Event], None],
+    done: Callable[[], bool],
+    timeout: float | None,
+) -> None:
+    async for ev in sub.aevents(timeout):
+        show(ev)
+        if done():
+            break
+
+
+# -- Subcommands that live in their own modules ------------------------------
+# Their parsers are _Parser too, so their usage errors are one line, status 2.
+# Each sets func=<callable(args) -> int>; UpcallError and OSError become one
+# `upcall: ...` line and exit status 1; UsageError gives exit status 2.
+def _add_extra_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``vm`` (the kernel harness) and the BPF path's ``watch``/``doctor``/``bench-bpf``."""
+    from upcall.bpf.cli import add_commands as add_bpf_commands
+    from upcall.vm import add_command as add_vm_command
+
+    add_vm_command(commands)
+    add_bpf_commands(commands)
+
+
+# ----------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``upcall`` argument parser."""
+    parser = _Parser(prog="upcall", description="Kernel events delivered to user space.")
+    # The subcommands' parsers are _Parser (argparse uses the parent's class);
+    # typed as plain ArgumentParser for the add_command(s) hooks below.
+    commands = cast(
+        "argparse._SubParsersAction[argparse.ArgumentParser]",
+        parser.add_subparsers(dest="command", required=True, metavar="COMMAND"),
+    )
+
+    device = _Parser(add_help=False)
+    device.add_argument(
+        "--device",
+        metavar="PATH",
+        help=f"the device (default: ${DEVICE_ENV}, else {DEFAULT_PATH})",
+    )
+    device.add_argument("--json", action="store_true", help="print JSON lines")
+
+    p = commands.add_parser(
+        "stats",
+        parents=[device],
+        help="module information and counters",
+        description=cmd_stats.__doc__,
+    )
+    p.set_defaults(func=cmd_stats)
+
+    p = commands.add_parser(
+        "emit", parents=[device], help="emit an event", description=cmd_emit.__doc__
+    )
+    p._negative_number_matcher = _NEGATIVE_NUMBER
+    p.add_argument(
+        "value", type=parse_value, metavar="VALUE", help="decimal, 0x hex, may be negative"
+    )
+    p.add_argument("--source", type=parse_source, default=abi.UPCALL_SOURCE_USER, metavar="N")
+    p.add_argument("--count", type=parse_count, default=1, metavar="N", help="emit N times")
+    p.set_defaults(func=cmd_emit)
+
+    p = commands.add_parser(
+        "listen",
+        parents=[device],
+        help="print events as they arrive",
+        description=cmd_listen.__doc__,
+    )
+    p.add_argument("--via", choices=("signal",), default="signal", help="the transport")
+    p.add_argument(
+        "--signal",
+        type=parse_signal,
+        metavar="N",
+        help="the real-time signal (default: a free one)",
+    )
+    p.add_argument(
+        "--thread", action="store_true", help="direct the signals at the listening thread"
+    )
+    p.add_argument("--count", type=parse_count, metavar="N", help="exit after N events")
+    p.add_argument(
+        "--timeout", type=parse_seconds, metavar="S", help="exit after S seconds without an event"
+    )
+    p.add_argument(
+        "--api",
+        choices=("read", "callback", "asyncio"),
+        default="read",
+        help="receive with blocking reads (default), on_event callbacks or asyncio",
+    )
+    p.set_defaults(func=cmd_listen)
+
+    _add_extra_commands(commands)
+    return parser
+
+
+def _error(message: str) -> None:
+    sys.stderr.write(f"upcall: {message}\n")
+    sys.stderr.flush()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``upcall`` command with ``argv`` (None: ``sys.argv[1:]``); return the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as e:
+        _error(str(e))
+        return 2
+    except SystemExit as e:  # --help
+        return e.code if isinstance(e.code, int) else 0
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except UsageError as e:
+        _error(str(e))
+        return 2
+    except BrokenPipeError:
+        # `upcall listen | head -1`: the reader left; end quietly, like cat(1).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except DeviceError as e:
+        _error(e.strerror or str(e))
+        return 1
+    except (UpcallError, OSError) as e:
+        _error(str(e))
+        return 1
+    except KeyboardInterrupt:
+        return 130

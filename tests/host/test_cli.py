@@ -1,0 +1,348 @@
+"""The ``upcall`` command: exit statuses, one-line errors, listen output."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import ClassVar
+
+import pytest
+from test_signals import FakeModule, signal_state_guard  # noqa: F401 - fixture
+
+from upcall import cli
+from upcall.device import Stats
+from upcall.subscription import SignalSubscription
+
+pytestmark = pytest.mark.usefixtures("signal_state_guard")
+
+MISSING = "/nonexistent/upcall"
+
+
+def run_main(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, list[str], list[str]]:
+    rc = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return rc, out.splitlines(), err.splitlines()
+
+
+def one_error(err: list[str]) -> str:
+    assert len(err) == 1, f"expected one line on stderr, got {err}"
+    assert err[0].startswith("upcall: ")
+    return err[0]
+
+
+# -- usage errors: exit status 2 ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["emit", "0xZZ"], "not a number: '0xZZ'"),
+        (["emit", "12abc"], "not a number"),
+        (["emit", str(1 << 64)], "out of range"),
+        (["emit", str(-(1 << 63) - 1)], "out of range"),
+        (["emit", "1", "--source", "65536"], "source 65536 out of range"),
+        (["emit", "1", "--count", "0"], "count 0 out of range"),
+        (["listen", "--signal", "10"], "signal 10 out of range"),
+        (["listen", "--timeout", "soon"], "not a number of seconds"),
+        (["listen", "--via", "carrier-pigeon"], "invalid choice"),
+        (["emit"], "required"),
+        ([], "required"),
+        (["frobnicate"], "invalid choice"),
+        (["stats", "--bogus"], "unrecognized arguments"),
+    ],
+)
+def test_usage_errors(capsys: pytest.CaptureFixture[str], argv: list[str], needle: str) -> None:
+    rc, out, err = run_main(capsys, *argv)
+    assert rc == 2
+    assert needle in one_error(err)
+    assert out == []
+
+
+def test_help_is_not_an_error(capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, err = run_main(capsys, "emit", "--help")
+    assert rc == 0 and err == []
+    assert any("VALUE" in line for line in out)
+
+
+@pytest.mark.parametrize(
+    "value", ["-1", "-0x10", "0x10", "18446744073709551615", "-9223372036854775808"]
+)
+def test_numbers_accepted(capsys: pytest.CaptureFixture[str], value: str) -> None:
+    # Parsing succeeds; the run then fails on the missing device (status 1, not 2).
+    rc, _, err = run_main(capsys, "emit", value, "--device", MISSING)
+    assert rc == 1
+    assert "does not exist" in one_error(err)
+
+
+def test_parse_int() -> None:
+    assert cli.parse_int("-0x10") == -16
+    assert cli.parse_int("0b101") == 5
+    assert cli.parse_int(" 42 ") == 42
+    assert cli.parse_value("-1") == -1
+
+
+# -- runtime errors: exit status 1 --------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", [["stats"], ["emit", "5"], ["listen", "--count", "1"]])
+def test_missing_device_option(capsys: pytest.CaptureFixture[str], command: list[str]) -> None:
+    rc, out, err = run_main(capsys, *command, "--device", MISSING)
+    line = one_error(err)
+    assert rc == 1
+    assert MISSING in line and "insmod upcall.ko" in line and "upcall vm" in line
+    assert out == []
+
+
+def test_missing_device_from_environment(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(cli.DEVICE_ENV, MISSING)
+    rc, _, err = run_main(capsys, "stats")
+    assert rc == 1 and MISSING in one_error(err)
+
+
+def test_option_beats_environment(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(cli.DEVICE_ENV, "/dev/null")
+    rc, _, err = run_main(capsys, "stats", "--device", MISSING)
+    assert rc == 1 and MISSING in one_error(err)
+
+
+def test_permission_denied_message(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def denied(path: str, flags: int, mode: int = 0o777) -> int:
+        raise PermissionError(errno.EACCES, "Permission denied", path)
+
+    monkeypatch.setattr("upcall.device.os.open", denied)
+    rc, _, err = run_main(capsys, "emit", "1", "--device", "/dev/null")
+    line = one_error(err)
+    assert rc == 1
+    assert "permission denied opening /dev/null" in line
+    assert "crw-rw-rw-" in line and "README" in line
+
+
+@pytest.fixture
+def unreadable_file() -> Iterator[str]:
+    fd, path = tempfile.mkstemp(prefix="upcall-test-")
+    os.close(fd)
+    os.chmod(path, 0)
+    yield path
+    os.unlink(path)
+
+
+def test_permission_denied_for_real(unreadable_file: str) -> None:
+    # As root, drop to nobody in the child after importing, so the open is refused.
+    code = (
+        "import os, sys\n"
+        "from upcall.cli import build_parser, main\n"
+        "build_parser()  # import everything while /root's Python is still readable\n"
+        "if os.getuid() == 0:\n"
+        "    os.setgid(65534); os.setuid(65534)\n"
+        "sys.exit(main(['stats', '--device', sys.argv[1]]))\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code, unreadable_file], capture_output=True, text=True, timeout=60
+    )
+    assert r.returncode == 1
+    line = one_error(r.stderr.splitlines())
+    assert "permission denied" in line and "----------" in line
+    assert r.stdout == ""
+
+
+def test_not_a_character_device(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    f = tmp_path / "plain"
+    f.write_text("")
+    rc, _, err = run_main(capsys, "stats", "--device", str(f))
+    assert rc == 1 and "not a character device" in one_error(err)
+
+
+def test_device_without_upcall_ioctls(capsys: pytest.CaptureFixture[str]) -> None:
+    rc, _, err = run_main(capsys, "emit", "1", "--device", "/dev/null")
+    assert rc == 1 and "not an upcall device" in one_error(err)
+
+
+def test_console_script_process() -> None:
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from upcall.cli import main; sys.exit(main())",
+            "emit",
+            "x",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 2
+    assert "not a number: 'x'" in one_error(r.stderr.splitlines())
+
+
+# -- listen, against the fake module ---------------------------------------------------------
+
+
+class FakeDevice:
+    """Stands in for upcall.device.Device in cli: subscriptions use a FakeModule.
+
+    ``queue`` events are emitted right after subscribing; ``then`` runs after
+    that (in the main thread, with the signal already blocked).
+    """
+
+    queue: ClassVar[list[tuple[int, int, bool]]] = []
+    then: ClassVar[list[Callable[[], object]]] = []
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.module = FakeModule()
+
+    def __enter__(self) -> FakeDevice:
+        return self
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        pass
+
+    def stats(self) -> Stats:
+        return self.module.stats()
+
+    def subscribe(self, via: str, *, signo: int | None, thread: bool) -> SignalSubscription:
+        assert via == "signal"
+        sub = SignalSubscription(self.module, signo, thread=thread)
+        for value, source, drop in self.queue:
+            self.module.emit(value, source, drop=drop)
+        for action in self.then:
+            action()
+        return sub
+
+
+@pytest.fixture
+def fake_device(monkeypatch: pytest.MonkeyPatch) -> type[FakeDevice]:
+    monkeypatch.setattr(cli, "Device", FakeDevice)
+    monkeypatch.setattr(FakeDevice, "queue", [])
+    monkeypatch.setattr(FakeDevice, "then", [])
+    return FakeDevice
+
+
+@pytest.mark.parametrize("api", ["read", "callback", "asyncio"])
+def test_listen_prints_events_and_summary(
+    capsys: pytest.CaptureFixture[str], fake_device: type[FakeDevice], api: str
+) -> None:
+    fake_device.queue = [(5, 0, False), (0, 0, True), (-1, 3, False), (0x10, 0, False)]
+    rc, out, err = run_main(capsys, "listen", "--count", "3", "--timeout", "5", "--api", api)
+    assert (rc, err) == (0, [])
+    assert out[0].startswith("listening via=signal signo=")
+    assert out[0].endswith(f"pid={os.getpid()}")
+    assert out[1:] == [
+        "seqno=1 value=5 source=0 latency=-",
+        "seqno=3 value=18446744073709551615 (-1) source=3 latency=-",
+        "seqno=4 value=16 source=0 latency=-",
+        "summary received=3 lost=1 dropped=1 foreign=0",
+    ]
+
+
+def test_listen_json(capsys: pytest.CaptureFixture[str], fake_device: type[FakeDevice]) -> None:
+    fake_device.queue = [(-2, 9, False)]
+    rc, out, _ = run_main(capsys, "listen", "--count", "1", "--json", "--signal", "40")
+    assert rc == 0
+    lines = [json.loads(line) for line in out]
+    assert lines[0] == {"type": "listening", "via": "signal", "signo": 40, "pid": os.getpid()}
+    assert lines[1]["value"] == (1 << 64) - 2 and lines[1]["signed_value"] == -2
+    assert lines[1]["latency_ns"] is None and lines[1]["source"] == 9
+    assert lines[2] == {"type": "summary", "received": 1, "lost": 0, "dropped": 0, "foreign": 0}
+
+
+def test_listen_timeout_without_events(
+    capsys: pytest.CaptureFixture[str], fake_device: type[FakeDevice]
+) -> None:
+    rc, out, _ = run_main(capsys, "listen", "--timeout", "0.1")
+    assert rc == 1
+    assert out[-1] == "summary received=0 lost=0 dropped=0 foreign=0"
+
+
+def test_listen_count_not_reached(
+    capsys: pytest.CaptureFixture[str], fake_device: type[FakeDevice]
+) -> None:
+    fake_device.queue = [(1, 0, False)]
+    rc, out, _ = run_main(capsys, "listen", "--count", "2", "--timeout", "0.1")
+    assert rc == 1
+    assert out[-1].startswith("summary received=1 ")
+
+
+def test_listen_foreign_signal_counted(
+    capsys: pytest.CaptureFixture[str], fake_device: type[FakeDevice]
+) -> None:
+    fake_device.queue = [(1, 0, False)]
+    fake_device.then = [lambda: os.kill(os.getpid(), 40)]
+    rc, out, _ = run_main(capsys, "listen", "--signal", "40", "--timeout", "0.1")
+    assert rc == 0
+    assert out[-1] == "summary received=1 lost=0 dropped=0 foreign=1"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_listen_interrupted_prints_summary(
+    capsys: pytest.CaptureFixture[str], fake_device: type[FakeDevice], signum: int
+) -> None:
+    main_thread = threading.get_ident()
+    timers: list[threading.Timer] = []
+
+    def interrupt_later() -> None:
+        # Started after the subscription blocked its signal, so it inherits that.
+        t = threading.Timer(0.1, signal.pthread_kill, args=(main_thread, signum))
+        timers.append(t)
+        t.start()
+
+    fake_device.queue = [(7, 0, False)]
+    fake_device.then = [interrupt_later]
+    previous = signal.getsignal(signal.SIGTERM)
+    rc, out, err = run_main(capsys, "listen")
+    for t in timers:
+        t.join()
+    assert (rc, err) == (0, [])
+    assert out[1:] == [
+        "seqno=1 value=7 source=0 latency=-",
+        "summary received=1 lost=0 dropped=0 foreign=0",
+    ]
+    assert signal.getsignal(signal.SIGTERM) == previous
+
+
+def test_emit_output(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[int, int]] = []
+
+    class Dev(FakeDevice):
+        def emit(self, value: int, source: int = 0) -> int:
+            calls.append((value, source))
+            return 2
+
+    monkeypatch.setattr(cli, "Device", Dev)
+    rc, out, _ = run_main(capsys, "emit", "-0x10", "--source", "3", "--count", "3")
+    assert rc == 0
+    assert calls == [(-16, 3)] * 3
+    assert out == ["emitted count=3 value=-16 source=3 queued=6"]
+
+
+def test_stats_output(capsys: pytest.CaptureFixture[str], fake_device: type[FakeDevice]) -> None:
+    rc, out, _ = run_main(capsys, "stats", "--json", "--device", "/x")
+    assert rc == 0
+    doc = json.loads(out[0])
+    assert doc["device"] == "/x"
+    assert doc["stats"] == {
+        "transport": "none",
+        "signo": 0,
+        "emitted": 0,
+        "delivered": 0,
+        "dropped": 0,
+        "seqno": 0,
+        "pending": 0,
+    }
