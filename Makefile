@@ -66,6 +66,15 @@ KDIR ?= /usr/src/linux-headers-$(KVER)
 module: $(STAMP)/apt
 	$(MAKE) -C kmod KDIR=$(KDIR) W=1
 
+# The ioctl fuzzer, run in the guest by tests/kernel/test_fuzz.py.
+FUZZER := build/fuzz/upcall-fuzz
+
+$(FUZZER): tools/fuzz/upcall_fuzz.c kmod/include/uapi/linux/upcall.h
+	@mkdir -p $(@D)
+	$(CC) -O2 -Wall -Wextra -Werror -I kmod/include/uapi $< -o $@
+
+fuzz-build: $(FUZZER)
+
 # --- the two commands -----------------------------------------------------
 
 demo: deps
@@ -78,10 +87,10 @@ test: deps bpf-build
 
 KERNEL_SUITE := $(PY) -m pytest tests/kernel -q -p no:cacheprovider -o console_output_style=classic
 
-test-kernel: deps
+test-kernel: deps fuzz-build
 	$(UPCALL) -- $(KERNEL_SUITE)
 
-test-kernel-debug: deps
+test-kernel-debug: deps fuzz-build
 	@if ls /boot/vmlinuz-*upcall-debug >/dev/null 2>&1; then \
 		$(UPCALL) --debug-kernel --timeout 2400 -- $(KERNEL_SUITE); \
 	else \
@@ -122,4 +131,4 @@ clean:
 	-$(MAKE) -C kmod KDIR=$(KDIR) clean
 	rm -rf build
 
-.PHONY: help deps module demo test test-kernel test-kernel-debug check clean
+.PHONY: help deps module fuzz-build demo test test-kernel test-kernel-debug check clean

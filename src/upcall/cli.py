@@ -22,7 +22,7 @@ from types import FrameType
 from typing import Any, NoReturn, cast
 
 from . import abi
-from .device import DEFAULT_PATH, Device, Stats
+from .device import DEFAULT_PATH, TRANSPORTS, Device, Stats
 from .errors import DeviceError, UpcallError
 from .event import Event
 from .subscription import Subscription
@@ -69,6 +69,8 @@ parse_value = _ranged("value", abi.S64_MIN, abi.U64_MAX)
 parse_source = _ranged("source", 0, abi.UPCALL_SOURCE_MAX)
 parse_count = _ranged("count", 1, 1 << 62)
 parse_signal = _ranged("signal", int(signal.SIGRTMIN), int(signal.SIGRTMAX))
+parse_queue_size = _ranged("queue size", abi.UPCALL_QUEUE_MIN, abi.UPCALL_QUEUE_MAX)
+parse_rcvbuf = _ranged("receive buffer", 1, (1 << 31) - 1)
 
 
 def parse_seconds(text: str) -> float:
@@ -101,6 +103,9 @@ def _stats_fields(st: Stats) -> dict[str, Any]:
         "dropped": st.dropped,
         "seqno": st.seqno,
         "pending": st.pending,
+        "id": st.id,
+        "queue_size": st.queue_size,
+        "queued": st.queued,
     }
 
 
@@ -211,8 +216,18 @@ def cmd_listen(args: argparse.Namespace) -> int:
     Ctrl-C/SIGTERM. Exit status 1 if --count was not reached, or if --timeout
     ran out before any event at all; else 0.
     """
+    signal_options = args.signal is not None or args.thread
+    if signal_options and args.via not in ("signal", "fasync"):
+        raise UsageError(f"--signal and --thread apply to --via signal or fasync, not {args.via}")
+    if args.rcvbuf is not None and args.via != "netlink":
+        raise UsageError(f"--rcvbuf applies to --via netlink, not {args.via}")
+    options: dict[str, Any] = {"queue_size": args.queue_size}
+    if signal_options:
+        options.update(signo=args.signal, thread=args.thread)
+    if args.rcvbuf is not None:
+        options["rcvbuf"] = args.rcvbuf
     with Device(_device_path(args)) as dev:
-        sub = dev.subscribe(args.via, signo=args.signal, thread=args.thread)
+        sub = dev.subscribe(args.via, **options)
     received = 0
     final: Stats | None = None
 
@@ -337,15 +352,30 @@ def build_parser() -> argparse.ArgumentParser:
         help="print events as they arrive",
         description=cmd_listen.__doc__,
     )
-    p.add_argument("--via", choices=("signal",), default="signal", help="the transport")
+    p.add_argument("--via", choices=TRANSPORTS, default="signal", help="the transport")
+    p.add_argument(
+        "--queue-size",
+        type=parse_queue_size,
+        metavar="N",
+        help=f"the subscriber's queue in the module, in events "
+        f"({abi.UPCALL_QUEUE_MIN}..{abi.UPCALL_QUEUE_MAX}; default {abi.UPCALL_QUEUE_DEFAULT})",
+    )
+    p.add_argument(
+        "--rcvbuf",
+        type=parse_rcvbuf,
+        metavar="BYTES",
+        help="the netlink socket's receive buffer (default: the system's)",
+    )
     p.add_argument(
         "--signal",
         type=parse_signal,
         metavar="N",
-        help="the real-time signal (default: a free one)",
+        help="the real-time signal of --via signal or fasync (default: a free one)",
     )
     p.add_argument(
-        "--thread", action="store_true", help="direct the signals at the listening thread"
+        "--thread",
+        action="store_true",
+        help="direct the signals (--via signal or fasync) at the listening thread",
     )
     p.add_argument("--count", type=parse_count, metavar="N", help="exit after N events")
     p.add_argument(

@@ -25,3 +25,13 @@ class SignalSetupError(UpcallError):
     unblocked, so the kernel may hand it to that thread instead of the
     signalfd.
     """
+
+
+class WrongThreadError(SignalSetupError):
+    """The call was made from a thread that cannot do it.
+
+    A signal queued on one thread can only be read by that thread: a
+    subscription's events are read in the thread that subscribed (the main
+    thread for a process subscription), and callbacks are set up from the
+    main thread.
+    """

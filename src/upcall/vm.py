@@ -90,6 +90,8 @@ class VmResult:
     reports: the lines of kernel_log that are kernel reports.
     taint: /proc/sys/kernel/tainted at the end, or None if unknown.
     seconds: wall time of the whole run, boot included.
+    outdir: the run's directory on the host, the one the guest may write to
+        (the command finds it in $UPCALL_VM_OUTDIR).
     """
 
     returncode: int
@@ -98,6 +100,7 @@ class VmResult:
     reports: list[str] = field(default_factory=list)
     taint: int | None = None
     seconds: float = 0.0
+    outdir: Path | None = None
 
     @property
     def bad_taint(self) -> int:
@@ -230,6 +233,7 @@ def _guest_script(modules: Sequence[Path], command: str, outdir: Path) -> str:
     return f"""
 set -u
 export PYTHONDONTWRITEBYTECODE=1 UPCALL_IN_VM=1 UPCALL_KO={ko} UPCALL_SAMPLES_DIR={samples}
+export UPCALL_VM_OUTDIR={out}
 mountpoint -q /sys/kernel/debug || mount -t debugfs none /sys/kernel/debug 2>/dev/null
 {inserts}
 cd {shlex.quote(str(REPO))}
@@ -291,7 +295,12 @@ def run(
         args += ["--append", "no5lvl"]
     if edu:
         args += ["--disable-microvm", "--qemu-opts=-device edu"]
-    args += ["--exec", _guest_script(modules, command, outdir)]
+    # virtme-ng passes --exec on the kernel command line, which x86 cuts at
+    # 2048 bytes (cutting off init= and hanging the boot): hand it a short
+    # command that runs the script from the shared output directory instead.
+    script = outdir / "guest.sh"
+    script.write_text(_guest_script(modules, command, outdir))
+    args += ["--exec", f"sh {shlex.quote(str(script))}"]
 
     start = time.monotonic()
     lines: list[str] = []
@@ -312,7 +321,7 @@ def run(
         finally:
             returncode = proc.wait()
 
-    result = VmResult(returncode, "".join(lines), seconds=time.monotonic() - start)
+    result = VmResult(returncode, "".join(lines), seconds=time.monotonic() - start, outdir=outdir)
     log = outdir / "dmesg.txt"
     if log.exists():
         result.kernel_log = log.read_text(errors="replace")

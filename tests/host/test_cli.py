@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -17,10 +18,14 @@ from typing import ClassVar
 
 import pytest
 from test_signals import FakeModule, signal_state_guard  # noqa: F401 - fixture
+from test_receivers import FakeQueueFile
 
 from upcall import cli
 from upcall.device import Stats
-from upcall.subscription import SignalSubscription
+from upcall.subscription import SignalSubscription, Subscription
+from upcall.transports.eventfd import EventfdSubscription
+from upcall.transports.fasync import FasyncSubscription
+from upcall.transports.queue import QueueSubscription
 
 pytestmark = pytest.mark.usefixtures("signal_state_guard")
 
@@ -54,6 +59,13 @@ def one_error(err: list[str]) -> str:
         (["listen", "--signal", "10"], "signal 10 out of range"),
         (["listen", "--timeout", "soon"], "not a number of seconds"),
         (["listen", "--via", "carrier-pigeon"], "invalid choice"),
+        (["listen", "--queue-size", "1"], "queue size 1 out of range 2..65536"),
+        (["listen", "--queue-size", "65537"], "out of range"),
+        (["listen", "--queue-size", "lots"], "not a number"),
+        (["listen", "--via", "queue", "--signal", "40"], "--signal and --thread apply"),
+        (["listen", "--via", "netlink", "--thread"], "--signal and --thread apply"),
+        (["listen", "--via", "eventfd", "--rcvbuf", "4096"], "--rcvbuf applies"),
+        (["listen", "--via", "netlink", "--rcvbuf", "0"], "receive buffer 0 out of range"),
         (["emit"], "required"),
         ([], "required"),
         (["frobnicate"], "invalid choice"),
@@ -201,6 +213,7 @@ class FakeDevice:
 
     queue: ClassVar[list[tuple[int, int, bool]]] = []
     then: ClassVar[list[Callable[[], object]]] = []
+    calls: ClassVar[list[dict[str, object]]] = []
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -217,11 +230,32 @@ class FakeDevice:
     def stats(self) -> Stats:
         return self.module.stats()
 
-    def subscribe(self, via: str, *, signo: int | None, thread: bool) -> SignalSubscription:
-        assert via == "signal"
-        sub = SignalSubscription(self.module, signo, thread=thread)
+    def subscribe(
+        self,
+        via: str,
+        *,
+        queue_size: int | None = None,
+        signo: int | None = None,
+        thread: bool = False,
+        rcvbuf: int | None = None,
+    ) -> Subscription:
+        self.calls.append({"via": via, "queue_size": queue_size, "signo": signo, "thread": thread})
+        sub: Subscription
+        if via == "signal":
+            sub = SignalSubscription(self.module, signo, thread=thread, queue_size=queue_size)
+            emit: Callable[..., int] = self.module.emit
+        else:
+            qfile = FakeQueueFile()
+            if via == "fasync":
+                sub = FasyncSubscription(qfile, signo, thread=thread, queue_size=queue_size)
+            elif via == "eventfd":
+                sub = EventfdSubscription(qfile, queue_size)
+            else:
+                assert via == "queue"
+                sub = QueueSubscription(qfile, queue_size)
+            emit = qfile.emit
         for value, source, drop in self.queue:
-            self.module.emit(value, source, drop=drop)
+            emit(value, source, drop=drop)
         for action in self.then:
             action()
         return sub
@@ -232,6 +266,7 @@ def fake_device(monkeypatch: pytest.MonkeyPatch) -> type[FakeDevice]:
     monkeypatch.setattr(cli, "Device", FakeDevice)
     monkeypatch.setattr(FakeDevice, "queue", [])
     monkeypatch.setattr(FakeDevice, "then", [])
+    monkeypatch.setattr(FakeDevice, "calls", [])
     return FakeDevice
 
 
@@ -345,4 +380,51 @@ def test_stats_output(capsys: pytest.CaptureFixture[str], fake_device: type[Fake
         "dropped": 0,
         "seqno": 0,
         "pending": 0,
+        "id": 0,
+        "queue_size": 0,
+        "queued": 0,
     }
+
+
+@pytest.mark.parametrize("via", ["queue", "fasync", "eventfd"])
+@pytest.mark.parametrize("api", ["read", "callback", "asyncio"])
+def test_listen_via_the_queue_shows_latency(
+    capsys: pytest.CaptureFixture[str], fake_device: type[FakeDevice], via: str, api: str
+) -> None:
+    fake_device.queue = [(5, 0, False), (0, 0, True), (-1, 3, False)]
+    rc, out, err = run_main(
+        capsys, "listen", "--via", via, "--count", "2", "--timeout", "5", "--api", api
+    )
+    assert (rc, err) == (0, [])
+    signo = r"\d+" if via == "fasync" else "None"  # fasync's signal is the F_SETSIG one
+    assert re.fullmatch(f"listening via={via} signo={signo} pid={os.getpid()}", out[0])
+    assert re.fullmatch(r"seqno=1 value=5 source=0 latency=\d+\.\dus", out[1]), out[1]
+    assert re.fullmatch(
+        r"seqno=3 value=18446744073709551615 \(-1\) source=3 latency=\d+\.\dus", out[2]
+    ), out[2]
+    assert out[3] == "summary received=2 lost=1 dropped=1 foreign=0"
+
+
+@pytest.mark.parametrize(
+    ("argv", "call"),
+    [
+        ([], {"via": "signal", "queue_size": None, "signo": None, "thread": False}),
+        (
+            ["--via", "fasync", "--signal", "40", "--queue-size", "16"],
+            {"via": "fasync", "queue_size": 16, "signo": 40, "thread": False},
+        ),
+        (
+            ["--via", "eventfd", "--queue-size", "3"],
+            {"via": "eventfd", "queue_size": 3, "signo": None, "thread": False},
+        ),
+    ],
+)
+def test_listen_passes_the_options(
+    capsys: pytest.CaptureFixture[str],
+    fake_device: type[FakeDevice],
+    argv: list[str],
+    call: dict[str, object],
+) -> None:
+    rc, _, _ = run_main(capsys, "listen", "--timeout", "0", *argv)
+    assert rc == 1  # no event came
+    assert fake_device.calls == [call]

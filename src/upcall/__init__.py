@@ -1,0 +1,45 @@
+"""upcall: kernel events delivered to user space, with a value.
+
+Typical use::
+
+    import upcall
+
+    with upcall.open() as dev, dev.subscribe_signal() as sub:
+        dev.emit(5)
+        for event in sub.read(1, timeout=5):
+            print(event.seqno, event.value)
+"""
+
+from __future__ import annotations
+
+from .device import DEFAULT_PATH, TRANSPORTS, Device, Stats, open
+from .errors import ClosedError, DeviceError, SignalSetupError, UpcallError, WrongThreadError
+from .event import Event
+from .subscription import SignalSubscription, Subscription
+from .transports.eventfd import EventfdSubscription
+from .transports.fasync import FasyncSubscription
+from .transports.netlink import NetlinkSubscription
+from .transports.queue import QueueSubscription
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_PATH",
+    "TRANSPORTS",
+    "ClosedError",
+    "Device",
+    "DeviceError",
+    "Event",
+    "EventfdSubscription",
+    "FasyncSubscription",
+    "NetlinkSubscription",
+    "QueueSubscription",
+    "SignalSetupError",
+    "SignalSubscription",
+    "Stats",
+    "Subscription",
+    "UpcallError",
+    "WrongThreadError",
+    "__version__",
+    "open",
+]

@@ -1,0 +1,943 @@
+"""``upcall bench``: the module's transports, Python receiver against C, in one boot.
+
+On the host, ``upcall bench`` builds the C receiver (``bench/receiver.c``,
+``make -f mk/bench.mk bench-build``) and the module, boots one guest kernel
+(:func:`upcall.vm.run`) and runs ``python -m upcall.bench --in-guest`` there,
+which, for every transport (signal, queue, fasync, eventfd, netlink), runs the
+C receiver and the Python receiver against the same emitter (the C program's
+``emit`` mode, one ``UPCALL_IOC_EMIT`` per event):
+
+- throughput: the emitter emits ``throughput_events`` back to back once the
+  receiver is subscribed (queue of ``UPCALL_QUEUE_MAX`` events); events/s =
+  events received / time from the go signal to the last event read. Python
+  reads with ``sub.read(4096)`` batches. Accounting must be exact:
+  received + dropped == emitted, and the seqno gaps equal the drops.
+- latency: ``latency_events``, one in flight: the receiver acknowledges each
+  event through a pipe, the emitter waits ``gap_us`` and emits the next, so
+  each event finds the receiver asleep. Latency = CLOCK_MONOTONIC at receipt
+  (C: after the read; Python: in the ``on_event`` callback, and for
+  comparison after a blocking ``sub.read(1)``) minus the module's
+  ``timestamp_ns`` (stamped in ``upcall_emit()``), or, for the signal
+  transport, which carries no timestamp, minus the emitter's clock just before
+  the ioctl, sent as the value. Every transport is delivered from the
+  module's irq_work, so every figure includes that hop.
+
+With ``--edu`` the guest also gets QEMU's edu PCI device: the C receiver
+raises the device's interrupt itself (sysfs ``raise``) and times interrupt
+to receipt for each transport, with the interrupt as MSI and as INTx; then
+the device is bound to ``uio_pci_generic`` and the same loop is timed through
+``/dev/uioX`` (raise by BAR0, ``read(2)``), the minimal kernel path.
+
+The host then prints the tables (rich) and the ratios against the targets,
+writes ``results.json`` and PNG plots to ``--out`` (build/bench/), and with
+``--publish DIR`` copies the plots and a Markdown summary there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from array import array
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from .event import Event, monotonic_ns
+
+REPO = Path(__file__).resolve().parents[2]
+BENCH_BIN = REPO / "build" / "bench" / "upcall-bench"
+TRANSPORTS = ("signal", "queue", "fasync", "eventfd", "netlink")
+QUEUE_MAX = 65536
+NETLINK_RCVBUF = 64 << 20
+PY_BATCH = 4096
+IDLE_S = 20.0
+DEFAULTS = {"latency": 10_000, "throughput": 200_000, "edu": 10_000}
+SMALL = {"latency": 2_000, "throughput": 20_000, "edu": 500}
+GAP_US = 300
+ROUNDS = 5
+# The issue's targets, as ratios within one run.
+TARGET_QUEUE_EPS = 0.5
+TARGET_P50 = 2.0
+TARGET_UIO = 1.2
+
+Result = dict[str, Any]
+
+# -- in the guest ------------------------------------------------------------
+
+
+def _bin() -> str:
+    if not BENCH_BIN.is_file():
+        raise FileNotFoundError(
+            f"{BENCH_BIN} not built: run `make -f mk/bench.mk bench-build` on the host"
+        )
+    return str(BENCH_BIN)
+
+
+def _pcts(lat: Sequence[int], prefix: str = "") -> Result:
+    """The C receiver's percentile fields, computed the same way."""
+    if not lat:
+        return {}
+    s = sorted(lat)
+    n = len(s)
+    return {
+        f"{prefix}p50_ns": s[n // 2],
+        f"{prefix}p90_ns": s[n * 90 // 100],
+        f"{prefix}p99_ns": s[n * 99 // 100],
+        f"{prefix}max_ns": s[-1],
+        f"{prefix}min_ns": s[0],
+        f"{prefix}mean_ns": sum(s) / n,
+    }
+
+
+def _emitter(mode: str, n: int, sync_r: int, gap_us: int) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [_bin(), "emit", mode, str(n), "--sync-fd", str(sync_r), "--gap-us", str(gap_us)],
+        pass_fds=(sync_r,),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _finish_emitter(proc: subprocess.Popen[str], timeout: float) -> Result:
+    out, _ = proc.communicate(timeout=timeout)
+    if proc.returncode != 0:
+        raise RuntimeError(f"emitter failed with status {proc.returncode}")
+    result: Result = json.loads(out)
+    return result
+
+
+def _timeout(n: int) -> float:
+    return 120.0 + n * 0.01
+
+
+def c_run(
+    transport: str,
+    mode: str,
+    n: int,
+    outdir: Path,
+    *,
+    gap_us: int = GAP_US,
+    queue_size: int = 0,
+    raise_path: Path | None = None,
+    samples_name: str = "",
+) -> Result:
+    """Run the C receiver (and, unless it raises edu interrupts itself, the emitter)."""
+    samples = outdir / (samples_name or f"lat-c-{transport}.bin")
+    cmd = [_bin(), "recv", transport, mode, str(n)]
+    if mode == "latency":
+        cmd += ["--samples", str(samples)]
+    if queue_size:
+        cmd += ["--queue-size", str(queue_size)]
+    if raise_path is not None:
+        cmd += ["--raise", str(raise_path)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=_timeout(n))
+        if proc.returncode != 0:
+            raise RuntimeError(f"C receiver {transport}: {proc.stderr.strip()}")
+        res: Result = json.loads(proc.stdout)
+    else:
+        r, w = os.pipe()
+        try:
+            recv = subprocess.Popen(
+                [*cmd, "--sync-fd", str(w)],
+                pass_fds=(w,),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            emit = _emitter(mode, n, r, gap_us)
+        finally:
+            os.close(r)
+            os.close(w)
+        out, err = recv.communicate(timeout=_timeout(n))
+        emitted = _finish_emitter(emit, 30)
+        if recv.returncode != 0:
+            raise RuntimeError(f"C receiver {transport} {mode}: {err.strip()}")
+        res = json.loads(out)
+        res["emitter"] = emitted
+    res["api"] = "c"
+    if mode == "latency" and samples.exists():
+        res["samples"] = samples.name
+    return res
+
+
+def _subscribe(transport: str, *, queue_size: int | None) -> Any:
+    import upcall
+
+    with upcall.open() as dev:
+        if transport == "netlink":
+            return dev.subscribe("netlink", queue_size=queue_size, rcvbuf=NETLINK_RCVBUF)
+        return dev.subscribe(transport, queue_size=queue_size)
+
+
+def _event_latency(ev: Event, now: int) -> int:
+    # No timestamp in a signal: the emitter sent its clock as the value.
+    return now - (ev.timestamp_ns if ev.timestamp_ns is not None else ev.value)
+
+
+def py_latency(
+    transport: str,
+    n: int,
+    outdir: Path,
+    *,
+    api: str,
+    gap_us: int = GAP_US,
+    samples_name: str = "",
+) -> Result:
+    """The Python receiver, one event in flight: ``on_event`` callbacks or ``read(1)``.
+
+    In callback mode the time from the library's read of the event
+    (``Event.received_ns``, in the watcher thread) to the callback (main
+    thread) is kept apart too: ``hop_*``.
+    """
+    lat, hop = array("q"), array("q")
+    sub = _subscribe(transport, queue_size=None)
+    r, w = os.pipe()
+    try:
+        emit = _emitter("latency", n, r, gap_us)
+    finally:
+        os.close(r)
+    try:
+        with sub:
+            t0 = monotonic_ns()
+            last = time.monotonic()
+            if api == "callback":
+
+                def on_event(ev: Event) -> None:
+                    now = monotonic_ns()
+                    lat.append(_event_latency(ev, now))
+                    hop.append(now - ev.received_ns)
+                    if len(lat) < n:
+                        os.write(w, b"a")
+
+                sub.on_event(on_event)
+                os.write(w, b"r")
+                while len(lat) < n:
+                    before = len(lat)
+                    sub.run(0.1)
+                    if len(lat) > before:
+                        last = time.monotonic()
+                    elif time.monotonic() - last > IDLE_S:
+                        raise TimeoutError(f"python {transport}: no event for {IDLE_S} s")
+            else:
+                os.write(w, b"r")
+                while len(lat) < n:
+                    events = sub.read(1, timeout=IDLE_S)
+                    now = monotonic_ns()
+                    if not events:
+                        raise TimeoutError(f"python {transport}: no event for {IDLE_S} s")
+                    for ev in events:
+                        lat.append(_event_latency(ev, now))
+                    if len(lat) < n:
+                        os.write(w, b"a")
+            t1 = monotonic_ns()
+            res = _py_result(sub, transport, "latency", n, len(lat), (t1 - t0) / 1e9)
+    finally:
+        os.close(w)
+    res["api"] = api
+    res["emitter"] = _finish_emitter(emit, 60)
+    samples = outdir / (samples_name or f"lat-py{api}-{transport}.bin")
+    samples.write_bytes(lat.tobytes())
+    res["samples"] = samples.name
+    res.update(_pcts(lat))
+    res.update(_pcts(hop, "hop_"))
+    return res
+
+
+def py_throughput(transport: str, n: int) -> Result:
+    """The Python receiver reading batches while the emitter emits ``n`` back to back."""
+    sub = _subscribe(transport, queue_size=QUEUE_MAX)
+    r, w = os.pipe()
+    try:
+        emit = _emitter("throughput", n, r, 0)
+    finally:
+        os.close(r)
+    got = 0
+    try:
+        with sub:
+            t0 = t_last = monotonic_ns()
+            os.write(w, b"r")
+            idle = 0.0
+            while sub.last_seqno < n:
+                events = sub.read(PY_BATCH, timeout=0.2)
+                if events:
+                    got += len(events)
+                    t_last = monotonic_ns()
+                    idle = 0.0
+                    continue
+                st = sub.stats()
+                if st.emitted >= n and st.pending == 0:
+                    break
+                idle += 0.2
+                if idle > IDLE_S:
+                    raise TimeoutError(f"python {transport}: no event for {IDLE_S} s")
+            while events := sub.read(PY_BATCH, timeout=0):
+                got += len(events)
+            res = _py_result(sub, transport, "throughput", n, got, (t_last - t0) / 1e9)
+    finally:
+        os.close(w)
+    res["api"] = "read"
+    res["emitter"] = _finish_emitter(emit, 60)
+    return res
+
+
+def _py_result(sub: Any, transport: str, mode: str, n: int, received: int, secs: float) -> Result:
+    st = sub.stats()
+    return {
+        "receiver": "python",
+        "transport": transport,
+        "mode": mode,
+        "events": n,
+        "received": received,
+        "emitted": st.emitted,
+        "delivered": st.delivered,
+        "dropped": st.dropped,
+        "pending": st.pending,
+        "lost": sub.lost + max(0, n - sub.last_seqno),
+        "seconds": secs,
+    }
+
+
+def accounting_ok(r: Result) -> bool:
+    """Every event received or counted as dropped, and the seqno gaps say the same."""
+    return bool(
+        r["emitted"] == r["events"]
+        and r["received"] + r["dropped"] == r["emitted"]
+        and r["lost"] == r["dropped"]
+        and r["pending"] == 0
+    )
+
+
+# -- edu and UIO (phase 2) ----------------------------------------------------
+
+PCI_DEVICES = Path("/sys/bus/pci/devices")
+EDU_DRIVER = Path("/sys/bus/pci/drivers/upcall_edu")
+UIO_DRIVER = Path("/sys/bus/pci/drivers/uio_pci_generic")
+FORCE_INTX = Path("/sys/module/upcall/parameters/edu_force_intx")
+EDU_ID = "1234 11e8"
+
+
+def _find_edu() -> Path | None:
+    if not PCI_DEVICES.exists():
+        return None
+    for dev in sorted(PCI_DEVICES.iterdir()):
+        try:
+            ids = ((dev / "vendor").read_text().strip(), (dev / "device").read_text().strip())
+        except OSError:
+            continue
+        if ids == ("0x1234", "0x11e8"):
+            return dev
+    return None
+
+
+def _sysfs_write(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+
+
+def _driver_of(dev: Path) -> str | None:
+    link = dev / "driver"
+    return link.resolve().name if link.exists() else None
+
+
+def _unbind(dev: Path) -> None:
+    drv = _driver_of(dev)
+    if drv is not None:
+        _sysfs_write(dev / "driver" / "unbind", dev.name)
+
+
+def _bind_upcall(dev: Path, mode: str) -> None:
+    _sysfs_write(FORCE_INTX, "Y" if mode == "intx" else "N")
+    _unbind(dev)
+    _sysfs_write(EDU_DRIVER / "bind", dev.name)
+    got = (dev / "irq_mode").read_text().strip()
+    if got != mode:
+        raise RuntimeError(f"edu bound with {got}, not {mode}")
+
+
+def edu_runs(n: int, transports: Sequence[str], outdir: Path, log: Callable[[str], None]) -> Result:
+    """Interrupt to receiver through upcall (MSI, INTx) and through uio_pci_generic."""
+    dev = _find_edu()
+    if dev is None:
+        return {"skipped": "no edu PCI device (boot with --edu)"}
+    runs: list[Result] = []
+    for mode in ("msi", "intx"):
+        _bind_upcall(dev, mode)
+        for t in transports:
+            log(f"edu {mode}: C {t} latency x{n}")
+            res = c_run(
+                t,
+                "latency",
+                n,
+                outdir,
+                raise_path=dev / "raise",
+                samples_name=f"lat-edu{mode}-c-{t}.bin",
+            )
+            res["irq"] = mode
+            runs.append(res)
+    _unbind(dev)
+    subprocess.run(["modprobe", "uio_pci_generic"], check=True)
+    with contextlib.suppress(FileExistsError):  # an earlier run added the id
+        _sysfs_write(UIO_DRIVER / "new_id", EDU_ID)
+    if _driver_of(dev) != "uio_pci_generic":
+        _sysfs_write(UIO_DRIVER / "bind", dev.name)
+    uio = sorted((dev / "uio").iterdir())[0].name
+    log(f"uio_pci_generic: C /dev/{uio} latency x{n}")
+    samples = outdir / "lat-eduintx-c-uio.bin"
+    proc = subprocess.run(
+        [
+            _bin(),
+            "uio",
+            str(n),
+            "--uio",
+            f"/dev/{uio}",
+            "--pci",
+            str(dev),
+            "--samples",
+            str(samples),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=_timeout(n),
+    )
+    try:
+        if proc.returncode != 0:
+            raise RuntimeError(f"C uio receiver: {proc.stderr.strip()}")
+        res = json.loads(proc.stdout)
+        res.update(api="c", irq="intx", samples=samples.name)
+        runs.append(res)
+    finally:
+        _unbind(dev)
+        _sysfs_write(UIO_DRIVER / "remove_id", EDU_ID)
+        subprocess.run(["modprobe", "-r", "uio_pci_generic"], check=False)
+        _bind_upcall(dev, "msi")
+    return {"runs": runs}
+
+
+def _read_samples(path: Path) -> array[int]:
+    a = array("q")
+    a.frombytes(path.read_bytes())
+    return a
+
+
+_SUMMED = ("events", "received", "emitted", "delivered", "dropped", "pending", "lost", "seconds")
+
+
+def merge_rounds(rounds: Sequence[Result], outdir: Path, samples_name: str) -> Result:
+    """One result from interleaved rounds: counters summed, percentiles over all samples.
+
+    The rounds' sample files are joined into ``samples_name``; percentiles
+    of other series (``stamp_``, ``hop_``) are the median of the rounds'.
+    """
+    res: Result = {k: v for k, v in rounds[0].items() if not k.endswith("_ns")}
+    for k in _SUMMED:
+        res[k] = sum(r[k] for r in rounds)
+    lat: array[int] = array("q")
+    for r in rounds:
+        if r.get("samples"):
+            path = outdir / r["samples"]
+            lat.extend(_read_samples(path))
+            path.unlink()
+    (outdir / samples_name).write_bytes(lat.tobytes())
+    res["samples"] = samples_name
+    res.update(_pcts(lat))
+    for key in {k for r in rounds for k in r if k.startswith(("stamp_", "hop_"))}:
+        vals = sorted(r[key] for r in rounds if key in r)
+        res[key] = vals[len(vals) // 2]
+    res["rounds"] = len(rounds)
+    res.pop("emitter", None)
+    return res
+
+
+def guest_main(
+    outdir: Path,
+    *,
+    latency_events: int,
+    throughput_events: int,
+    transports: Sequence[str] = TRANSPORTS,
+    gap_us: int = GAP_US,
+    rounds: int = ROUNDS,
+    edu_events: int = 0,
+    py_read_latency: bool = True,
+    log: Callable[[str], None] = print,
+) -> Result:
+    """Every run of the benchmark, in this kernel; writes ``outdir/results.json``.
+
+    Latency runs are split into ``rounds`` interleaved rounds (C, Python
+    on_event, Python read, C...), so that a change in the host's load
+    (other guests share its CPUs) weighs on every receiver alike.
+    """
+    outdir.mkdir(parents=True, exist_ok=True)
+    runs: list[Result] = []
+
+    def record(what: str, res: Result, started: float) -> None:
+        res["accounting_ok"] = accounting_ok(res)
+        runs.append(res)
+        eps = res["received"] / res["seconds"] if res["seconds"] else 0.0
+        p50 = res.get("p50_ns")
+        log(
+            f"{what}: received {res['received']} dropped {res['dropped']} lost {res['lost']} "
+            f"{eps:,.0f}/s"
+            + (f" p50 {p50 / 1000:.1f} us" if p50 else "")
+            + f" ({time.monotonic() - started:.0f} s)"
+            + ("" if res["accounting_ok"] else " ACCOUNTING MISMATCH")
+        )
+
+    tp = throughput_events
+    per_round = max(1, -(-latency_events // rounds))
+    apis = ("c", "callback", "read") if py_read_latency else ("c", "callback")
+    for t in transports:
+        started = time.monotonic()
+        record(
+            f"{t} C throughput", c_run(t, "throughput", tp, outdir, queue_size=QUEUE_MAX), started
+        )
+        started = time.monotonic()
+        record(f"{t} python throughput", py_throughput(t, tp), started)
+        started = time.monotonic()
+        done: dict[str, list[Result]] = {api: [] for api in apis}
+        for k in range(rounds):
+            for api in apis:
+                name = f"lat-r{k}-{api}-{t}.bin"
+                if api == "c":
+                    res = c_run(t, "latency", per_round, outdir, gap_us=gap_us, samples_name=name)
+                else:
+                    res = py_latency(
+                        t, per_round, outdir, api=api, gap_us=gap_us, samples_name=name
+                    )
+                done[api].append(res)
+            log(f"{t} latency: round {k + 1}/{rounds} done")
+        for api in apis:
+            merged = merge_rounds(done[api], outdir, f"lat-{api}-{t}.bin")
+            record(f"{t} {api} latency", merged, started)
+    result: Result = {
+        "kernel": os.uname().release,
+        "cpus": os.cpu_count(),
+        "latency_events": per_round * rounds,
+        "latency_rounds": rounds,
+        "throughput_events": throughput_events,
+        "gap_us": gap_us,
+        "queue_size_throughput": QUEUE_MAX,
+        "runs": runs,
+    }
+    if edu_events:
+        result["edu"] = edu_runs(edu_events, transports, outdir, log)
+    (outdir / "results.json").write_text(json.dumps(result, indent=1) + "\n")
+    return result
+
+
+# -- on the host: summary, tables, plots ---------------------------------------
+
+
+def _us(ns: float | None) -> str:
+    return "-" if ns is None else f"{ns / 1000:.1f}"
+
+
+def _label(r: Result) -> str:
+    if r["receiver"] == "c":
+        return "C"
+    return {"callback": "Python on_event", "read": "Python read()"}.get(r["api"], "Python")
+
+
+def _find(runs: Sequence[Result], transport: str, mode: str, api: str) -> Result | None:
+    for r in runs:
+        if r["transport"] == transport and r["mode"] == mode and r["api"] == api:
+            return r
+    return None
+
+
+def summarize(result: Result) -> Result:
+    """Ratios within the run and the targets they meet or miss."""
+    runs: list[Result] = result["runs"]
+    transports = list(dict.fromkeys(r["transport"] for r in runs))
+    ratios: list[Result] = []
+    for t in transports:
+        c_tp, py_tp = _find(runs, t, "throughput", "c"), _find(runs, t, "throughput", "read")
+        c_lat = _find(runs, t, "latency", "c")
+        py_cb, py_rd = _find(runs, t, "latency", "callback"), _find(runs, t, "latency", "read")
+        row: Result = {"transport": t}
+        if c_tp and py_tp and c_tp["seconds"] and py_tp["seconds"]:
+            row["eps_ratio"] = (py_tp["received"] / py_tp["seconds"]) / (
+                c_tp["received"] / c_tp["seconds"]
+            )
+        if c_lat and py_cb:
+            row["p50_ratio_callback"] = py_cb["p50_ns"] / c_lat["p50_ns"]
+            row["p50_met"] = row["p50_ratio_callback"] <= TARGET_P50
+            if "hop_p50_ns" in py_cb:
+                row["hop_p50_ns"] = py_cb["hop_p50_ns"]
+        if c_lat and py_rd:
+            row["p50_ratio_read"] = py_rd["p50_ns"] / c_lat["p50_ns"]
+        if t == "queue" and "eps_ratio" in row:
+            row["eps_met"] = row["eps_ratio"] >= TARGET_QUEUE_EPS
+        ratios.append(row)
+    summary: Result = {
+        "ratios": ratios,
+        "accounting_ok": all(r.get("accounting_ok", False) for r in runs),
+    }
+    edu = result.get("edu", {}).get("runs")
+    if edu:
+        uio = next((r for r in edu if r["transport"] == "uio"), None)
+        best = min(
+            (r for r in edu if r["transport"] != "uio"),
+            key=lambda r: r["raise_p50_ns"],
+            default=None,
+        )
+        if uio and best:
+            summary["uio"] = {
+                "uio_p50_ns": uio["raise_p50_ns"],
+                "best": f"{best['transport']} ({best['irq']})",
+                "best_p50_ns": best["raise_p50_ns"],
+                "ratio": best["raise_p50_ns"] / uio["raise_p50_ns"],
+                "met": best["raise_p50_ns"] / uio["raise_p50_ns"] <= TARGET_UIO,
+            }
+    return summary
+
+
+def markdown(result: Result, summary: Result) -> str:
+    """The tables and ratio lines, as BENCHMARKS.md shows them."""
+    runs: list[Result] = result["runs"]
+    out = [
+        f"Kernel {result['kernel']} in QEMU (TCG), {result['cpus']} vCPUs; "
+        f"throughput {result['throughput_events']:,} events, latency "
+        f"{result['latency_events']:,} events one in flight ({result['gap_us']} µs gap).",
+        "",
+        "| transport | receiver | events/s | received | dropped | lost (seqno) | exact |",
+        "|---|---|---:|---:|---:|---:|:-:|",
+    ]
+    for r in runs:
+        if r["mode"] != "throughput":
+            continue
+        eps = r["received"] / r["seconds"] if r["seconds"] else 0.0
+        out.append(
+            f"| {r['transport']} | {_label(r)} | {eps:,.0f} | {r['received']:,} | "
+            f"{r['dropped']:,} | {r['lost']:,} | {'yes' if r['accounting_ok'] else 'NO'} |"
+        )
+    out += [
+        "",
+        "| transport | receiver | p50 µs | p90 µs | p99 µs | max µs | events |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in runs:
+        if r["mode"] != "latency":
+            continue
+        out.append(
+            f"| {r['transport']} | {_label(r)} | {_us(r.get('p50_ns'))} | "
+            f"{_us(r.get('p90_ns'))} | {_us(r.get('p99_ns'))} | {_us(r.get('max_ns'))} | "
+            f"{r['received']:,} |"
+        )
+    out.append("")
+    for row in summary["ratios"]:
+        parts = []
+        if "eps_ratio" in row:
+            mark = ""
+            if "eps_met" in row:
+                mark = " (target >= 50%: " + ("met" if row["eps_met"] else "**missed**") + ")"
+            parts.append(f"Python/C events/s = {row['eps_ratio']:.0%}{mark}")
+        if "p50_ratio_callback" in row:
+            parts.append(
+                f"p50 Python on_event/C = {row['p50_ratio_callback']:.2f}x (target <= 2x: "
+                + ("met" if row["p50_met"] else "**missed**")
+                + ")"
+            )
+        if "hop_p50_ns" in row:
+            parts.append(f"on_event's watcher-to-main-thread hop p50 {_us(row['hop_p50_ns'])} µs")
+        if "p50_ratio_read" in row:
+            parts.append(f"p50 Python read(1)/C = {row['p50_ratio_read']:.2f}x")
+        out.append(f"- {row['transport']}: " + "; ".join(parts))
+    edu = result.get("edu", {})
+    if edu.get("runs"):
+        out += [
+            "",
+            f"Interrupt to receiver, QEMU edu device, {edu['runs'][0]['received']:,} "
+            "interrupts each, the receiver raising them itself:",
+            "",
+            "| path | interrupt | raise→receiver p50 µs | p99 µs | IRQ stamp→receiver p50 µs |",
+            "|---|---|---:|---:|---:|",
+        ]
+        for r in edu["runs"]:
+            name = "uio_pci_generic" if r["transport"] == "uio" else f"upcall {r['transport']}"
+            out.append(
+                f"| {name} | {r['irq']} | {_us(r.get('raise_p50_ns'))} | "
+                f"{_us(r.get('raise_p99_ns'))} | {_us(r.get('p50_ns'))} |"
+            )
+        u = summary.get("uio")
+        if u:
+            out += [
+                "",
+                f"- fastest upcall transport {u['best']}: {_us(u['best_p50_ns'])} µs p50 against "
+                f"UIO's {_us(u['uio_p50_ns'])} µs = {u['ratio']:.2f}x (target <= 1.2x: "
+                + ("met" if u["met"] else "**missed**")
+                + ")",
+            ]
+    elif edu.get("skipped"):
+        out += ["", f"edu/UIO: skipped ({edu['skipped']})"]
+    return "\n".join(out)
+
+
+def print_tables(result: Result, summary: Result) -> None:
+    """The tables on stdout, with rich when it is installed."""
+    md = markdown(result, summary)
+    try:
+        from rich.console import Console
+        from rich.markdown import Markdown
+    except ImportError:
+        print(md)
+        return
+    Console().print(Markdown(md))
+
+
+def _samples(guest: Path, name: str | None) -> list[float]:
+    if not name or not (guest / name).exists():
+        return []
+    a = array("q")
+    a.frombytes((guest / name).read_bytes())
+    return [x / 1000.0 for x in a]
+
+
+def plots(result: Result, guest: Path, out: Path) -> list[Path]:
+    """Latency histograms per transport and throughput bars; returns the PNG paths."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib missing: no plots (pip install matplotlib)")
+        return []
+    import math
+
+    runs: list[Result] = result["runs"]
+    transports = list(dict.fromkeys(r["transport"] for r in runs))
+    colors = {"C": "#4c72b0", "Python on_event": "#dd8452", "Python read()": "#55a868"}
+    written = []
+
+    def hist(ax: Any, series: list[tuple[str, list[float]]], title: str) -> None:
+        allv = [v for _, vs in series for v in vs if v > 0]
+        if not allv:
+            return
+        lo, hi = max(min(allv), 0.1), max(allv)
+        edges = [lo * (hi / lo) ** (i / 60) for i in range(61)] if hi > lo else [lo, lo * 2]
+        for label, vs in series:
+            if vs:
+                ax.hist(vs, bins=edges, histtype="step", lw=1.4, label=label,
+                        color=colors.get(label))  # fmt: skip
+        ax.set_xscale("log")
+        ax.set_title(title, fontsize=9)
+        ax.tick_params(labelsize=7)
+        ax.grid(True, which="both", alpha=0.25)
+
+    cols = 3
+    rows = math.ceil(len(transports) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(10, 3.0 * rows), squeeze=False)
+    for i, t in enumerate(transports):
+        series = []
+        for api in ("c", "callback", "read"):
+            r = _find(runs, t, "latency", api)
+            if r:
+                series.append((_label(r), _samples(guest, r.get("samples"))))
+        hist(axes[i // cols][i % cols], series, t)
+    for j in range(len(transports), rows * cols):
+        axes[j // cols][j % cols].axis("off")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower right", fontsize=8)
+    fig.supxlabel("latency, emit to receiver (µs, log)", fontsize=9)
+    fig.supylabel("events", fontsize=9)
+    fig.suptitle(f"upcall module transports, kernel {result['kernel']} in QEMU", fontsize=10)
+    fig.tight_layout()
+    path = out / "module-latency.png"
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    written.append(path)
+
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    width = 0.38
+    for k, api in enumerate(("c", "read")):
+        xs, vals = [], []
+        for i, t in enumerate(transports):
+            r = _find(runs, t, "throughput", api)
+            if r and r["seconds"]:
+                xs.append(i + (k - 0.5) * width)
+                vals.append(r["received"] / r["seconds"] / 1e3)
+        label = "C" if api == "c" else "Python read() batches"
+        ax.bar(xs, vals, width, label=label, color="#4c72b0" if api == "c" else "#dd8452")
+        for x, v in zip(xs, vals, strict=True):
+            ax.text(x, v, f"{v:.0f}", ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(range(len(transports)), transports)
+    ax.set_ylabel("thousand events/s received")
+    ax.set_title(f"throughput, {result['throughput_events']:,} events back to back", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = out / "module-throughput.png"
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    written.append(path)
+
+    edu = result.get("edu", {}).get("runs")
+    if edu:
+        fig, ax = plt.subplots(figsize=(8, 3.6))
+        for r in edu:
+            vs = _samples(guest, r.get("samples"))
+            if not vs:
+                continue
+            xs = sorted(vs)
+            name = "uio_pci_generic" if r["transport"] == "uio" else r["transport"]
+            ax.plot(xs, [i / len(xs) for i in range(len(xs))], label=f"{name} ({r['irq']})",
+                    lw=2.2 if r["transport"] == "uio" else 1.0,
+                    ls="-" if r["irq"] == "intx" else "--")  # fmt: skip
+        ax.set_xscale("log")
+        ax.set_xlabel("interrupt latency (µs, log): raise to receiver (signal: raise to read)")
+        ax.set_ylabel("fraction")
+        ax.grid(True, which="both", alpha=0.25)
+        ax.legend(fontsize=7, ncol=2)
+        ax.set_title("edu interrupt to user space: upcall against uio_pci_generic", fontsize=10)
+        fig.tight_layout()
+        path = out / "edu-latency.png"
+        fig.savefig(path, dpi=80)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def report(result: Result, guest: Path, out: Path, publish: Path | None) -> int:
+    """Tables, JSON, plots; 0 if every run's accounting is exact."""
+    summary = summarize(result)
+    result = {**result, "summary": summary}
+    print_tables(result, summary)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(result, indent=1) + "\n")
+    md = markdown(result, summary)
+    (out / "module-bench.md").write_text(md + "\n")
+    pngs = plots(result, guest, out)
+    print(f"wrote {out / 'results.json'}, {out / 'module-bench.md'}, " + ", ".join(map(str, pngs)))
+    if publish is not None:
+        publish.mkdir(parents=True, exist_ok=True)
+        for p in pngs:
+            shutil.copy2(p, publish / p.name)
+        shutil.copy2(out / "module-bench.md", publish / "module-bench.md")
+        print(f"copied the plots and module-bench.md to {publish}/")
+    if not summary["accounting_ok"]:
+        print("upcall bench: accounting mismatch in at least one run (see results.json)")
+        return 1
+    return 0
+
+
+# -- the command -------------------------------------------------------------------
+
+
+def build_receiver() -> None:
+    """``make -f mk/bench.mk bench-build`` in the repository."""
+    subprocess.run(["make", "-s", "-f", "mk/bench.mk", "bench-build"], cwd=REPO, check=True)
+
+
+def _sizes(args: argparse.Namespace) -> tuple[int, int, int]:
+    base = SMALL if args.small else DEFAULTS
+    return (
+        args.latency_events or base["latency"],
+        args.throughput_events or base["throughput"],
+        (args.edu_events or base["edu"]) if args.edu else 0,
+    )
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Boot one guest, run every transport's receivers there, report on the host."""
+    transports = [t for t in args.transports.split(",") if t]
+    bad = set(transports) - set(TRANSPORTS)
+    if bad:
+        raise SystemExit(f"upcall bench: unknown transport(s) {', '.join(sorted(bad))}")
+    lat, tp, edu = _sizes(args)
+    out = Path(args.out).resolve()
+    guest = out / "guest"
+    if args.in_guest:
+        # The harness's run directory is the one the guest may write to.
+        vm_out = os.environ.get("UPCALL_VM_OUTDIR")
+        guest_main(
+            Path(vm_out) / "bench" if vm_out else guest,
+            latency_events=lat,
+            throughput_events=tp,
+            transports=transports,
+            gap_us=args.gap_us,
+            rounds=args.rounds,
+            edu_events=edu,
+            log=lambda s: print(s, flush=True),
+        )
+        return 0
+    publish = Path(args.publish).resolve() if args.publish else None
+    if args.from_guest:
+        result = json.loads((guest / "results.json").read_text())
+        return report(result, guest, out, publish)
+
+    from . import vm
+
+    build_receiver()
+    cmd = [sys.executable, "-m", "upcall.bench", "--in-guest",
+           "--latency-events", str(lat), "--throughput-events", str(tp),
+           "--transports", ",".join(transports), "--gap-us", str(args.gap_us),
+           "--rounds", str(args.rounds)]  # fmt: skip
+    if args.edu:
+        cmd += ["--edu", "--edu-events", str(edu)]
+    kernel = vm.pick_kernel(args.kernel)
+    res = vm.run(shlex.join(cmd), kernel=kernel, edu=args.edu, timeout=args.timeout, stream=True)
+    status = vm.report(res, kernel)
+    written = res.outdir / "bench" if res.outdir else None
+    if written is None or not (written / "results.json").exists():
+        sys.stderr.write("upcall bench: the guest wrote no results\n")
+        return status or 1
+    if guest.exists():
+        shutil.rmtree(guest)
+    shutil.copytree(written, guest)
+    return report(json.loads((guest / "results.json").read_text()), guest, out, publish) or status
+
+
+def _add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--small", action="store_true", help="CI-sized run (2,000/20,000 events)")
+    p.add_argument("--latency-events", type=int, metavar="N", help="default 10,000")
+    p.add_argument("--throughput-events", type=int, metavar="N", help="default 200,000")
+    p.add_argument("--transports", default=",".join(TRANSPORTS), metavar="LIST")
+    p.add_argument("--gap-us", type=int, default=GAP_US, metavar="US",
+                   help="the emitter's pause before each latency event")  # fmt: skip
+    p.add_argument("--rounds", type=int, default=ROUNDS, metavar="N",
+                   help="interleaved rounds the latency events are split into")  # fmt: skip
+    p.add_argument("--edu", action="store_true",
+                   help="also time edu interrupts through upcall and uio_pci_generic")  # fmt: skip
+    p.add_argument("--edu-events", type=int, metavar="N", help="default 10,000")
+    p.add_argument("--out", default=str(REPO / "build" / "bench"), metavar="DIR")
+    p.add_argument("--publish", metavar="DIR", help="copy the plots and a Markdown summary here")
+    p.add_argument("--kernel", help="kernel version to boot (default: newest stock one)")
+    p.add_argument("--timeout", type=float, default=3600, help="seconds before the guest is killed")
+    p.add_argument("--from-guest", action="store_true",
+                   help="do not boot: report on OUT/guest/results.json again")  # fmt: skip
+    p.add_argument("--in-guest", action="store_true", help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_bench)
+
+
+def add_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``upcall bench`` on the CLI's subcommands."""
+    p = subparsers.add_parser(
+        "bench",
+        help="benchmark the module's transports, Python against C, in a guest kernel",
+        description="Boot a guest kernel with the module, time every transport with a C "
+        "and a Python receiver against the same emitter, print the tables, write JSON "
+        "and PNG plots.",
+    )
+    _add_arguments(p)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m upcall.bench``: the same as ``upcall bench``."""
+    parser = argparse.ArgumentParser(prog="upcall bench")
+    _add_arguments(parser)
+    args = parser.parse_args(argv)
+    status: int = args.func(args)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

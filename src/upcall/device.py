@@ -1,0 +1,359 @@
+"""The /dev/upcall character device: open it, emit events, subscribe."""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import fcntl
+import os
+import stat
+import threading
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Self
+
+from . import abi
+from .errors import ClosedError, DeviceError
+from .subscription import SignalSubscription, Subscription
+from .transports.eventfd import EventfdSubscription
+from .transports.fasync import FasyncSubscription
+from .transports.netlink import NetlinkSubscription
+from .transports.queue import QueueSubscription
+
+DEFAULT_PATH = "/dev/upcall"
+
+#: The names :meth:`Device.subscribe` takes for ``via``.
+TRANSPORTS = ("queue", "signal", "fasync", "eventfd", "netlink")
+
+# Queue readers never block in read(2): they poll first, then read what is there.
+_QUEUE_OPEN = os.O_RDONLY | os.O_NONBLOCK
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    """The counters of one subscriber (one open file), from UPCALL_IOC_STATS.
+
+    emitted: events given a sequence number for this subscriber.
+    delivered: events handed to the transport (for signals: a signal queued).
+    dropped: events lost (queue full, RLIMIT_SIGPENDING, receiver gone).
+    seqno: the last sequence number given out; 0 before the first event.
+    pending: events accepted but not yet delivered or dropped;
+        ``emitted == delivered + dropped + pending`` at every instant.
+    transport: the subscription's :class:`upcall.abi.Transport`; 0 (NONE)
+        for a file that never subscribed, whose counters are all 0.
+    signo: the signal of a signal subscription, else 0.
+    id: the subscriber's id, unique while the module is loaded; netlink
+        messages carry it. 0 where unknown (a stand-in file of a test).
+    queue_size: the length of the subscriber's queue, in events.
+    queued: events in that queue now (for QUEUE: records not read yet).
+    """
+
+    emitted: int
+    delivered: int
+    dropped: int
+    seqno: int
+    pending: int
+    transport: int
+    signo: int
+    id: int = 0
+    queue_size: int = 0
+    queued: int = 0
+
+    @classmethod
+    def from_struct(cls, s: abi.UpcallStats) -> Stats:
+        """Copy the fields of a filled ``struct upcall_stats``, leaving out ``reserved``."""
+        return cls(
+            emitted=s.emitted,
+            delivered=s.delivered,
+            dropped=s.dropped,
+            seqno=s.seqno,
+            pending=s.pending,
+            transport=s.transport,
+            signo=s.signo,
+            id=s.id,
+            queue_size=s.queue_size,
+            queued=s.queued,
+        )
+
+    @property
+    def transport_name(self) -> str:
+        """The transport in lower case (``"none"``, ``"queue"``...), or its number if unknown."""
+        try:
+            return abi.Transport(self.transport).name.lower()
+        except ValueError:
+            return str(self.transport)
+
+
+def _open_error(path: str, err: OSError) -> DeviceError:
+    code = err.errno or 0
+    if code == errno.ENOENT:
+        msg = (
+            f"{path} does not exist: the upcall module is not loaded "
+            "(load it with `insmod upcall.ko`, or try it in a VM with `upcall vm`)"
+        )
+    elif code in (errno.EACCES, errno.EPERM):
+        try:
+            st = os.stat(path)
+            mode = f" (mode {stat.filemode(st.st_mode)}, owner {st.st_uid}:{st.st_gid})"
+        except OSError:
+            mode = ""
+        msg = (
+            f"permission denied opening {path}{mode}: run as root or give your user "
+            "access to the device (see README, device permissions)"
+        )
+    elif code in (errno.ENXIO, errno.ENODEV):
+        msg = f"{path} has no driver behind it: is the upcall module loaded?"
+    else:
+        msg = f"cannot open {path}: {os.strerror(code) if code else err}"
+    return DeviceError(code, msg)
+
+
+def _open_fd(path: str, flags: int = os.O_RDWR) -> int:
+    try:
+        fd = os.open(path, flags | os.O_CLOEXEC)
+    except OSError as e:
+        raise _open_error(path, e) from None
+    try:
+        if not stat.S_ISCHR(os.fstat(fd).st_mode):
+            raise DeviceError(errno.ENOTTY, f"{path} is not a character device")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _ioctl(fd: int, request: int, arg: ctypes.Structure, what: str, path: str) -> int:
+    while True:
+        try:
+            return int(fcntl.ioctl(fd, request, arg, True))
+        except InterruptedError:
+            continue
+        except OSError as e:
+            code = e.errno or 0
+            if code == errno.ENOTTY:
+                detail = "not an upcall device, or a module with a different ABI"
+            else:
+                detail = os.strerror(code)
+            raise DeviceError(code, f"{path}: {what} failed: {detail}") from None
+
+
+class _File:
+    """One open file of the device, used as one subscriber (QueueFile).
+
+    ``flags`` are the open(2) flags; subscribing only needs the file open for
+    reading, so a subscriber's file is opened O_RDONLY (a group given read
+    access to the device may subscribe, but not emit).
+    """
+
+    def __init__(self, path: str, flags: int = os.O_RDWR) -> None:
+        self.path = path
+        self._fd = _open_fd(path, flags)
+        self._lock = threading.Lock()
+
+    def fileno(self) -> int:
+        fd = self._fd
+        if fd < 0:
+            raise ClosedError(f"{self.path} is closed")
+        return fd
+
+    @property
+    def closed(self) -> bool:
+        return self._fd < 0
+
+    def subscribe(
+        self, transport: int, signo: int = 0, flags: int = 0, queue_size: int = 0
+    ) -> None:
+        req = abi.UpcallSubscribe(
+            transport=transport, flags=flags, signo=signo, queue_size=queue_size
+        )
+        _ioctl(self.fileno(), abi.UPCALL_IOC_SUBSCRIBE, req, "subscribe", self.path)
+
+    def set_eventfd(self, fd: int) -> None:
+        req = abi.UpcallEventfd(fd=fd)
+        _ioctl(self.fileno(), abi.UPCALL_IOC_SET_EVENTFD, req, "set eventfd", self.path)
+
+    def stats(self) -> Stats:
+        st = abi.UpcallStats()
+        _ioctl(self.fileno(), abi.UPCALL_IOC_STATS, st, "stats", self.path)
+        return Stats.from_struct(st)
+
+    def emit(self, value: int, source: int) -> int:
+        req = abi.UpcallEmit(value=value, source=source)
+        return _ioctl(self.fileno(), abi.UPCALL_IOC_EMIT, req, "emit", self.path)
+
+    def close(self) -> None:
+        with self._lock:
+            fd, self._fd = self._fd, -1
+        if fd >= 0:
+            os.close(fd)
+
+
+class Device:
+    """An open /dev/upcall: emit events, read counters, make subscriptions.
+
+    Each subscription opens the device again (the kernel has one subscriber
+    per open file), so the Device itself is not subscribed: its
+    :meth:`stats` are 0 unless that changes, and closing it does not end its
+    subscriptions.
+    """
+
+    def __init__(self, path: str | os.PathLike[str] = DEFAULT_PATH) -> None:
+        """Open ``path``; raises DeviceError with a readable message on failure."""
+        self.path = os.fspath(path)
+        self._file = _File(self.path)
+
+    def fileno(self) -> int:
+        """The file descriptor of this open file."""
+        return self._file.fileno()
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._file.closed
+
+    def close(self) -> None:
+        """Close the device; idempotent. Subscriptions stay open until closed themselves."""
+        self._file.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def emit(self, value: int, source: int = abi.UPCALL_SOURCE_USER) -> int:
+        """Emit one event to every subscriber; return how many it was queued for.
+
+        ``value`` is anything from -2**63 to 2**64-1 (negative values travel as
+        two's complement u64; ``Event.signed_value`` reads them back). ``source``
+        is 0 (a user-space emit, the default) up to ``abi.UPCALL_SOURCE_MAX``.
+        A return of 0 means no one is subscribed, not an error.
+        """
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"value must be an int, not {type(value).__name__}")
+        if isinstance(source, bool) or not isinstance(source, int):
+            raise TypeError(f"source must be an int, not {type(source).__name__}")
+        encoded = abi.encode_value(value)
+        if not 0 <= source <= abi.UPCALL_SOURCE_MAX:
+            raise ValueError(f"source {source} out of range 0..{abi.UPCALL_SOURCE_MAX}")
+        return self._file.emit(encoded, source)
+
+    def stats(self) -> Stats:
+        """The counters of this open file (all 0 for a Device: it is not subscribed)."""
+        return self._file.stats()
+
+    def _subscriber_file(self, flags: int) -> _File:
+        if self.closed:
+            raise ClosedError(f"{self.path} is closed")
+        return _File(self.path, flags)
+
+    def subscribe_signal(
+        self, signo: int | None = None, *, thread: bool = False, queue_size: int | None = None
+    ) -> SignalSubscription:
+        """Subscribe to events as real-time signals, received through a signalfd.
+
+        ``signo`` None picks a free real-time signal (no handler, not blocked,
+        not used by another subscription); otherwise it must be from
+        ``signal.SIGRTMIN`` to ``signal.SIGRTMAX`` (ValueError if not).
+        ``thread=False`` (process subscription) must be called from the main
+        thread, where the module queues the signals; ``thread=True`` directs
+        them at the calling thread, which then reads them. Either way the
+        signal is blocked here and must be blocked in every other thread
+        already (SignalSetupError otherwise). ``queue_size``: see
+        :meth:`subscribe`. See :class:`SignalSubscription`.
+        """
+        file = self._subscriber_file(os.O_RDONLY)
+        return SignalSubscription(file, signo, thread=thread, queue_size=queue_size)
+
+    def subscribe_queue(self, *, queue_size: int | None = None) -> QueueSubscription:
+        """Subscribe to events as records read(2) from the file: :class:`QueueSubscription`."""
+        return QueueSubscription(self._subscriber_file(_QUEUE_OPEN), queue_size)
+
+    def subscribe_fasync(
+        self, signo: int | None = None, *, thread: bool = False, queue_size: int | None = None
+    ) -> FasyncSubscription:
+        """The queue, with a SIGIO-style real-time signal per notification.
+
+        ``signo`` and ``thread`` as for :meth:`subscribe_signal`, except that a
+        process subscription may be made and read in any thread.
+        See :class:`FasyncSubscription`.
+        """
+        file = self._subscriber_file(_QUEUE_OPEN)
+        return FasyncSubscription(file, signo, thread=thread, queue_size=queue_size)
+
+    def subscribe_eventfd(self, *, queue_size: int | None = None) -> EventfdSubscription:
+        """The queue, with an eventfd as the descriptor to wait on: :class:`EventfdSubscription`."""
+        return EventfdSubscription(self._subscriber_file(_QUEUE_OPEN), queue_size)
+
+    def subscribe_netlink(
+        self, *, queue_size: int | None = None, rcvbuf: int | None = None
+    ) -> NetlinkSubscription:
+        """Subscribe to events as generic netlink messages: :class:`NetlinkSubscription`.
+
+        ``rcvbuf`` is the socket's receive buffer in bytes; None keeps the
+        system's default (``net.core.rmem_default``).
+        """
+        file = self._subscriber_file(os.O_RDONLY)
+        return NetlinkSubscription(file, queue_size=queue_size, rcvbuf=rcvbuf)
+
+    def subscribe(
+        self,
+        via: str = "signal",
+        *,
+        queue_size: int | None = None,
+        signo: int | None = None,
+        thread: bool = False,
+        rcvbuf: int | None = None,
+    ) -> Subscription:
+        """Subscribe with the transport named by ``via``, one of :data:`TRANSPORTS`.
+
+        - ``"queue"``: records read(2) from the file, which poll(2) reports
+          readable (:class:`QueueSubscription`);
+        - ``"signal"``: a real-time signal per event (:class:`SignalSubscription`);
+        - ``"fasync"``: the queue, notified by SIGIO-style signals
+          (:class:`FasyncSubscription`);
+        - ``"eventfd"``: the queue, notified through an eventfd
+          (:class:`EventfdSubscription`);
+        - ``"netlink"``: generic netlink multicast (:class:`NetlinkSubscription`).
+
+        ``queue_size`` is the length of the subscriber's queue in the module,
+        in events, from ``abi.UPCALL_QUEUE_MIN`` to ``abi.UPCALL_QUEUE_MAX``
+        (rounded up to a power of two); None or 0 leaves the module's default
+        (``abi.UPCALL_QUEUE_DEFAULT``). When it is full the oldest event is
+        dropped and counted. ``signo`` and ``thread`` are for ``"signal"`` and
+        ``"fasync"`` only, ``rcvbuf`` for ``"netlink"`` only (ValueError
+        otherwise). Every subscription has the same reading surface
+        (:class:`Subscription`) and yields the same :class:`Event`.
+        """
+        if via not in TRANSPORTS:
+            raise ValueError(f"unknown transport {via!r}: choose one of {', '.join(TRANSPORTS)}")
+        if (signo is not None or thread) and via not in ("signal", "fasync"):
+            raise ValueError(f"signo and thread apply to via='signal' or 'fasync', not {via!r}")
+        if rcvbuf is not None and via != "netlink":
+            raise ValueError(f"rcvbuf applies to via='netlink', not {via!r}")
+        if via == "signal":
+            return self.subscribe_signal(signo, thread=thread, queue_size=queue_size)
+        if via == "fasync":
+            return self.subscribe_fasync(signo, thread=thread, queue_size=queue_size)
+        if via == "queue":
+            return self.subscribe_queue(queue_size=queue_size)
+        if via == "eventfd":
+            return self.subscribe_eventfd(queue_size=queue_size)
+        return self.subscribe_netlink(queue_size=queue_size, rcvbuf=rcvbuf)
+
+    def __repr__(self) -> str:
+        return f"<upcall.Device {self.path!r}{' closed' if self.closed else ''}>"
+
+
+def open(path: str | os.PathLike[str] = DEFAULT_PATH) -> Device:
+    """Open the upcall device at ``path`` (default ``/dev/upcall``).
+
+    Raises DeviceError when it cannot: the message says whether the module is
+    not loaded (no such file), access is denied (device mode) or what else.
+    """
+    return Device(path)

@@ -1,0 +1,271 @@
+"""Signal machinery CPython lacks: signalfd, siginfo decoding, per-thread masks.
+
+CPython exposes neither ``si_value`` nor ``sigqueue``; this module reaches the
+C library through ctypes for ``signalfd(2)`` and the raw
+``rt_tgsigqueueinfo(2)`` system call (the latter only to forge upcall-shaped
+signals in tests, the way the module sends them).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import platform
+import signal
+import struct
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from . import abi
+
+SIGNALFD_SIGINFO_SIZE = 128
+SFD_NONBLOCK = os.O_NONBLOCK  # the kernel defines SFD_* as these O_* values
+SFD_CLOEXEC = os.O_CLOEXEC
+
+# struct signalfd_siginfo up to ssi_ptr; the rest (times, addr...) is unused.
+_SSI = struct.Struct("<IiiIIiIIIIiiQ72x")
+assert _SSI.size == SIGNALFD_SIGINFO_SIZE
+
+# siginfo_t for a SI_QUEUE-style (_rt) signal on a 64-bit target: si_signo,
+# si_errno, si_code, padding to the 8-byte aligned union, si_pid, si_uid,
+# si_value; 128 bytes in all.
+_SIGINFO_RT = struct.Struct("<iii4xiIQ96x")
+assert _SIGINFO_RT.size == 128
+
+# System call numbers of rt_tgsigqueueinfo per machine (x86_64 and the
+# asm-generic table that arm64 and riscv64 use).
+_NR_RT_TGSIGQUEUEINFO = {"x86_64": 297, "aarch64": 240, "riscv64": 240}
+
+_libc: ctypes.CDLL | None = None
+
+
+def _c() -> ctypes.CDLL:
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        _libc.signalfd.argtypes = (ctypes.c_int, ctypes.c_void_p, ctypes.c_int)
+        _libc.signalfd.restype = ctypes.c_int
+        _libc.sigemptyset.argtypes = (ctypes.c_void_p,)
+        _libc.sigaddset.argtypes = (ctypes.c_void_p, ctypes.c_int)
+        _libc.syscall.restype = ctypes.c_long
+    return _libc
+
+
+def _oserror() -> OSError:
+    err = ctypes.get_errno()
+    return OSError(err, os.strerror(err))
+
+
+def open_signalfd(signo: int, *more: int) -> int:
+    """A new non-blocking, close-on-exec signalfd for ``signo`` (and ``more`` signals).
+
+    A read of it dequeues those signals pending for the *calling thread*
+    (its own queue and the process-wide one) but only while they are blocked;
+    poll(2) on it likewise reports the polling thread's pending signals.
+    """
+    libc = _c()
+    sigset = ctypes.create_string_buffer(128)  # glibc's sigset_t is 1024 bits
+    if libc.sigemptyset(sigset) != 0:
+        raise OSError("sigemptyset failed")
+    for n in (signo, *more):
+        if libc.sigaddset(sigset, n) != 0:
+            raise ValueError(f"invalid signal number {n}")
+    fd = int(libc.signalfd(-1, sigset, SFD_NONBLOCK | SFD_CLOEXEC))
+    if fd < 0:
+        raise _oserror()
+    return fd
+
+
+@dataclass(frozen=True, slots=True)
+class SignalfdSiginfo:
+    """The fields of ``struct signalfd_siginfo`` upcall uses.
+
+    ``errno`` is ``ssi_errno`` and ``ptr`` is ``ssi_ptr`` (0 when the kernel did
+    not copy a value, i.e. for a si_code that is not SI_QUEUE-style). ``fd``
+    and ``band`` are ``ssi_fd`` and ``ssi_band``, which only a SIGIO-style
+    signal (F_SETSIG, si_code POLL_IN...) carries; 0 otherwise.
+    """
+
+    signo: int
+    errno: int
+    code: int
+    pid: int
+    uid: int
+    int_: int
+    ptr: int
+    fd: int = 0
+    band: int = 0
+
+
+def parse_siginfos(data: bytes) -> Iterator[SignalfdSiginfo]:
+    """Decode the records of one signalfd read(2); ``data`` is a multiple of 128 bytes."""
+    if len(data) % SIGNALFD_SIGINFO_SIZE:
+        raise ValueError(f"signalfd read returned {len(data)} bytes, not a multiple of 128")
+    for (
+        signo,
+        err,
+        code,
+        pid,
+        uid,
+        fd,
+        _tid,
+        band,
+        _ovr,
+        _trap,
+        _st,
+        sint,
+        ptr,
+    ) in _SSI.iter_unpack(data):
+        yield SignalfdSiginfo(signo, err, code, pid, uid, sint, ptr, fd, band)
+
+
+def read_siginfos(fd: int, max_records: int) -> list[SignalfdSiginfo]:
+    """Read up to ``max_records`` pending signals in one read(2); [] if none is pending.
+
+    ``fd`` must be non-blocking; ``max_records`` must be at least 1.
+    """
+    if max_records < 1:
+        raise ValueError("max_records must be at least 1")
+    try:
+        data = os.read(fd, SIGNALFD_SIGINFO_SIZE * max_records)
+    except BlockingIOError:
+        return []
+    return list(parse_siginfos(data))
+
+
+SEQNO_LOW_MOD = 1 << 32
+
+
+def extend_seqno(last: int, low: int) -> int:
+    """The 64-bit seqno whose low 32 bits are ``low`` and that comes after ``last``.
+
+    Sequence numbers only grow, so the next one is ``last + d`` with
+    ``d = (low - last) mod 2**32`` in 1 .. 2**32; ``d == 0`` (``low`` equal to
+    the low bits of ``last``) is read as a full turn of 2**32, since a seqno is
+    never repeated. A gap of 2**32 events or more cannot be told apart from a
+    smaller one: ``stats().dropped`` still counts every loss.
+    """
+    low &= SEQNO_LOW_MOD - 1
+    d = (low - last) % SEQNO_LOW_MOD
+    return last + (d or SEQNO_LOW_MOD)
+
+
+def valid_rt_signal(signo: int) -> int:
+    """Check that ``signo`` is a real-time signal Python leaves free; return it.
+
+    The range is Python's ``signal.SIGRTMIN .. signal.SIGRTMAX`` (34..64 with
+    glibc, which keeps 32 and 33 for its threads).
+    """
+    if isinstance(signo, bool) or not isinstance(signo, int):
+        raise TypeError(f"signal number must be an int, not {type(signo).__name__}")
+    lo, hi = int(signal.SIGRTMIN), int(signal.SIGRTMAX)
+    if not lo <= signo <= hi:
+        raise ValueError(
+            f"signal {signo} is not a usable real-time signal: choose one from "
+            f"SIGRTMIN ({lo}) to SIGRTMAX ({hi})"
+        )
+    return signo
+
+
+def sigmask_of_threads(signo: int) -> dict[int, bool]:
+    """For every thread of this process, whether it blocks ``signo``.
+
+    Read from ``/proc/self/task/*/status`` (``SigBlk``); threads that exit
+    while being read are left out, and an unreadable /proc gives {}.
+    """
+    bit = 1 << (signo - 1)
+    result: dict[int, bool] = {}
+    try:
+        tids = os.listdir("/proc/self/task")
+    except OSError:
+        return result
+    for name in tids:
+        try:
+            with open(f"/proc/self/task/{name}/status", encoding="ascii") as f:
+                for line in f:
+                    if line.startswith("SigBlk:"):
+                        result[int(name)] = bool(int(line.split()[1], 16) & bit)
+                        break
+        except (OSError, ValueError):
+            continue
+    return result
+
+
+def threads_not_blocking(signo: int, *, except_tid: int | None = None) -> list[int]:
+    """Thread ids (other than ``except_tid``) that have ``signo`` unblocked."""
+    return sorted(
+        tid
+        for tid, blocked in sigmask_of_threads(signo).items()
+        if not blocked and tid != except_tid
+    )
+
+
+def block(signo: int) -> bool:
+    """Block ``signo`` in the calling thread; return whether it was blocked before."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signo})
+    return signo in old
+
+
+def unblock(signo: int) -> None:
+    """Unblock ``signo`` in the calling thread."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signo})
+
+
+def is_blocked(signo: int) -> bool:
+    """Whether the calling thread blocks ``signo``."""
+    return signo in signal.pthread_sigmask(signal.SIG_BLOCK, set())
+
+
+def current_tid() -> int:
+    """The kernel id of the calling thread (gettid(2))."""
+    return threading.get_native_id()
+
+
+def queue_signal(
+    tid: int,
+    signo: int,
+    *,
+    code: int,
+    errno: int = 0,
+    value: int = 0,
+    tgid: int | None = None,
+) -> None:
+    """Queue ``signo`` on thread ``tid`` of this process with a chosen siginfo.
+
+    A thin wrapper over rt_tgsigqueueinfo(2), meant for tests: it forges the
+    signals the module sends (see :func:`queue_upcall_signal`). The kernel
+    accepts a negative ``code`` only for a signal a process sends to itself.
+    ``errno`` is stored as a signed 32-bit int, ``value`` as the u64 si_ptr.
+    """
+    nr = _NR_RT_TGSIGQUEUEINFO.get(platform.machine())
+    if nr is None:
+        raise OSError(f"rt_tgsigqueueinfo number unknown on {platform.machine()}")
+    if errno >= 1 << 31:
+        errno -= 1 << 32
+    pid = os.getpid()
+    info = ctypes.create_string_buffer(
+        _SIGINFO_RT.pack(signo, errno, code, pid, os.getuid(), value & abi.U64_MAX),
+        _SIGINFO_RT.size,
+    )
+    rc = _c().syscall(
+        ctypes.c_long(nr),
+        ctypes.c_int(pid if tgid is None else tgid),
+        ctypes.c_int(tid),
+        ctypes.c_int(signo),
+        info,
+    )
+    if rc != 0:
+        raise _oserror()
+
+
+def queue_upcall_signal(tid: int, signo: int, seqno: int, value: int, source: int = 0) -> None:
+    """Queue on ``tid`` exactly what the module sends for one event (the Signal layout)."""
+    queue_signal(
+        tid,
+        signo,
+        code=abi.si_code_for_source(source),
+        errno=seqno & (SEQNO_LOW_MOD - 1),
+        value=abi.encode_value(value),
+    )

@@ -1,0 +1,886 @@
+"""Subscriptions: one subscriber of /dev/upcall and the ways to receive its events.
+
+:class:`Subscription` is the surface every transport shares: ``wait``,
+``read``, ``poll``, blocking and ``async`` iteration, ``on_event`` callbacks,
+``stats`` and the counters ``received``/``lost``. :class:`SignalSubscription`
+is the real-time signal transport, received through a signalfd.
+
+Each subscription owns its own open file of the device (one subscriber in the
+kernel); closing the subscription closes that file, which is the only way to
+make the module stop sending.
+"""
+
+from __future__ import annotations
+
+import _thread
+import abc
+import asyncio
+import contextlib
+import os
+import select
+import signal
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterator
+from types import FrameType, TracebackType
+from typing import TYPE_CHECKING, ClassVar, Protocol, Self, cast
+
+from . import abi, signals
+from .errors import ClosedError, SignalSetupError, UpcallError, WrongThreadError
+from .event import Event, monotonic_ns
+
+if TYPE_CHECKING:
+    from .device import Stats
+
+Callback = Callable[[Event], object]
+
+#: Records read from the kernel in one read(2) when the caller sets no bound.
+DEFAULT_BATCH = 64
+
+
+class SubscriberFile(Protocol):
+    """One open file of the device, i.e. one subscriber in the kernel.
+
+    :meth:`subscribe` issues UPCALL_IOC_SUBSCRIBE *from the calling thread*
+    (which matters for thread-directed signals); ``queue_size`` 0 asks for the
+    module's default. :meth:`close` ends the subscription in the kernel.
+    """
+
+    def subscribe(
+        self, transport: int, signo: int = 0, flags: int = 0, queue_size: int = 0
+    ) -> None: ...
+
+    def stats(self) -> Stats: ...
+
+    def close(self) -> None: ...
+
+
+class QueueFile(SubscriberFile, Protocol):
+    """A subscriber file whose records are read(2) from it (the QUEUE transport).
+
+    :meth:`fileno` is the descriptor to read and poll (raising
+    :class:`ClosedError` once closed); :meth:`set_eventfd` is
+    UPCALL_IOC_SET_EVENTFD (-1 stops the notifications).
+    """
+
+    def fileno(self) -> int: ...
+
+    def set_eventfd(self, fd: int) -> None: ...
+
+
+def _deadline(timeout: float | None) -> float | None:
+    if timeout is None:
+        return None
+    return time.monotonic() + max(0.0, timeout)
+
+
+def _remaining(deadline: float | None) -> float | None:
+    if deadline is None:
+        return None
+    return max(0.0, deadline - time.monotonic())
+
+
+def _poll_ms(seconds: float | None) -> int:
+    if seconds is None:
+        return -1
+    return max(0, int(seconds * 1000 + 0.999))  # round up: never wake before the deadline
+
+
+def check_queue_size(queue_size: int | None) -> int:
+    """The ``queue_size`` field for ``queue_size``: 0 (the module's default) for None or 0.
+
+    Otherwise it must be from ``abi.UPCALL_QUEUE_MIN`` to ``abi.UPCALL_QUEUE_MAX``
+    (ValueError if not); the module rounds it up to a power of two.
+    """
+    if queue_size is None:
+        return 0
+    if isinstance(queue_size, bool) or not isinstance(queue_size, int):
+        raise TypeError(f"queue_size must be an int, not {type(queue_size).__name__}")
+    if queue_size != 0 and not abi.UPCALL_QUEUE_MIN <= queue_size <= abi.UPCALL_QUEUE_MAX:
+        raise ValueError(
+            f"queue_size {queue_size} out of range {abi.UPCALL_QUEUE_MIN}.."
+            f"{abi.UPCALL_QUEUE_MAX} (None or 0: the module's default, "
+            f"{abi.UPCALL_QUEUE_DEFAULT})"
+        )
+    return queue_size
+
+
+def _run_pending_python_handlers() -> None:
+    """Do nothing; calling a Python function lets CPython run tripped signal handlers."""
+
+
+class Subscription(abc.ABC):
+    """The events of one subscriber, whatever the transport.
+
+    Events are read in order into an internal buffer and handed out from it,
+    so nothing read from the kernel is lost when a caller takes fewer events
+    than were read (e.g. leaves an ``async for`` early).
+
+    A subscription is either *read* (``wait``/``read``/``poll``/iteration) or
+    *dispatched* to callbacks (:meth:`on_event`), not both.
+
+    Counters: :attr:`received` events handed out or buffered, :attr:`lost` the
+    sum of the gaps seen in sequence numbers (events the kernel dropped).
+    """
+
+    transport: ClassVar[str]
+
+    def __init__(self, file: SubscriberFile) -> None:
+        self._file = file
+        self._lock = threading.RLock()
+        self._buffer: deque[Event] = deque()
+        self._closed = False
+        self._finished = False
+        self._busy = 0
+        self._last_seqno = 0
+        self._received = 0
+        self._lost = 0
+        # Readable once close() ran: wakes every waiter (poll, asyncio, watcher).
+        self._wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._async_waiting = False
+        self._callbacks: list[Callback] = []
+        self._dispatching = False
+        self._dispatched = 0
+        self._notify_fd = -1
+        self._watcher: threading.Thread | None = None
+        self._watch_error: BaseException | None = None
+        self._watch_go = threading.Event()
+        self._dispatch_signo = 0
+        self._prev_handler: signal.Handlers | Callable[[int, FrameType | None], object] | int | None
+        self._prev_handler = None
+
+    # -- what a transport provides ------------------------------------------
+
+    @abc.abstractmethod
+    def fileno(self) -> int:
+        """The file descriptor that becomes readable when events are pending."""
+
+    @abc.abstractmethod
+    def _read_records(self, max_records: int) -> list[Event]:
+        """Read at most ``max_records`` pending records without blocking, decode them.
+
+        Called with the lock held; calls :meth:`_account` for every event.
+        """
+
+    @abc.abstractmethod
+    def _teardown(self) -> None:
+        """Release what the transport holds; the kernel subscription is closed already."""
+
+    def _check_thread(self) -> None:  # noqa: B027 - optional hook
+        """Raise WrongThreadError if the calling thread cannot read the events."""
+
+    def _watcher_attach(self) -> None:  # noqa: B027 - optional hook
+        """Run in the watcher thread before it waits, to direct events at it."""
+
+    @abc.abstractmethod
+    def _choose_dispatch_signal(self) -> int:
+        """The signal number whose Python handler dispatches callbacks."""
+
+    # -- counters ------------------------------------------------------------
+
+    def _account(self, seqno: int) -> None:
+        if seqno > self._last_seqno + 1:
+            self._lost += seqno - self._last_seqno - 1
+        self._last_seqno = max(self._last_seqno, seqno)
+        self._received += 1
+
+    def _account_run(self, first: int, last: int, n: int) -> None:
+        """Count ``n`` events whose seqnos rise strictly from ``first`` to ``last``.
+
+        The gaps of a strictly rising run add up to ``last - previous - n``, so
+        a batch is counted in constant time. A run that cannot be strictly
+        rising (the kernel broke its contract) raises UpcallError.
+        """
+        if n <= 0:
+            return
+        if first <= self._last_seqno or last - first < n - 1:
+            raise UpcallError(
+                f"sequence numbers out of order: {n} events from {first} to {last} "
+                f"after {self._last_seqno}"
+            )
+        self._lost += last - self._last_seqno - n
+        self._last_seqno = last
+        self._received += n
+
+    @property
+    def received(self) -> int:
+        """Events read from the kernel so far (handed out or still buffered)."""
+        return self._received
+
+    @property
+    def lost(self) -> int:
+        """Events missing from the sequence numbers seen so far; 0 means no gap.
+
+        The kernel counts every drop in ``stats().dropped``; ``lost`` is what
+        this reader can tell from the gaps, so the two agree once the events
+        after the last drop have been read.
+        """
+        return self._lost
+
+    @property
+    def last_seqno(self) -> int:
+        """The sequence number of the last event read; 0 before the first one."""
+        return self._last_seqno
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed
+
+    def stats(self) -> Stats:
+        """The kernel's counters for this subscriber (emitted, delivered, dropped...)."""
+        if self._closed:
+            raise ClosedError("the subscription is closed")
+        return self._file.stats()
+
+    # -- guarded use -----------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _using(self, *, dispatching: bool = False) -> Iterator[None]:
+        """Mark the subscription busy; a close() meanwhile is finished on exit."""
+        with self._lock:
+            if self._closed:
+                raise ClosedError(f"the {self.transport} subscription is closed")
+            if not dispatching and self._callbacks:
+                raise UpcallError(
+                    "this subscription dispatches its events to on_event() callbacks; "
+                    "use run() or another subscription to read events"
+                )
+            self._check_thread()
+            self._busy += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._busy -= 1
+                finish = self._closed and self._busy == 0
+            if finish:
+                self._finish()
+
+    def _collect(self, max_records: int) -> int:
+        with self._lock:
+            # Closed (maybe by another thread): its descriptors may be gone,
+            # and their numbers already reused by someone else.
+            if self._closed:
+                return 0
+            events = self._read_records(max_records)
+            self._buffer.extend(events)
+        return len(events)
+
+    def _take(self, max_events: int) -> list[Event]:
+        with self._lock:
+            n = min(max_events, len(self._buffer))
+            return [self._buffer.popleft() for _ in range(n)]
+
+    def _wait_fds(self, fds: tuple[int, ...], timeout: float | None) -> None:
+        p = select.poll()
+        for fd in fds:
+            p.register(fd, select.POLLIN)
+        p.poll(_poll_ms(timeout))  # EINTR is retried by Python (PEP 475)
+
+    def _fill(self, want: int, deadline: float | None) -> bool:
+        """Read until the buffer holds an event or ``deadline`` passes; True if it does."""
+        while True:
+            if self._buffer:
+                if len(self._buffer) < want:
+                    self._collect(want - len(self._buffer))
+                return True
+            self._collect(max(want, 1))
+            if self._buffer:
+                return True
+            remaining = _remaining(deadline)
+            if remaining == 0.0:
+                return False
+            self._wait_fds((self.fileno(), self._wake_fd), remaining)
+            if self._closed:
+                raise ClosedError(f"the {self.transport} subscription was closed")
+
+    # -- reading ----------------------------------------------------------------
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until an event can be read; True if one can, False on timeout.
+
+        ``timeout`` is in seconds: None waits for ever, 0 only checks.
+        """
+        with self._using():
+            return self._fill(1, _deadline(timeout))
+
+    def read(
+        self, max_events: int = DEFAULT_BATCH, timeout: float | None = None, *, block: bool = True
+    ) -> list[Event]:
+        """Up to ``max_events`` events, oldest first; [] if none came in time.
+
+        Waits for the first event at most ``timeout`` seconds (None: for ever,
+        0: not at all), then takes whatever else is already pending, with one
+        read(2) of the kernel for the whole batch. ``block=False`` is
+        ``timeout=0``.
+        """
+        if max_events < 1:
+            raise ValueError("max_events must be at least 1")
+        return self._get(max_events, max_events, 0.0 if not block else timeout)
+
+    def _get(self, take: int, batch: int, timeout: float | None) -> list[Event]:
+        with self._using():
+            self._fill(batch, _deadline(timeout))
+            return self._take(take)
+
+    def poll(self, timeout: float | None = 0.0) -> Event | None:
+        """The next event, or None if none came within ``timeout`` seconds.
+
+        The default 0 does not wait; None waits for ever.
+        """
+        events = self._get(1, DEFAULT_BATCH, timeout)
+        return events[0] if events else None
+
+    def events(self, timeout: float | None = None) -> Iterator[Event]:
+        """Iterate over events as they arrive.
+
+        The iteration ends when no event arrives within ``timeout`` seconds of
+        the previous one (None: it never ends that way) or when the
+        subscription is closed. Events are read from the kernel in batches
+        but taken one at a time, so leaving the loop early loses none.
+        """
+        while True:
+            try:
+                batch = self._get(1, DEFAULT_BATCH, timeout)
+            except ClosedError:
+                return
+            if not batch:
+                return
+            yield batch[0]
+
+    def __iter__(self) -> Iterator[Event]:
+        """Blocking iteration: ``events(timeout=None)``."""
+        return self.events()
+
+    async def aread(
+        self, max_events: int = DEFAULT_BATCH, timeout: float | None = None
+    ) -> list[Event]:
+        """Asyncio version of :meth:`read`: waits on the running loop, never busily.
+
+        The descriptors are watched with ``loop.add_reader`` only while this
+        coroutine waits; cancellation removes them and loses no event (events
+        are only taken once they are returned).
+        """
+        if max_events < 1:
+            raise ValueError("max_events must be at least 1")
+        return await self._aget(max_events, max_events, timeout)
+
+    async def _aget(self, take: int, batch: int, timeout: float | None) -> list[Event]:
+        loop = asyncio.get_running_loop()
+        deadline = _deadline(timeout)
+        with self._using():
+            while True:
+                if self._fill(batch, _deadline(0.0)):
+                    return self._take(take)
+                remaining = _remaining(deadline)
+                if remaining == 0.0:
+                    return []
+                await self._readable(loop, remaining)
+                if self._closed:
+                    raise ClosedError(f"the {self.transport} subscription was closed")
+
+    async def _readable(self, loop: asyncio.AbstractEventLoop, timeout: float | None) -> None:
+        if self._async_waiting:
+            raise UpcallError("another task is already waiting on this subscription")
+        fut: asyncio.Future[None] = loop.create_future()
+
+        def ready() -> None:
+            if not fut.done():
+                fut.set_result(None)
+
+        fds = (self.fileno(), self._wake_fd)
+        self._async_waiting = True
+        try:
+            for fd in fds:
+                loop.add_reader(fd, ready)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await fut
+        finally:
+            for fd in fds:
+                loop.remove_reader(fd)
+            self._async_waiting = False
+
+    async def aevents(self, timeout: float | None = None) -> AsyncIterator[Event]:
+        """Asyncio version of :meth:`events` (same ``timeout`` and end rules)."""
+        while True:
+            try:
+                batch = await self._aget(1, DEFAULT_BATCH, timeout)
+            except ClosedError:
+                return
+            if not batch:
+                return
+            yield batch[0]
+
+    def __aiter__(self) -> AsyncIterator[Event]:
+        """``async for event in sub``: ``aevents(timeout=None)``."""
+        return self.aevents()
+
+    # -- callbacks ---------------------------------------------------------------
+
+    def on_event(self, callback: Callback) -> Callback:
+        """Call ``callback(event)`` in the main thread for every event from now on.
+
+        Returns ``callback``, so this works as a decorator. Call it from the
+        main thread (Python only lets that thread set signal handlers).
+
+        How: a daemon watcher thread waits on the transport's descriptor, reads
+        the events and calls ``_thread.interrupt_main(signo)``; the Python
+        handler installed for ``signo`` then runs in the main thread between
+        two bytecodes, exactly like a Python signal handler, and calls the
+        callbacks there, never in async-signal context. So callbacks run
+        while the main thread executes Python code; a blocking call (e.g.
+        ``time.sleep``, ``signal.pause``) delays them until it returns: wait
+        with :meth:`run` instead. An exception raised by a callback propagates
+        out of whatever the main thread was running, as from a signal handler;
+        the events not yet dispatched stay queued for the next dispatch.
+
+        From then on the subscription is dispatched, not read: ``read`` and
+        the iterators raise :class:`UpcallError`. :meth:`close` stops the
+        thread and restores the previous handler.
+        """
+        if threading.current_thread() is not threading.main_thread():
+            raise WrongThreadError("on_event() must be called from the main thread")
+        with self._using(dispatching=True):
+            start = not self._callbacks
+            self._callbacks.append(callback)
+            if start:
+                try:
+                    self._start_dispatch()
+                except BaseException:
+                    # Not if dispatching started: a callback raised (see above).
+                    if self._watcher is None:
+                        self._callbacks.clear()
+                    raise
+        return callback
+
+    def _start_dispatch(self) -> None:
+        signo = self._choose_dispatch_signal()
+        self._notify_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._prev_handler = signal.signal(signo, self._on_dispatch_signal)
+        self._dispatch_signo = signo
+        attached, go = threading.Event(), self._watch_go
+        # The watcher inherits this thread's mask: have the signal blocked in
+        # it from its first instruction.
+        was_blocked = signals.block(signo)
+        try:
+            watcher = threading.Thread(
+                target=self._watch, args=(attached, go), name=f"upcall-watch-{signo}", daemon=True
+            )
+            watcher.start()
+        finally:
+            if not was_blocked:
+                signals.unblock(signo)
+        self._watcher = watcher
+        attached.wait()
+        if self._watch_error is not None:
+            watcher.join()
+            self._watcher = None
+            signal.signal(signo, self._prev_handler)
+            os.close(self._notify_fd)
+            self._notify_fd = -1
+            error, self._watch_error = self._watch_error, None
+            raise error
+        # Events sent to this thread before the watcher took over: read them
+        # now, before the watcher reads newer ones, to keep the order.
+        while self._collect(DEFAULT_BATCH):
+            pass
+        go.set()
+        if self._buffer:
+            self._kick()  # the handler may run (and a callback raise) before we return
+
+    def _watch(self, attached: threading.Event, go: threading.Event) -> None:
+        try:
+            self._watcher_attach()
+        except BaseException as e:
+            self._watch_error = e
+            attached.set()
+            return
+        attached.set()
+        go.wait()  # close() sets it too
+        try:
+            p = select.poll()
+            p.register(self.fileno(), select.POLLIN)
+            p.register(self._wake_fd, select.POLLIN)
+            while not self._closed:
+                p.poll()
+                if self._closed:
+                    break
+                # Drain: a notification (eventfd, SIGIO) is consumed by the
+                # first read, so what is left must be read before waiting again.
+                got = 0
+                while n := self._collect(DEFAULT_BATCH):
+                    got += n
+                    if n < DEFAULT_BATCH:
+                        break
+                if got:
+                    self._kick()
+        except BaseException as e:
+            # Never stop silently: the next dispatch raises it in the main thread.
+            if not self._closed:
+                self._watch_error = e
+                self._kick()
+
+    def _kick(self) -> None:
+        os.eventfd_write(self._notify_fd, 1)
+        # typeshed wants a Signals member; real-time signals have none.
+        _thread.interrupt_main(cast(signal.Signals, self._dispatch_signo))
+
+    def _on_dispatch_signal(self, signum: int, frame: FrameType | None) -> None:
+        self._dispatch()
+
+    def _dispatch(self) -> int:
+        """Call the callbacks for every buffered event, in the main thread."""
+        if self._dispatching:
+            return 0  # a callback is running further up this stack; it drains
+        if self._watch_error is not None and not self._closed:
+            error, self._watch_error = self._watch_error, None
+            raise UpcallError(f"the event watcher thread failed: {error}") from error
+        self._dispatching = True
+        n = 0
+        try:
+            while True:
+                with self._lock:
+                    if self._closed or not self._buffer:
+                        break
+                    event = self._buffer.popleft()
+                self._dispatched += 1
+                for callback in list(self._callbacks):
+                    callback(event)
+                n += 1
+        finally:
+            self._dispatching = False
+        return n
+
+    def run(self, timeout: float | None = None) -> int:
+        """Dispatch events to the callbacks until ``timeout`` seconds pass or close().
+
+        Returns the number of events dispatched. None runs until the
+        subscription is closed (e.g. by a callback); 0 dispatches what is
+        already queued and returns. Main thread only.
+        """
+        if threading.current_thread() is not threading.main_thread():
+            raise WrongThreadError("run() must be called from the main thread")
+        deadline = _deadline(timeout)
+        with self._using(dispatching=True):
+            if not self._callbacks:
+                raise UpcallError("run() needs a callback: register one with on_event()")
+            # Count every dispatch meanwhile, also those the handler runs.
+            start = self._dispatched
+            self._dispatch()
+            while not self._closed:
+                remaining = _remaining(deadline)
+                if remaining == 0.0:
+                    break
+                self._wait_fds((self._notify_fd, self._wake_fd), remaining)
+                with contextlib.suppress(BlockingIOError):
+                    os.eventfd_read(self._notify_fd)
+                self._dispatch()
+            return self._dispatched - start
+
+    # -- closing -----------------------------------------------------------------
+
+    def close(self) -> None:
+        """End the subscription: the kernel stops sending, state is restored.
+
+        Idempotent. Close from the thread that subscribed so that its signal
+        mask can be restored (another thread's mask cannot be changed);
+        from elsewhere the signal simply stays blocked there, which is safe.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            os.eventfd_write(self._wake_fd, 1)
+            self._watch_go.set()  # a watcher still waiting for on_event() to finish
+            deferred = self._busy > 0
+        try:
+            self._file.close()
+        finally:
+            if self._watcher is not None:
+                self._watcher.join()
+                self._watcher = None
+                # The watcher's last interrupt_main() may still be pending:
+                # let it run now, while our handler is still installed.
+                _run_pending_python_handlers()
+            if not deferred:
+                self._finish()
+
+    def _finish(self) -> None:
+        with self._lock:
+            if self._finished:
+                return
+            self._finished = True
+        try:
+            self._teardown()
+        finally:
+            if self._dispatch_signo and threading.current_thread() is threading.main_thread():
+                signal.signal(self._dispatch_signo, self._prev_handler)
+            os.close(self._wake_fd)
+            if self._notify_fd >= 0:
+                os.close(self._notify_fd)
+            self._buffer.clear()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+# Signals in use by live subscriptions of this process: (signo, receiving tid).
+_signals_in_use: set[tuple[int, int]] = set()
+_signals_lock = threading.Lock()
+
+
+def reserve_signal(signo: int, tid: int) -> None:
+    """Record that an upcall subscription reads ``signo`` in thread ``tid``.
+
+    SignalSetupError if one already does: two readers of one signal in one
+    thread would take each other's signals.
+    """
+    with _signals_lock:
+        if (signo, tid) in _signals_in_use:
+            raise SignalSetupError(
+                f"signal {signo} is already used by another upcall subscription "
+                "in this thread: choose another signal"
+            )
+        _signals_in_use.add((signo, tid))
+
+
+def release_signal(signo: int, tid: int) -> None:
+    """Undo :func:`reserve_signal`; nothing if it was not reserved."""
+    with _signals_lock:
+        _signals_in_use.discard((signo, tid))
+
+
+def choose_signal() -> int:
+    """A real-time signal nobody in this process seems to use.
+
+    The first from ``signal.SIGRTMIN`` up that has no handler (Python's
+    ``getsignal`` gives SIG_DFL), is not blocked by the calling thread and is
+    not used by another upcall subscription.
+    """
+    with _signals_lock:
+        used = {s for s, _ in _signals_in_use}
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, set())
+    for signo in range(int(signal.SIGRTMIN), int(signal.SIGRTMAX) + 1):
+        if signo in used or signo in blocked:
+            continue
+        if signal.getsignal(signo) is signal.SIG_DFL:
+            return signo
+    raise SignalSetupError("no free real-time signal: pass signo explicitly")
+
+
+class SignalSubscription(Subscription):
+    """Events delivered as one real-time signal each, read through a signalfd.
+
+    Where the signals go decides where they can be read. The module queues a
+    process subscription's signals on the *main thread* (the thread group
+    leader), so it must be created and read there; a ``thread=True``
+    subscription's signals go to the thread that created it, and only that
+    thread can read them (:class:`WrongThreadError` otherwise).
+
+    The signal is blocked in the subscribing thread (and must be in every
+    other thread: block it before starting threads, which inherit the mask)
+    so that it stays queued for the signalfd instead of running a handler.
+    On close, the previous mask of the subscribing thread is restored after
+    the pending signals have been drained.
+
+    Signals of the same number that do not carry upcall's si_code (kill(1),
+    sigqueue(3)...) are not events: they are counted in :attr:`foreign` and
+    skipped. Each event has ``transport="signal"``, ``signo`` set and
+    ``timestamp_ns`` None (a siginfo has no room for it), and its 64-bit
+    seqno rebuilt from the 32 bits the signal carries.
+    """
+
+    transport = "signal"
+
+    def __init__(
+        self,
+        file: SubscriberFile,
+        signo: int | None = None,
+        *,
+        thread: bool = False,
+        queue_size: int | None = None,
+    ):
+        """Subscribe ``file`` to ``signo``; None picks a free one (:func:`choose_signal`).
+
+        ``queue_size`` is the length of the module's queue of events on their
+        way to the signal; None (or 0) leaves the module's default.
+        """
+        super().__init__(file)
+        self._queue_size = 0
+        self._sfd = -1
+        self._registered = False
+        self._was_blocked = True
+        self._foreign = 0
+        self._thread = thread
+        try:
+            self._queue_size = check_queue_size(queue_size)
+            self._signo = choose_signal() if signo is None else signals.valid_rt_signal(signo)
+            self._tid = signals.current_tid()
+            self._target_tid = self._tid
+            self._setup()
+        except BaseException:
+            self._closed = self._finished = True
+            try:
+                file.close()
+            finally:
+                self._release_partial()
+            raise
+
+    def _setup(self) -> None:
+        signo, tid = self._signo, self._tid
+        if not self._thread and tid != os.getpid():
+            raise WrongThreadError(
+                "the module queues process-directed signals on the main thread: "
+                "subscribe from the main thread, or pass thread=True"
+            )
+        reserve_signal(signo, tid)
+        self._registered = True
+        self._was_blocked = signals.block(signo)
+        others = signals.threads_not_blocking(signo, except_tid=tid)
+        if others:
+            raise SignalSetupError(
+                f"signal {signo} is not blocked in thread(s) {', '.join(map(str, others))} "
+                "of this process, which could take the events: block it before starting "
+                f"threads (signal.pthread_sigmask(signal.SIG_BLOCK, {{{signo}}}) in the main "
+                "thread first; threads inherit the mask), or subscribe before starting them"
+            )
+        self._sfd = signals.open_signalfd(signo)
+        # Signals left pending from before are not events of this subscription.
+        while stale := signals.read_siginfos(self._sfd, DEFAULT_BATCH):
+            self._foreign += len(stale)
+        self._last_seqno = self._file.stats().seqno
+        flags = abi.UPCALL_SUBSCRIBE_THREAD if self._thread else 0
+        self._file.subscribe(abi.UPCALL_TRANSPORT_SIGNAL, signo, flags, self._queue_size)
+
+    def _release_partial(self) -> None:
+        if self._sfd >= 0:
+            os.close(self._sfd)
+            self._sfd = -1
+        if not self._was_blocked:
+            signals.unblock(self._signo)
+            self._was_blocked = True
+        if self._registered:
+            release_signal(self._signo, self._tid)
+            self._registered = False
+        os.close(self._wake_fd)
+
+    @property
+    def signo(self) -> int:
+        """The signal number the events arrive with."""
+        return self._signo
+
+    @property
+    def thread(self) -> bool:
+        """True if the signals are directed at the subscribing thread only."""
+        return self._thread
+
+    @property
+    def tid(self) -> int:
+        """The kernel thread id the events are read in (the subscribing thread)."""
+        return self._tid
+
+    @property
+    def foreign(self) -> int:
+        """Signals of :attr:`signo` that were not upcall events, skipped; 0 if none."""
+        return self._foreign
+
+    def fileno(self) -> int:
+        """The signalfd: readable when a signal is pending for the *polling* thread.
+
+        Poll it from the subscribing thread: the kernel reports the pending
+        signals of the thread that polls.
+        """
+        if self._sfd < 0:
+            raise ClosedError("the signal subscription is closed")
+        return self._sfd
+
+    def _check_thread(self) -> None:
+        if signals.current_tid() != self._tid:
+            raise WrongThreadError(
+                f"the signals of this subscription are queued on thread {self._tid} "
+                f"(the {'subscribing' if self._thread else 'main'} thread) and only it "
+                f"can read them, not thread {signals.current_tid()}"
+            )
+
+    def _read_records(self, max_records: int) -> list[Event]:
+        infos = signals.read_siginfos(self._sfd, max_records)
+        if not infos:
+            return []
+        now = monotonic_ns()
+        events: list[Event] = []
+        for info in infos:
+            source = abi.source_from_si_code(info.code)
+            if source is None or info.signo != self._signo:
+                self._foreign += 1
+                continue
+            seqno = signals.extend_seqno(self._last_seqno, info.errno)
+            self._account(seqno)
+            events.append(
+                Event(
+                    seqno=seqno,
+                    value=info.ptr,
+                    source=source,
+                    transport=self.transport,
+                    timestamp_ns=None,
+                    received_ns=now,
+                    signo=info.signo,
+                )
+            )
+        return events
+
+    def _choose_dispatch_signal(self) -> int:
+        if self._tid != os.getpid():
+            raise WrongThreadError(
+                "on_event() needs a subscription made in the main thread, which can "
+                "hand its pending signals over to the watcher thread"
+            )
+        return self._signo
+
+    def _watcher_attach(self) -> None:
+        # Signals can only be read by the thread they are queued on: subscribe
+        # again from the watcher, thread-directed, so they are queued on it.
+        # The kernel keeps the sequence number and counters.
+        if not signals.is_blocked(self._signo):
+            signals.block(self._signo)
+        # The same queue size: another would drop what is queued.
+        self._file.subscribe(
+            abi.UPCALL_TRANSPORT_SIGNAL, self._signo, abi.UPCALL_SUBSCRIBE_THREAD, self._queue_size
+        )
+        self._target_tid = signals.current_tid()
+
+    def _teardown(self) -> None:
+        try:
+            if signals.current_tid() == self._tid:
+                # Discard what is still queued, then unblock: a pending signal
+                # would otherwise run its default action (terminate).
+                for _ in range(8):
+                    while signals.read_siginfos(self._sfd, DEFAULT_BATCH):
+                        pass
+                    if self._signo not in signal.sigpending():
+                        break
+                if not self._was_blocked and self._signo not in signal.sigpending():
+                    signals.unblock(self._signo)
+                self._was_blocked = True
+        finally:
+            os.close(self._sfd)
+            self._sfd = -1
+            release_signal(self._signo, self._tid)
+            self._registered = False
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"tid={self._target_tid}"
+        return (
+            f"<SignalSubscription signo={self._signo} thread={self._thread} {state} "
+            f"received={self._received} lost={self._lost} foreign={self._foreign}>"
+        )

@@ -1,0 +1,246 @@
+"""The queue, with a SIGIO-style signal per notification (fasync).
+
+The kernel's own way for a driver to signal a process: ``F_SETOWN`` (or
+``F_SETOWN_EX`` for one thread) names who gets the signal, ``F_SETSIG`` makes
+it a real-time signal, which the kernel queues with ``si_fd`` (the file) and
+``si_code`` POLL_IN, and ``O_ASYNC`` turns it on. The signal says "the queue
+has records"; the records, with their values, are then read from the file.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import struct
+from collections import Counter
+from typing import ClassVar
+
+from .. import signals
+from ..errors import ClosedError, SignalSetupError, WrongThreadError
+from ..event import Event
+from ..subscription import QueueFile, choose_signal, release_signal, reserve_signal
+from .queue import QueueSubscription
+
+# <fcntl.h> values the fcntl module lacks (F_SETSIG is there on Linux).
+F_SETSIG = getattr(fcntl, "F_SETSIG", 10)
+F_SETOWN_EX = 15
+F_OWNER_TID = 0
+POLL_IN = 1  # si_code of a SIGIO for "input available"
+_F_OWNER_EX = struct.Struct("=ii")  # struct f_owner_ex: type, pid
+_DRAIN = 256  # siginfos per read(2) of the signalfd
+# struct signalfd_siginfo: ssi_signo (0), ssi_code (8), ssi_fd (20) of 128 bytes.
+_SIGINFO_KEY = struct.Struct("=I4xi8xi104x")
+assert _SIGINFO_KEY.size == signals.SIGNALFD_SIGINFO_SIZE
+
+
+class FasyncSubscription(QueueSubscription):
+    """The QUEUE transport, woken by a real-time signal that the kernel sends as SIGIO.
+
+    The signal is read through a signalfd (:meth:`fileno`); every one must
+    carry ``si_fd`` equal to the subscriber's file and ``si_code`` POLL_IN,
+    or it is counted in :attr:`foreign` and otherwise ignored. Then the
+    queue is read: each event is one record, with ``transport="fasync"``,
+    ``timestamp_ns`` set and ``signo`` None (the signal carries no event).
+
+    When the kernel cannot queue the real-time signal (``RLIMIT_SIGPENDING``
+    reached) it sends a plain SIGIO instead, so SIGIO is blocked and read
+    through the same signalfd; those are counted in :attr:`sigio` and still
+    wake the reader. Nothing is lost either way: the records wait in the queue.
+
+    ``thread=False`` directs the signals at the process (``F_SETOWN``): the
+    signal and SIGIO must then be blocked in every thread (subscribe before
+    starting threads, which inherit the mask; SignalSetupError otherwise),
+    and any thread may read. ``thread=True`` directs them at the subscribing
+    thread (``F_SETOWN_EX``), which alone can wait for them.
+    """
+
+    transport: ClassVar[str] = "fasync"
+
+    def __init__(
+        self,
+        file: QueueFile,
+        signo: int | None = None,
+        *,
+        thread: bool = False,
+        queue_size: int | None = None,
+    ) -> None:
+        """Subscribe ``file``; ``signo`` None picks a free real-time signal."""
+        self._requested_signo = signo
+        self._signo = 0
+        self._thread = thread
+        self._tid = signals.current_tid()
+        self._owner_tid = self._tid
+        self._sfd = -1
+        self._reserved = False
+        self._was_blocked = True
+        self._sigio_was_blocked = True
+        self._foreign = 0
+        self._sigio = 0
+        self._notifications = 0
+        self._sigbuf = bytearray(_DRAIN * signals.SIGNALFD_SIGINFO_SIZE)
+        super().__init__(file, queue_size)
+
+    # -- setup ----------------------------------------------------------------
+
+    def _before_subscribe(self) -> None:
+        if signal.getsignal(signal.SIGIO) not in (signal.SIG_DFL, signal.SIG_IGN, None):
+            raise SignalSetupError(
+                "SIGIO has a Python handler: a fasync subscription reads SIGIO itself "
+                "(the kernel's fallback when the real-time signal cannot be queued)"
+            )
+        requested = self._requested_signo
+        self._signo = choose_signal() if requested is None else signals.valid_rt_signal(requested)
+        reserve_signal(self._signo, self._tid)
+        self._reserved = True
+        self._was_blocked = signals.block(self._signo)
+        self._sigio_was_blocked = signals.block(signal.SIGIO)
+        if not self._thread:
+            others = sorted(
+                set(signals.threads_not_blocking(self._signo, except_tid=self._tid))
+                | set(signals.threads_not_blocking(signal.SIGIO, except_tid=self._tid))
+            )
+            if others:
+                raise SignalSetupError(
+                    f"signal {self._signo} or SIGIO is not blocked in thread(s) "
+                    f"{', '.join(map(str, others))} of this process, which could take the "
+                    "notifications: block both before starting threads (threads inherit the "
+                    "mask), subscribe before starting them, or pass thread=True"
+                )
+        self._sfd = signals.open_signalfd(self._signo, signal.SIGIO)
+        # Signals left pending from before are not notifications of this file.
+        while stale := signals.read_siginfos(self._sfd, _DRAIN):
+            self._foreign += len(stale)
+
+    def _after_subscribe(self) -> None:
+        fd = self._fd
+        if self._thread:
+            fcntl.fcntl(fd, F_SETOWN_EX, _F_OWNER_EX.pack(F_OWNER_TID, self._tid))
+        else:
+            fcntl.fcntl(fd, fcntl.F_SETOWN, os.getpid())
+        fcntl.fcntl(fd, F_SETSIG, self._signo)
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_ASYNC)
+
+    def _release_partial(self) -> None:
+        # Drain too: O_ASYNC may have been set before the step that failed.
+        self._restore_signals(drain=True)
+
+    # -- reading ----------------------------------------------------------------
+
+    @property
+    def signo(self) -> int:
+        """The real-time signal the kernel sends (``F_SETSIG``)."""
+        return self._signo
+
+    @property
+    def thread(self) -> bool:
+        """True if the signals are directed at the subscribing thread only."""
+        return self._thread
+
+    @property
+    def foreign(self) -> int:
+        """Signals read that were not this file's POLL_IN notification; 0 if none."""
+        return self._foreign
+
+    @property
+    def sigio(self) -> int:
+        """Plain SIGIOs read (the kernel's fallback when the RT signal queue is full)."""
+        return self._sigio
+
+    @property
+    def notifications(self) -> int:
+        """This file's POLL_IN signals read so far."""
+        return self._notifications
+
+    def fileno(self) -> int:
+        """The signalfd: readable when a notification is pending for the polling thread."""
+        if self._sfd < 0:
+            raise ClosedError("the fasync subscription is closed")
+        return self._sfd
+
+    def _check_thread(self) -> None:
+        if self._thread and signals.current_tid() != self._owner_tid:
+            raise WrongThreadError(
+                f"the signals of this thread=True subscription go to thread "
+                f"{self._owner_tid} and only it can read them, not thread "
+                f"{signals.current_tid()}"
+            )
+
+    def _take_notifications(self) -> None:
+        # A burst can queue a signal per record: count them by kind from the
+        # raw bytes (no object per signal), many per read(2).
+        mine = (self._signo, POLL_IN, self._fd)
+        buf = self._sigbuf
+        while True:
+            try:
+                n = os.readv(self._sfd, [buf])
+            except BlockingIOError:
+                return
+            for key, count in Counter(_SIGINFO_KEY.iter_unpack(memoryview(buf)[:n])).items():
+                if key == mine:
+                    self._notifications += count
+                elif key[0] == signal.SIGIO:
+                    self._sigio += count
+                else:
+                    self._foreign += count
+            if n < len(buf):
+                return
+
+    def _read_records(self, max_records: int) -> list[Event]:
+        # Notifications first, then the queue: a record queued after the read
+        # sends a new signal, so a wait after a short read never misses one.
+        self._take_notifications()
+        return self._read_queue(max_records)
+
+    def _choose_dispatch_signal(self) -> int:
+        return self._signo
+
+    def _watcher_attach(self) -> None:
+        if not self._thread:
+            return  # process-directed: the watcher blocks the signals like every thread
+        signals.block(self._signo)
+        signals.block(signal.SIGIO)
+        tid = signals.current_tid()
+        fcntl.fcntl(self._fd, F_SETOWN_EX, _F_OWNER_EX.pack(F_OWNER_TID, tid))
+        self._owner_tid = tid
+
+    # -- closing ----------------------------------------------------------------
+
+    def _restore_signals(self, *, drain: bool) -> None:
+        try:
+            if drain and self._sfd >= 0:
+                # The file is closed, so no more come. Discard what is queued,
+                # then unblock: a pending RT signal's default action terminates.
+                for _ in range(8):
+                    while signals.read_siginfos(self._sfd, _DRAIN):
+                        pass
+                    pending = signal.sigpending()
+                    if self._signo not in pending and signal.SIGIO not in pending:
+                        break
+            if signals.current_tid() == self._tid:
+                pending = signal.sigpending()
+                if not self._was_blocked and self._signo not in pending:
+                    signals.unblock(self._signo)
+                if not self._sigio_was_blocked and signal.SIGIO not in pending:
+                    signals.unblock(signal.SIGIO)
+                self._was_blocked = self._sigio_was_blocked = True
+        finally:
+            if self._sfd >= 0:
+                os.close(self._sfd)
+                self._sfd = -1
+            if self._reserved:
+                release_signal(self._signo, self._tid)
+                self._reserved = False
+
+    def _teardown(self) -> None:
+        try:
+            self._restore_signals(drain=True)
+        finally:
+            super()._teardown()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"fd={self._fd} owner={self._owner_tid}"
+        return (
+            f"<FasyncSubscription signo={self._signo} thread={self._thread} {state} "
+            f"received={self._received} lost={self._lost} foreign={self._foreign}>"
+        )

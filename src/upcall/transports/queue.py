@@ -1,0 +1,125 @@
+"""The QUEUE transport: ``struct upcall_event`` records read(2) from the file."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from typing import ClassVar
+
+from .. import abi
+from ..errors import ClosedError
+from ..event import Event, monotonic_ns
+from ..subscription import (
+    DEFAULT_BATCH,
+    QueueFile,
+    Subscription,
+    check_queue_size,
+    choose_signal,
+)
+from .records import RECORD_SIZE, decode
+
+
+class QueueSubscription(Subscription):
+    """Events queued in the module and read as records from the subscriber's file.
+
+    The file is non-blocking and poll(2) reports it readable while records
+    are queued, so :meth:`fileno` can go into any event loop. A batch
+    :meth:`read` is one read(2) of up to ``max_events`` records. When the
+    queue is full the module drops the oldest record and counts it: the loss
+    shows as a gap in ``seqno`` and in ``stats().dropped``. Events carry
+    ``timestamp_ns`` (the emit time), so ``latency_ns`` is known.
+
+    Records can be read from any thread, one at a time (the subscription
+    serialises its readers). :class:`FasyncSubscription` and
+    :class:`EventfdSubscription` read the same queue but wait on something
+    else.
+    """
+
+    transport: ClassVar[str] = "queue"
+
+    def __init__(self, file: QueueFile, queue_size: int | None = None) -> None:
+        """Subscribe ``file``; ``queue_size`` None (or 0) keeps the module's default length."""
+        super().__init__(file)
+        self._qfile = file
+        self._fd = -1
+        self._queue_size = 0
+        self._rbuf = bytearray(RECORD_SIZE * DEFAULT_BATCH)
+        try:
+            self._queue_size = check_queue_size(queue_size)
+            self._fd = file.fileno()
+            flags = fcntl.fcntl(self._fd, fcntl.F_GETFL)
+            if not flags & os.O_NONBLOCK:
+                fcntl.fcntl(self._fd, fcntl.F_SETFL, flags | os.O_NONBLOCK)
+            self._before_subscribe()
+            self._last_seqno = file.stats().seqno
+            file.subscribe(abi.UPCALL_TRANSPORT_QUEUE, 0, 0, self._queue_size)
+            self._after_subscribe()
+        except BaseException:
+            self._closed = self._finished = True
+            try:
+                file.close()
+            finally:
+                try:
+                    self._release_partial()
+                finally:
+                    os.close(self._wake_fd)
+            raise
+
+    # -- hooks for the notifying variants -------------------------------------
+
+    def _before_subscribe(self) -> None:
+        """Set up what must exist before events arrive (signal masks, an eventfd)."""
+
+    def _after_subscribe(self) -> None:
+        """Ask the module for the notifications (F_SETOWN..., SET_EVENTFD)."""
+
+    def _release_partial(self) -> None:
+        """Undo a failed subscription's setup; the file is closed already."""
+
+    # -- Subscription ---------------------------------------------------------
+
+    def fileno(self) -> int:
+        """The subscriber's file: poll(2) reports it readable while records are queued."""
+        return self._qfile.fileno()
+
+    @property
+    def file_fd(self) -> int:
+        """The subscriber's open file of the device: what read(2) reads, and ``si_fd`` names."""
+        return self._qfile.fileno()
+
+    def _read_queue(self, max_records: int) -> list[Event]:
+        size = RECORD_SIZE * max_records
+        if len(self._rbuf) < size:
+            self._rbuf = bytearray(size)
+        try:
+            n = os.readv(self._fd, [memoryview(self._rbuf)[:size]])
+        except BlockingIOError:
+            return []
+        if n == 0:
+            return []
+        events = decode(memoryview(self._rbuf)[:n], self.transport, monotonic_ns())
+        self._account_run(events[0].seqno, events[-1].seqno, len(events))
+        return events
+
+    def _read_records(self, max_records: int) -> list[Event]:
+        return self._read_queue(max_records)
+
+    def _choose_dispatch_signal(self) -> int:
+        # Only a token for _thread.interrupt_main(): no such signal is sent.
+        return choose_signal()
+
+    def _teardown(self) -> None:
+        self._fd = -1
+
+    @property
+    def queue_size(self) -> int | None:
+        """The queue length asked for; None for the module's default (see ``stats()``)."""
+        return self._queue_size or None
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedError(f"the {self.transport} subscription is closed")
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"fd={self._fd}"
+        return f"<{type(self).__name__} {state} received={self._received} lost={self._lost}>"

@@ -1,0 +1,727 @@
+"""The queue, fasync, eventfd and netlink receivers, against honest stand-ins.
+
+The host kernel cannot load the module. :class:`FakeQueueFile` plays one
+QUEUE subscriber's file with a pipe: the module's records are written whole
+(48 bytes, below PIPE_BUF, so each write is atomic) and read(2) of the read
+end returns whole records, poll(2) reports it readable, and O_ASYNC with
+F_SETOWN/F_SETSIG makes the kernel's own pipe code send the SIGIO-style
+signal (kill_fasync, si_fd, POLL_IN) exactly as the module's file does. Its
+eventfd is signalled after each record, as the module's is. Everything on
+the receiving side is the real code.
+
+Netlink messages are parsed from hand-built bytes, received through a real
+netlink socket with recvmmsg(2), and, in a private network namespace (root
+only), multicast to a real group to see ENOBUFS counted as loss.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import json
+import os
+import select
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_signals import signal_state_guard  # noqa: F401 - fixture
+
+import upcall
+from upcall import abi, signals
+from upcall.device import Stats
+from upcall.errors import ClosedError, DeviceError, SignalSetupError, WrongThreadError
+from upcall.event import Event, monotonic_ns
+from upcall.subscription import choose_signal
+from upcall.transports import nlmsg, records
+from upcall.transports.eventfd import EventfdSubscription
+from upcall.transports.fasync import FasyncSubscription
+from upcall.transports.mmsg import DatagramReader
+from upcall.transports.queue import QueueSubscription
+
+pytestmark = pytest.mark.usefixtures("signal_state_guard")
+
+U64 = (1 << 64) - 1
+
+
+def _is_eventfd(fd: int) -> bool:
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:[eventfd]"
+    except OSError:
+        return False
+
+
+class FakeQueueFile:
+    """One QUEUE subscriber's file as the module serves it, over a pipe (QueueFile)."""
+
+    def __init__(self) -> None:
+        self._r, self._w = os.pipe2(os.O_CLOEXEC)
+        self.transport = abi.UPCALL_TRANSPORT_NONE
+        self.queue_sizes: list[int] = []
+        self.eventfd = -1
+        self.seqno = 0
+        self.emitted = 0
+        self.dropped = 0
+        self.closed = False
+
+    # QueueFile
+    def fileno(self) -> int:
+        if self.closed:
+            raise ClosedError("closed")
+        return self._r
+
+    def subscribe(
+        self, transport: int, signo: int = 0, flags: int = 0, queue_size: int = 0
+    ) -> None:
+        assert not self.closed and signo == 0 and flags == 0
+        self.transport = transport
+        self.queue_sizes.append(queue_size)
+
+    def set_eventfd(self, fd: int) -> None:
+        if fd != -1 and not _is_eventfd(fd):
+            raise OSError(errno.EINVAL, "not an eventfd")
+        self.eventfd = fd
+
+    def stats(self) -> Stats:
+        return Stats(
+            emitted=self.emitted,
+            delivered=self.emitted - self.dropped,
+            dropped=self.dropped,
+            seqno=self.seqno,
+            pending=0,
+            transport=self.transport,
+            signo=0,
+            id=7,
+        )
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            os.close(self._r)
+            os.close(self._w)
+
+    # the kernel side
+    def emit(
+        self, value: int, source: int = 0, *, drop: bool = False, timestamp_ns: int | None = None
+    ) -> int:
+        """Number the event and queue its record (or count it dropped)."""
+        if self.closed or self.transport != abi.UPCALL_TRANSPORT_QUEUE:
+            return 0
+        self.seqno += 1
+        self.emitted += 1
+        if drop:
+            self.dropped += 1
+            return 1
+        record = abi.UpcallEvent(
+            seqno=self.seqno,
+            timestamp_ns=monotonic_ns() if timestamp_ns is None else timestamp_ns,
+            value=abi.encode_value(value),
+            source=source,
+        )
+        assert os.write(self._w, bytes(record)) == abi.UPCALL_EVENT_SIZE
+        if self.eventfd >= 0:
+            os.eventfd_write(self.eventfd, 1)
+        return 1
+
+    def emit_many(self, values: list[int]) -> None:
+        """Queue several records with one notification, as one irq_work run announces them."""
+        recs = []
+        for value in values:
+            self.seqno += 1
+            self.emitted += 1
+            recs.append(bytes(abi.UpcallEvent(seqno=self.seqno, value=value)))
+        data = b"".join(recs)
+        assert os.write(self._w, data) == len(data)  # one write: one SIGIO
+        if self.eventfd >= 0:
+            os.eventfd_write(self.eventfd, 1)
+
+
+KINDS = ["queue", "fasync", "eventfd"]
+
+
+def make(kind: str, file: FakeQueueFile, queue_size: int | None = None) -> QueueSubscription:
+    if kind == "fasync":
+        return FasyncSubscription(file, queue_size=queue_size)
+    if kind == "eventfd":
+        return EventfdSubscription(file, queue_size)
+    return QueueSubscription(file, queue_size)
+
+
+@pytest.fixture
+def file() -> FakeQueueFile:
+    return FakeQueueFile()
+
+
+@pytest.fixture(params=KINDS)
+def kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def sub(kind: str, file: FakeQueueFile) -> Iterator[QueueSubscription]:
+    with make(kind, file) as s:
+        yield s
+
+
+def values(events: list[Event]) -> list[int]:
+    return [e.value for e in events]
+
+
+# -- records ------------------------------------------------------------------------------
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(1, U64),
+            st.integers(0, U64),
+            st.integers(0, U64),
+            st.integers(0, 0xFFFFFFFF),
+            st.integers(0, 0xFFFFFFFF),
+        ),
+        max_size=20,
+    )
+)
+def test_records_decode_as_the_header_lays_them_out(
+    fields: list[tuple[int, int, int, int, int]],
+) -> None:
+    data = b"".join(
+        bytes(abi.UpcallEvent(seqno=s, timestamp_ns=t, value=v, source=src, flags=f))
+        for s, t, v, src, f in fields
+    )
+    events = records.decode(data, "queue", 123)
+    assert [(e.seqno, e.timestamp_ns, e.value, e.source, e.flags) for e in events] == fields
+    assert all(e.received_ns == 123 and e.transport == "queue" and e.signo is None for e in events)
+
+
+def test_reserved_bytes_are_ignored() -> None:
+    ev = abi.UpcallEvent(seqno=1, value=2)
+    ev.reserved[3] = 0xFFFFFFFF
+    assert records.decode(bytes(ev), "queue", 0)[0].value == 2
+
+
+@pytest.mark.parametrize("size", [1, 47, 49, 95])
+def test_partial_record_refused(size: int) -> None:
+    with pytest.raises(ValueError, match="whole number"):
+        records.decode(bytes(size), "queue", 0)
+
+
+# -- the queue, with each way of waiting for it ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("sent", "unsigned"), [(0, 0), (-1, U64), (U64, U64), (-(1 << 63), 1 << 63)]
+)
+def test_value_round_trip(
+    kind: str, file: FakeQueueFile, sub: QueueSubscription, sent: int, unsigned: int
+) -> None:
+    file.emit(sent, source=abi.UPCALL_SOURCE_MAX, timestamp_ns=monotonic_ns() - 5000)
+    (ev,) = sub.read(1, timeout=5)
+    assert (ev.seqno, ev.value, ev.source, ev.transport) == (1, unsigned, 0xFFFF, kind)
+    assert ev.signed_value == (sent if sent < 1 << 63 else sent - (1 << 64))
+    assert ev.signo is None and ev.flags == 0
+    assert ev.latency_ns is not None and ev.latency_ns >= 5000
+
+
+def test_subscribes_as_queue_with_the_size(kind: str, file: FakeQueueFile) -> None:
+    with make(kind, file, queue_size=16):
+        assert file.transport == abi.UPCALL_TRANSPORT_QUEUE
+        assert file.queue_sizes == [16]
+        assert os.get_blocking(file.fileno()) is False
+        assert (file.eventfd >= 0) == (kind == "eventfd")
+    assert file.closed
+
+
+@pytest.mark.parametrize("size", [1, abi.UPCALL_QUEUE_MAX + 1])
+def test_queue_size_out_of_range(kind: str, file: FakeQueueFile, size: int) -> None:
+    with pytest.raises(ValueError, match="queue_size"):
+        make(kind, file, queue_size=size)
+    assert file.closed and file.queue_sizes == []
+
+
+def test_fileno_is_ready_after_an_emit(
+    kind: str, file: FakeQueueFile, sub: QueueSubscription
+) -> None:
+    """The descriptor to wait on becomes readable: the notification itself works."""
+    assert select.select([sub.fileno()], [], [], 0)[0] == []
+    file.emit(1)
+    assert select.select([sub.fileno()], [], [], 5)[0] == [sub.fileno()]
+    expected = {"queue": file.fileno(), "eventfd": file.eventfd}.get(kind)
+    if expected is not None:
+        assert sub.fileno() == expected
+
+
+def test_gap_counted_as_lost(file: FakeQueueFile, sub: QueueSubscription) -> None:
+    file.emit(1)
+    file.emit(2, drop=True)
+    file.emit(3, drop=True)
+    file.emit(4)
+    events = sub.read(10, timeout=5)
+    assert [e.seqno for e in events] == [1, 4] and values(events) == [1, 4]
+    assert sub.lost == 2 == sub.stats().dropped
+    assert sub.received == 2 and sub.last_seqno == 4
+
+
+def test_seqnos_carry_on_from_an_earlier_subscription(kind: str, file: FakeQueueFile) -> None:
+    file.seqno = 41  # the file subscribed before, and its seqno carries on
+    with make(kind, file) as sub:
+        file.emit(5)
+        (ev,) = sub.read(1, timeout=5)
+    assert ev.seqno == 42 and sub.lost == 0
+
+
+def test_one_read_takes_the_whole_batch(file: FakeQueueFile, sub: QueueSubscription) -> None:
+    for v in range(200):
+        file.emit(v)
+    events = sub.read(500, timeout=5)
+    assert values(events) == list(range(200))
+    assert len({e.received_ns for e in events}) == 1  # one read(2)
+
+
+def test_small_reads_after_one_notification_miss_nothing(
+    file: FakeQueueFile, sub: QueueSubscription
+) -> None:
+    # The first read consumes the notification (eventfd counter, signal):
+    # the records left must still be found, without a new one.
+    for v in range(5):
+        file.emit(v)
+    got = [sub.read(1, timeout=0) for _ in range(5)]
+    assert [values(g) for g in got] == [[0], [1], [2], [3], [4]]
+    assert sub.wait(0) is False
+    file.emit(9)
+    assert sub.wait(5) is True and values(sub.read()) == [9]
+
+
+def test_wait_wakes_on_emit_from_another_thread(
+    file: FakeQueueFile, sub: QueueSubscription
+) -> None:
+    timer = threading.Timer(0.05, file.emit, args=(11,))
+    timer.start()
+    try:
+        assert sub.wait(5) is True
+    finally:
+        timer.join()
+    assert values(sub.read()) == [11]
+
+
+def test_nonblocking_when_empty(sub: QueueSubscription) -> None:
+    assert sub.poll() is None
+    assert sub.read(block=False) == []
+    assert sub.wait(0) is False
+
+
+def test_iteration_and_leaving_early(file: FakeQueueFile, sub: QueueSubscription) -> None:
+    for v in range(6):
+        file.emit(v)
+    for ev in sub:
+        if ev.value == 1:
+            break
+    assert [e.value for e in sub.events(timeout=0.05)] == [2, 3, 4, 5]
+
+
+def test_async_for(file: FakeQueueFile, sub: QueueSubscription) -> None:
+    async def main() -> list[int]:
+        loop = asyncio.get_running_loop()
+        for i, v in enumerate((10, -1, 30)):
+            loop.call_later(0.02 * (i + 1), file.emit, v)
+        got = []
+        async for ev in sub:
+            got.append(ev.signed_value)
+            if len(got) == 3:
+                break
+        assert not loop.remove_reader(sub.fileno())
+        return got
+
+    assert asyncio.run(main()) == [10, -1, 30]
+
+
+def test_on_event_in_the_main_thread_drains_past_a_batch(
+    file: FakeQueueFile, sub: QueueSubscription
+) -> None:
+    # More than one batch behind one notification: the watcher must read on.
+    got: list[tuple[int, bool]] = []
+    file.emit(-1)
+    sub.on_event(
+        lambda ev: got.append((ev.seqno, threading.current_thread() is threading.main_thread()))
+    )
+    file.emit_many(list(range(200)))
+    deadline = time.monotonic() + 10
+    while len(got) < 201 and time.monotonic() < deadline:
+        sub.run(0.05)
+    assert got == [(n, True) for n in range(1, 202)]
+
+
+def test_run_until_a_callback_closes(file: FakeQueueFile, sub: QueueSubscription) -> None:
+    seen: list[int] = []
+
+    @sub.on_event
+    def record(ev: Event) -> None:
+        seen.append(ev.value)
+        if len(seen) == 3:
+            sub.close()
+
+    timer = threading.Timer(0.05, lambda: [file.emit(v) for v in range(3)])
+    timer.start()
+    n = sub.run(timeout=5)
+    timer.join()
+    assert (seen, n) == ([0, 1, 2], 3)
+    assert file.closed
+
+
+def test_close_from_another_thread_wakes_the_reader(
+    file: FakeQueueFile, sub: QueueSubscription
+) -> None:
+    timer = threading.Timer(0.05, sub.close)
+    timer.start()
+    with pytest.raises(ClosedError):
+        sub.read(timeout=10)
+    timer.join()
+    assert file.closed
+
+
+def test_closed_subscription_refuses_use(file: FakeQueueFile, sub: QueueSubscription) -> None:
+    sub.close()
+    sub.close()
+    calls: list[Callable[[], object]] = [sub.read, lambda: sub.wait(0), sub.fileno, sub.stats]
+    for call in calls:
+        with pytest.raises(ClosedError):
+            call()
+    assert list(sub.events(0)) == []
+
+
+# -- fasync ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fsub(file: FakeQueueFile) -> Iterator[FasyncSubscription]:
+    with FasyncSubscription(file) as s:
+        yield s
+
+
+def test_fasync_notification_is_the_files_poll_in(
+    file: FakeQueueFile, fsub: FasyncSubscription
+) -> None:
+    file.emit(3)
+    assert select.select([fsub.fileno()], [], [], 5)[0] == [fsub.fileno()]
+    (info,) = signals.read_siginfos(fsub.fileno(), 8)  # what the kernel sent
+    assert (info.signo, info.fd, info.code) == (fsub.signo, file.fileno(), 1)  # POLL_IN
+    assert info.band & select.POLLIN
+    assert values(fsub.read(timeout=5)) == [3]
+
+
+def test_fasync_counts_and_skips_other_signals(
+    file: FakeQueueFile, fsub: FasyncSubscription
+) -> None:
+    pid = os.getpid()
+    # A POLL_IN siginfo forged from user space: its si_fd is the low half of
+    # the si_value bytes (SIL_POLL layout), here another descriptor's.
+    signals.queue_signal(pid, fsub.signo, code=1, value=file.fileno() + 100)
+    signals.queue_signal(pid, fsub.signo, code=-1, value=5)  # sigqueue(3)
+    os.kill(pid, signal.SIGIO)  # a plain SIGIO: the kernel's fallback looks so
+    file.emit(8)
+    assert values(fsub.read(timeout=5)) == [8]
+    assert (fsub.foreign, fsub.sigio, fsub.notifications) == (2, 1, 1)
+
+
+def test_fasync_masks_restored(file: FakeQueueFile) -> None:
+    signo = choose_signal()
+    assert not signals.is_blocked(signo) and not signals.is_blocked(signal.SIGIO)
+    with FasyncSubscription(file, signo) as sub:
+        assert signals.is_blocked(signo) and signals.is_blocked(signal.SIGIO)
+        for v in range(5):
+            file.emit(v)  # notifications left pending at close
+        assert sub.signo == signo
+    assert not signals.is_blocked(signo) and not signals.is_blocked(signal.SIGIO)
+
+
+def test_fasync_refused_while_another_thread_has_the_signals(file: FakeQueueFile) -> None:
+    release = threading.Event()
+    t = threading.Thread(target=release.wait)
+    t.start()
+    try:
+        with pytest.raises(SignalSetupError, match="thread=True"):
+            FasyncSubscription(file)
+        assert file.closed
+    finally:
+        release.set()
+        t.join()
+
+
+def test_fasync_refused_when_sigio_has_a_handler(file: FakeQueueFile) -> None:
+    previous = signal.signal(signal.SIGIO, lambda n, f: None)
+    try:
+        with pytest.raises(SignalSetupError, match="SIGIO"):
+            FasyncSubscription(file)
+        assert file.closed
+    finally:
+        signal.signal(signal.SIGIO, previous)
+
+
+def test_fasync_thread_directed(file: FakeQueueFile) -> None:
+    result: list[object] = []
+    ready, done = threading.Event(), threading.Event()
+    holder: list[FasyncSubscription] = []
+
+    def worker() -> None:
+        try:
+            with FasyncSubscription(file, thread=True) as sub:
+                holder.append(sub)
+                ready.set()
+                file.emit(21)
+                result.extend(values(sub.read(timeout=5)))
+                done.wait(10)
+        except BaseException as e:
+            result.append(e)
+            ready.set()
+
+    t = threading.Thread(target=worker)
+    t.start()
+    try:
+        assert ready.wait(10)
+        # Only the owner thread is signalled, so only it may wait.
+        with pytest.raises(WrongThreadError):
+            holder[0].poll()
+    finally:
+        done.set()
+        t.join()
+    assert result == [21]
+
+
+# -- eventfd -----------------------------------------------------------------------------
+
+
+def test_eventfd_handed_over_and_counted(file: FakeQueueFile) -> None:
+    with EventfdSubscription(file) as sub:
+        assert _is_eventfd(file.eventfd) and sub.fileno() == file.eventfd
+        for v in range(3):
+            file.emit(v)
+        assert values(sub.read(timeout=5)) == [0, 1, 2]
+        assert sub.signalled == 3
+
+
+def test_eventfd_refused_leaves_nothing_open(file: FakeQueueFile) -> None:
+    before = set(os.listdir("/proc/self/fd"))
+
+    def refuse(fd: int) -> None:
+        raise OSError(errno.EINVAL, "Invalid argument")
+
+    file.set_eventfd = refuse  # type: ignore[method-assign]
+    with pytest.raises(OSError, match="Invalid"):
+        EventfdSubscription(file)
+    assert file.closed
+    assert set(os.listdir("/proc/self/fd")) <= before
+
+
+# -- Device.subscribe ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("via", "kw", "needle"),
+    [
+        ("pigeon", {}, "unknown transport"),
+        ("queue", {"signo": 40}, "signo and thread"),
+        ("eventfd", {"thread": True}, "signo and thread"),
+        ("netlink", {"signo": 40}, "signo and thread"),
+        ("signal", {"rcvbuf": 4096}, "rcvbuf applies"),
+        ("queue", {"queue_size": 1}, "queue_size 1 out of range"),
+        ("fasync", {"queue_size": 70000}, "out of range"),
+    ],
+)
+def test_subscribe_arguments_checked(via: str, kw: dict[str, object], needle: str) -> None:
+    with upcall.open("/dev/null") as dev, pytest.raises(ValueError, match=needle):
+        dev.subscribe(via, **kw)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("via", ["queue", "fasync", "eventfd"])
+def test_subscribe_on_a_device_without_upcall(via: str) -> None:
+    before = set(os.listdir("/proc/self/fd"))
+    with upcall.open("/dev/null") as dev, pytest.raises(DeviceError, match="not an upcall device"):
+        dev.subscribe(via)
+    assert set(os.listdir("/proc/self/fd")) <= before
+
+
+# -- netlink: parsing hand-built messages --------------------------------------------------
+
+FAMILY = 0x1234
+ME = 77
+
+
+def nla(atype: int, payload: bytes) -> bytes:
+    raw = struct.pack("=HH", 4 + len(payload), atype) + payload
+    return raw + bytes(-len(raw) % 4)
+
+
+def message(
+    attrs: bytes, *, family: int = FAMILY, cmd: int = 1, length: int | None = None
+) -> bytes:
+    body = struct.pack("=BBH", cmd, 1, 0) + attrs
+    n = 16 + len(body) if length is None else length
+    return struct.pack("=IHHII", n, family, 0, 0, 0) + body
+
+
+def kernel_attrs(
+    sub: int = ME, seqno: int = 1, ts: int = 2, value: int = 3, source: int = 4, pad: bool = False
+) -> bytes:
+    """The attributes in the kernel's order; ``pad`` puts a PAD before every u64."""
+    out = b""
+    for atype, v in ((2, sub), (3, seqno), (4, ts), (5, value)):
+        if pad:
+            out += nla(abi.UPCALL_ATTR_PAD, b"")
+        out += nla(atype, struct.pack("=Q", v))
+    return out + nla(6, struct.pack("=I", source))
+
+
+def parse(data: bytes) -> list[nlmsg.EventFields | str]:
+    return nlmsg.parse(data, 0, len(data), FAMILY)
+
+
+def test_netlink_kernel_layout() -> None:
+    data = message(kernel_attrs(seqno=9, ts=10, value=U64, source=0xFFFF))
+    assert len(data) == nlmsg.FAST_SIZE == 76
+    assert parse(data) == [(ME, 9, 10, U64, 0xFFFF)]
+
+
+@settings(max_examples=50)
+@given(
+    st.tuples(*(st.integers(0, U64) for _ in range(4)), st.integers(0, 0xFFFFFFFF)),
+    st.booleans(),
+)
+def test_netlink_round_trip(fields: tuple[int, int, int, int, int], pad: bool) -> None:
+    sub, seqno, ts, value, source = fields
+    assert parse(message(kernel_attrs(sub, seqno, ts, value, source, pad=pad))) == [fields]
+
+
+def test_netlink_other_order_and_unknown_attributes() -> None:
+    attrs = (
+        nla(6, struct.pack("=I", 4))
+        + nla(99, b"future")
+        + nla(5 | 0x4000, struct.pack("=Q", 3))  # flag bits are not part of the type
+        + nla(4, struct.pack("=Q", 2))
+        + nla(3, struct.pack("=Q", 1))
+        + nla(2, struct.pack("=Q", ME))
+    )
+    assert parse(message(attrs)) == [(ME, 1, 2, 3, 4)]
+
+
+def test_netlink_two_messages_in_one_datagram() -> None:
+    data = message(kernel_attrs(seqno=1)) + message(kernel_attrs(seqno=2, pad=True))
+    assert [m[1] for m in parse(data) if isinstance(m, tuple)] == [1, 2]
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (message(kernel_attrs(), family=FAMILY + 1), nlmsg.FOREIGN),
+        (message(kernel_attrs(), cmd=abi.UPCALL_CMD_EMIT), nlmsg.FOREIGN),
+        (struct.pack("=IHHIIi", 20, 2, 0, 0, 0, 0), nlmsg.FOREIGN),  # NLMSG_ERROR
+        (message(kernel_attrs()[12:]), "malformed: no SUBSCRIBER attribute"),
+        (message(nla(3, b"1234") + kernel_attrs()[12:]), "malformed: SEQNO has 4 bytes, not 8"),
+        (message(kernel_attrs()[:-8] + nla(6, b"12345678")), "malformed: SOURCE has 8 bytes"),
+        (message(kernel_attrs(), length=200), "malformed: nlmsg_len 200 outside 16..76"),
+        (message(struct.pack("=HH", 40, 2) + bytes(4)), "malformed: attribute length 40"),
+        (struct.pack("=IHHII", 18, FAMILY, 0, 0, 0) + b"\x01\x01", "malformed: 18 bytes"),
+    ],
+)
+def test_netlink_not_an_event(data: bytes, expected: str) -> None:
+    (got,) = parse(data)
+    assert isinstance(got, str) and got.startswith(expected)
+
+
+# -- netlink: the socket -----------------------------------------------------------------
+
+
+def test_recvmmsg_takes_many_datagrams_per_call() -> None:
+    rx = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_NONBLOCK, 16)
+    tx = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 16)
+    with rx, tx:
+        rx.bind((0, 0))
+        tx.bind((0, 0))
+        port = rx.getsockname()[0]
+        reader = DatagramReader(rx.fileno(), slot_size=128, capacity=8)
+        assert reader.recv(8) == 0
+        sizes = [20, 76, 128, 200]
+        for i, n in enumerate(sizes):
+            tx.sendto(struct.pack("=IHHII", n, 0x100 + i, 0, 0, 0) + bytes(n - 16), (port, 0))
+        assert reader.recv(8) == 4
+        got = reader.lengths(4)
+        assert [length for length, _ in got] == [20, 76, 128, 128]
+        assert [bool(flags & socket.MSG_TRUNC) for _, flags in got] == [False] * 3 + [True]
+        types = [struct.unpack_from("=H", reader.buffer, i * 128 + 4)[0] for i in range(4)]
+        assert types == [0x100, 0x101, 0x102, 0x103]
+
+
+NETNS_CHILD = r"""
+import ctypes, json, os, socket, struct, sys
+sys.path[:0] = [sys.argv[1]]
+if ctypes.CDLL(None, use_errno=True).unshare(0x40000000) != 0:  # CLONE_NEWNET
+    print(json.dumps({"skip": os.strerror(ctypes.get_errno())}))
+    sys.exit(0)
+from test_receivers import kernel_attrs, message, FAMILY, ME
+from upcall import abi
+from upcall.device import Stats
+from upcall.transports.netlink import GenlFamily, NetlinkSubscription
+
+GROUP = 16  # in this private namespace, nobody else listens to nlctrl's group
+
+class File:
+    # One NETLINK subscriber file: the id is what the messages are tagged with.
+    def __init__(self): self.calls = []
+    def subscribe(self, transport, signo=0, flags=0, queue_size=0):
+        self.calls.append((transport, queue_size))
+    def stats(self): return Stats(0, 0, 0, 0, 0, abi.UPCALL_TRANSPORT_NETLINK, 0, id=ME)
+    def close(self): pass
+
+tx = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 16)
+tx.bind((0, 0))
+def send(seqno, sub=ME):
+    tx.sendto(message(kernel_attrs(sub=sub, seqno=seqno, value=seqno * 10)), (0, 1 << (GROUP - 1)))
+
+out = {}
+f = File()
+with NetlinkSubscription(f, queue_size=16, family=GenlFamily(FAMILY, GROUP)) as sub:
+    out["calls"] = f.calls
+    send(1); send(2, sub=ME + 1); send(3)
+    ev = sub.read(10, timeout=5)
+    out["small"] = [[e.seqno, e.value, e.transport] for e in ev]
+    out["small_foreign"] = sub.foreign
+with NetlinkSubscription(File(), rcvbuf=1, family=GenlFamily(FAMILY, GROUP)) as sub:
+    n = 300
+    for s in range(1, n + 1):
+        send(s)  # nobody reads meanwhile: the tiny buffer overflows
+    got = sub.read(1000, timeout=5)
+    send(n + 1)  # after the overflow, one more arrives
+    got += sub.read(1000, timeout=5)
+    seqnos = [e.seqno for e in got]
+    out["burst"] = {"received": len(got), "lost": sub.lost, "overruns": sub.overruns,
+                    "last": seqnos[-1], "seqnos_rise": seqnos == sorted(set(seqnos))}
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="multicasts in a private network namespace: root")
+def test_netlink_multicast_and_overrun_in_a_private_namespace() -> None:
+    here = str(Path(__file__).parent)
+    r = subprocess.run(
+        [sys.executable, "-c", NETNS_CHILD, here], capture_output=True, text=True, timeout=120
+    )
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    if "skip" in out:
+        pytest.skip(f"no private network namespace here: {out['skip']}")
+    assert out["calls"] == [[abi.UPCALL_TRANSPORT_NETLINK, 16]]
+    assert out["small"] == [[1, 10, "netlink"], [3, 30, "netlink"]]
+    assert out["small_foreign"] == 1
+    burst = out["burst"]
+    assert burst["overruns"] >= 1, burst
+    assert burst["last"] == 301 and burst["seqnos_rise"]
+    assert burst["received"] + burst["lost"] == 301
+    assert burst["lost"] > 0

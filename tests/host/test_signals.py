@@ -1,0 +1,708 @@
+"""The signalfd receiver, fed with real signals laid out as the module sends them.
+
+The host kernel cannot load the module, so :class:`FakeModule` plays its part
+for one subscriber: it records who subscribed (the calling thread for a
+thread-directed subscription, else the thread group leader, as the module
+does), numbers events and queues each one as a real signal with the module's
+Signal layout through rt_tgsigqueueinfo(2). Everything on the receiving side
+(signal masks, signalfd, decoding, callbacks, asyncio) is the real code.
+
+FakeModule and the fixtures live here rather than in a conftest.py, which
+would clash with tests/kernel/conftest.py (one "conftest" module for mypy,
+and for ``import conftest``); test_cli.py imports them from here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from upcall import abi, signals
+from upcall.device import Stats
+from upcall.errors import ClosedError, SignalSetupError, UpcallError, WrongThreadError
+from upcall.event import Event
+from upcall.subscription import SignalSubscription, choose_signal
+
+
+class FakeModule:
+    """One subscriber file as the module would serve it (SubscriberFile)."""
+
+    def __init__(self) -> None:
+        self.transport = abi.UPCALL_TRANSPORT_NONE
+        self.signo = 0
+        self.flags = 0
+        self.target_tid = 0
+        self.subscribe_tids: list[int] = []
+        self.seqno = 0
+        self.emitted = 0
+        self.delivered = 0
+        self.dropped = 0
+        self.closed = False
+        self.refuse: OSError | None = None  # raised by the next subscribe()
+        self.queue_sizes: list[int] = []  # queue_size of every subscribe()
+
+    # SubscriberFile
+    def subscribe(
+        self, transport: int, signo: int = 0, flags: int = 0, queue_size: int = 0
+    ) -> None:
+        assert not self.closed
+        if self.refuse is not None:
+            raise self.refuse
+        tid = signals.current_tid()
+        self.transport, self.signo, self.flags = transport, signo, flags
+        self.queue_sizes.append(queue_size)
+        self.target_tid = tid if flags & abi.UPCALL_SUBSCRIBE_THREAD else os.getpid()
+        self.subscribe_tids.append(tid)
+
+    def stats(self) -> Stats:
+        return Stats(
+            emitted=self.emitted,
+            delivered=self.delivered,
+            dropped=self.dropped,
+            seqno=self.seqno,
+            pending=0,
+            transport=self.transport,
+            signo=self.signo,
+        )
+
+    def close(self) -> None:
+        self.closed = True
+
+    # the kernel side
+    def emit(self, value: int, source: int = 0, *, drop: bool = False) -> int:
+        """Give the event the next seqno and queue it, or count it dropped."""
+        if self.closed or self.transport == abi.UPCALL_TRANSPORT_NONE:
+            return 0
+        self.seqno += 1
+        self.emitted += 1
+        if drop:
+            self.dropped += 1
+            return 1
+        signals.queue_upcall_signal(self.target_tid, self.signo, self.seqno, value, source)
+        self.delivered += 1
+        return 1
+
+
+@pytest.fixture
+def module() -> FakeModule:
+    return FakeModule()
+
+
+@pytest.fixture
+def signal_state_guard() -> Iterator[None]:
+    """Fail a test that leaks a blocked signal, a handler or a thread.
+
+    Used by the signal and CLI tests (pytestmark), not by other modules here.
+    """
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, set())
+    handlers = {n: signal.getsignal(n) for n in range(signal.SIGRTMIN, signal.SIGRTMAX + 1)}
+    threads = set(threading.enumerate())
+    yield
+    assert signal.pthread_sigmask(signal.SIG_BLOCK, set()) == mask, "signal mask leaked"
+    for n, h in handlers.items():
+        assert signal.getsignal(n) == h, f"handler of signal {n} leaked"
+    assert set(threading.enumerate()) <= threads, "thread leaked"
+
+
+pytestmark = pytest.mark.usefixtures("signal_state_guard")
+
+U64 = (1 << 64) - 1
+
+
+@pytest.fixture
+def sub(module: FakeModule) -> Iterator[SignalSubscription]:
+    with SignalSubscription(module) as s:
+        yield s
+
+
+def seqnos(events: list[Event]) -> list[int]:
+    return [e.seqno for e in events]
+
+
+# -- decoding ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("sent", "unsigned"),
+    [
+        (0, 0),
+        (1, 1),
+        (-1, U64),  # 64-bit -1
+        (0xFFFFFFFF, 0xFFFFFFFF),  # 32-bit -1 stays a positive 64-bit value
+        (U64, U64),
+        (-(1 << 63), 1 << 63),
+        ((1 << 32) + 5, (1 << 32) + 5),  # above 32 bits: si_ptr, not si_int
+    ],
+)
+def test_value_round_trip(
+    module: FakeModule, sub: SignalSubscription, sent: int, unsigned: int
+) -> None:
+    module.emit(sent, source=7)
+    (ev,) = sub.read(1, timeout=5)
+    assert ev.value == unsigned
+    assert ev.signed_value == (sent if sent < 1 << 63 else sent - (1 << 64))
+    assert (ev.seqno, ev.source, ev.transport, ev.signo) == (1, 7, "signal", sub.signo)
+    assert ev.timestamp_ns is None and ev.latency_ns is None
+    assert sub.received == 1 and sub.lost == 0
+
+
+def test_source_extremes(module: FakeModule, sub: SignalSubscription) -> None:
+    module.emit(1, source=0)
+    module.emit(2, source=abi.UPCALL_SOURCE_MAX)
+    assert [e.source for e in sub.read(2, timeout=5)] == [0, abi.UPCALL_SOURCE_MAX]
+
+
+def test_seqno_wraps_past_32_bits(module: FakeModule) -> None:
+    module.seqno = (1 << 32) - 2  # the subscriber's seqno before subscribing
+    with SignalSubscription(module) as sub:
+        for v in range(4):
+            module.emit(v)
+        events = sub.read(10, timeout=5)
+    assert seqnos(events) == [(1 << 32) - 1, 1 << 32, (1 << 32) + 1, (1 << 32) + 2]
+    assert [e.value for e in events] == [0, 1, 2, 3]
+    assert sub.lost == 0
+
+
+def test_gap_counted_as_lost(module: FakeModule, sub: SignalSubscription) -> None:
+    module.emit(1)
+    module.emit(2, drop=True)
+    module.emit(3, drop=True)
+    module.emit(4)
+    events = sub.read(10, timeout=5)
+    assert seqnos(events) == [1, 4]
+    assert [e.value for e in events] == [1, 4]
+    assert sub.lost == 2 == sub.stats().dropped
+
+
+def test_gap_across_wrap(module: FakeModule) -> None:
+    module.seqno = (1 << 32) - 10
+    with SignalSubscription(module) as sub:
+        for _ in range(20):
+            module.emit(0, drop=True)
+        module.emit(99)
+        (ev,) = sub.read(5, timeout=5)
+    assert ev.seqno == (1 << 32) + 11
+    assert sub.lost == 20
+
+
+def test_foreign_signals_counted_and_skipped(module: FakeModule, sub: SignalSubscription) -> None:
+    os.kill(os.getpid(), sub.signo)  # SI_USER
+    signals.queue_signal(os.getpid(), sub.signo, code=-1, value=5)  # SI_QUEUE, like sigqueue(3)
+    module.emit(42)
+    signals.queue_signal(os.getpid(), sub.signo, code=abi.UPCALL_SI_CODE_MIN - 1, errno=9)
+    events = sub.read(10, timeout=5)
+    assert [(e.seqno, e.value) for e in events] == [(1, 42)]
+    assert sub.foreign == 3
+    assert sub.received == 1 and sub.lost == 0
+
+
+def test_stale_signal_before_subscribing_is_not_an_event(module: FakeModule) -> None:
+    signo = choose_signal()
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signo})
+    try:
+        signals.queue_upcall_signal(os.getpid(), signo, seqno=77, value=1)
+        with SignalSubscription(module, signo) as sub:
+            assert sub.foreign == 1
+            assert sub.poll() is None
+            module.emit(2)
+            ev = sub.poll(5)
+            assert ev is not None and (ev.seqno, ev.value) == (1, 2)
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signo})
+
+
+# -- reading ------------------------------------------------------------------------
+
+
+def test_batch_read_and_order(module: FakeModule, sub: SignalSubscription) -> None:
+    for v in range(50):
+        module.emit(v)
+    first = sub.read(10, timeout=5)
+    rest = sub.read(100, timeout=5)
+    assert [e.value for e in first] == list(range(10))
+    assert [e.value for e in rest] == list(range(10, 50))
+    assert seqnos(first + rest) == list(range(1, 51))
+    assert sub.read(100, block=False) == []
+
+
+def test_one_read_takes_the_whole_batch(module: FakeModule, sub: SignalSubscription) -> None:
+    for v in range(20):
+        module.emit(v)
+    events = sub.read(20, timeout=5)
+    assert len(events) == 20
+    # all decoded from the same read(2): one receipt timestamp
+    assert len({e.received_ns for e in events}) == 1
+
+
+def test_nonblocking_when_empty(sub: SignalSubscription) -> None:
+    t0 = time.monotonic()
+    assert sub.poll() is None
+    assert sub.read(block=False) == []
+    assert sub.read(8, timeout=0) == []
+    assert sub.wait(0) is False
+    assert time.monotonic() - t0 < 0.5
+
+
+def test_wait_times_out(sub: SignalSubscription) -> None:
+    t0 = time.monotonic()
+    assert sub.wait(0.2) is False
+    assert time.monotonic() - t0 >= 0.19
+
+
+def test_wait_true_then_read(module: FakeModule, sub: SignalSubscription) -> None:
+    module.emit(5)
+    assert sub.wait(5) is True
+    assert sub.wait(0) is True  # still there: wait does not consume
+    assert [e.value for e in sub.read()] == [5]
+
+
+def test_wait_wakes_on_signal_from_another_thread(
+    module: FakeModule, sub: SignalSubscription
+) -> None:
+    # The emitting thread inherits the blocked mask from this thread.
+    timer = threading.Timer(0.1, module.emit, args=(11,))
+    timer.start()
+    try:
+        assert sub.wait(5) is True
+    finally:
+        timer.join()
+    assert sub.read()[0].value == 11
+
+
+def test_blocking_iteration(module: FakeModule, sub: SignalSubscription) -> None:
+    for v in (1, 2, 3):
+        module.emit(v)
+    got = [e.value for e in sub.events(timeout=0.1)]
+    assert got == [1, 2, 3]
+
+
+def test_leaving_iteration_early_loses_nothing(module: FakeModule, sub: SignalSubscription) -> None:
+    for v in range(6):
+        module.emit(v)
+    for ev in sub:
+        if ev.value == 1:
+            break
+    assert [e.value for e in sub.read(10, timeout=1)] == [2, 3, 4, 5]
+
+
+def test_read_rejects_bad_max(sub: SignalSubscription) -> None:
+    with pytest.raises(ValueError):
+        sub.read(0)
+
+
+# -- asyncio --------------------------------------------------------------------------
+
+
+def test_async_for(module: FakeModule, sub: SignalSubscription) -> None:
+    async def main() -> list[int]:
+        loop = asyncio.get_running_loop()
+        for i, v in enumerate((10, -1, 30)):
+            loop.call_later(0.02 * (i + 1), module.emit, v)
+        got = []
+        async for ev in sub:
+            got.append(ev.signed_value)
+            if len(got) == 3:
+                break
+        # the reader is gone once the loop is left
+        assert not loop.remove_reader(sub.fileno())
+        return got
+
+    assert asyncio.run(main()) == [10, -1, 30]
+
+
+def test_async_timeout_and_cancel_lose_nothing(module: FakeModule, sub: SignalSubscription) -> None:
+    async def main() -> None:
+        assert await sub.aread(timeout=0.05) == []
+        task = asyncio.create_task(sub.aread(1))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert not asyncio.get_running_loop().remove_reader(sub.fileno())
+        module.emit(8)
+        got = [e.value async for e in sub.aevents(timeout=0.1)]
+        assert got == [8]
+
+    asyncio.run(main())
+
+
+def test_async_wakes_on_close(sub: SignalSubscription) -> None:
+    async def main() -> list[Event]:
+        asyncio.get_running_loop().call_later(0.05, sub.close)
+        return [e async for e in sub]
+
+    assert asyncio.run(main()) == []
+    assert sub.closed
+
+
+# -- callbacks ------------------------------------------------------------------------
+
+
+def test_on_event_runs_callbacks_in_main_thread(module: FakeModule) -> None:
+    got: list[tuple[int, bool]] = []
+    with SignalSubscription(module) as sub:
+        module.emit(1)  # queued before the callback: on the main thread
+        module.emit(2)
+        sub.on_event(
+            lambda ev: got.append((ev.value, threading.current_thread() is threading.main_thread()))
+        )
+        # The module now signals the watcher thread, not this one.
+        assert module.subscribe_tids[0] == os.getpid()
+        assert module.target_tid != os.getpid() and module.flags == abi.UPCALL_SUBSCRIBE_THREAD
+        module.emit(3)
+        module.emit(4)
+        deadline = time.monotonic() + 5
+        while len(got) < 4 and time.monotonic() < deadline:
+            time.sleep(0.001)  # plain Python code: the handler runs between bytecodes
+        assert got == [(1, True), (2, True), (3, True), (4, True)]
+        assert sub.last_seqno == 4 and sub.lost == 0
+        with pytest.raises(UpcallError, match="callbacks"):
+            sub.read(block=False)
+
+
+def test_run_dispatches_and_counts(module: FakeModule) -> None:
+    seen: list[int] = []
+    with SignalSubscription(module) as sub:
+
+        @sub.on_event
+        def record(ev: Event) -> None:
+            seen.append(ev.seqno)
+            if ev.seqno == 3:
+                sub.close()  # ends run()
+
+        timer = threading.Timer(0.05, lambda: [module.emit(v) for v in range(3)])
+        timer.start()
+        n = sub.run(timeout=5)
+        timer.join()
+    assert seen == [1, 2, 3]
+    assert n == 3
+
+
+def test_run_times_out(module: FakeModule) -> None:
+    with SignalSubscription(module) as sub:
+        sub.on_event(lambda ev: None)
+        t0 = time.monotonic()
+        assert sub.run(0.1) == 0
+        assert time.monotonic() - t0 >= 0.09
+
+
+def test_callback_exception_propagates_and_keeps_the_rest(module: FakeModule) -> None:
+    seen: list[int] = []
+
+    def cb(ev: Event) -> None:
+        seen.append(ev.value)
+        if ev.value == 2:
+            raise RuntimeError("boom")
+
+    with SignalSubscription(module) as sub:
+        for v in (1, 2, 3):
+            module.emit(v)
+        with pytest.raises(RuntimeError, match="boom"):
+            # Events already queued are dispatched at once: maybe before
+            # on_event() returns, else in run().
+            sub.on_event(cb)
+            sub.run(5)
+        assert seen == [1, 2]
+        sub.run(0.05)
+        assert seen == [1, 2, 3]
+
+
+def test_on_event_refused_by_the_module_leaves_things_as_they_were(module: FakeModule) -> None:
+    with SignalSubscription(module) as sub:
+        before = signal.getsignal(sub.signo)
+        module.refuse = OSError(22, "Invalid argument")
+        with pytest.raises(OSError, match="Invalid argument"):
+            sub.on_event(print)
+        module.refuse = None
+        assert signal.getsignal(sub.signo) is before
+        assert module.target_tid == os.getpid()  # still the main thread's
+        module.emit(4)
+        assert [e.value for e in sub.read(timeout=5)] == [4]  # readable again
+
+
+def test_on_event_outside_main_thread_refused(module: FakeModule, sub: SignalSubscription) -> None:
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            sub.on_event(print)
+        except BaseException as e:
+            errors.append(e)
+
+    t = threading.Thread(target=worker)
+    t.start()
+    t.join()
+    assert len(errors) == 1 and isinstance(errors[0], WrongThreadError)
+
+
+# -- setup, threads, closing --------------------------------------------------------------
+
+
+def test_blocked_while_open_restored_after(module: FakeModule) -> None:
+    signo = choose_signal()
+    assert not signals.is_blocked(signo)
+    before = signal.getsignal(signo)
+    with SignalSubscription(module, signo) as sub:
+        assert signals.is_blocked(signo)
+        sub.on_event(lambda ev: None)
+        assert signal.getsignal(signo) is not before
+    assert not signals.is_blocked(signo)
+    assert signal.getsignal(signo) is before
+    assert module.closed
+
+
+def test_already_blocked_stays_blocked(module: FakeModule) -> None:
+    signo = choose_signal()
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signo})
+    try:
+        with SignalSubscription(module, signo):
+            pass
+        assert signals.is_blocked(signo)
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signo})
+
+
+def test_close_with_pending_events_does_not_kill() -> None:
+    # Unblocking with an upcall signal still queued would run the default
+    # action (terminate): close must drain first. In a child, to survive failure.
+    code = textwrap.dedent(
+        """
+        import os, signal, sys
+        sys.path.insert(0, sys.argv[1])
+        from test_signals import FakeModule
+        from upcall.subscription import SignalSubscription
+        m = FakeModule()
+        with SignalSubscription(m) as sub:
+            for v in range(5):
+                m.emit(v)
+            signo = sub.signo
+        assert signo not in signal.pthread_sigmask(signal.SIG_BLOCK, set())
+        print("alive")
+        """
+    )
+    here = os.path.dirname(__file__)
+    r = subprocess.run(
+        [sys.executable, "-c", code, here], capture_output=True, text=True, timeout=60
+    )
+    assert (r.returncode, r.stdout.strip()) == (0, "alive"), r.stderr
+
+
+def test_closed_subscription_refuses_use(module: FakeModule) -> None:
+    sub = SignalSubscription(module)
+    sub.close()
+    sub.close()  # idempotent
+    assert sub.closed and module.closed
+    calls: list[Callable[[], object]] = [
+        sub.read,
+        lambda: sub.wait(0),
+        sub.poll,
+        sub.fileno,
+        sub.stats,
+        lambda: sub.run(0),
+    ]
+    calls.append(lambda: sub.on_event(print))
+    for call in calls:
+        with pytest.raises(ClosedError):
+            call()
+    assert list(sub.events(0)) == []  # iteration over a closed subscription just ends
+
+
+def test_another_thread_with_signal_unblocked_is_refused(module: FakeModule) -> None:
+    signo = choose_signal()
+    release = threading.Event()
+    t = threading.Thread(target=release.wait)  # created with signo unblocked
+    t.start()
+    try:
+        with pytest.raises(SignalSetupError, match="block it before starting threads"):
+            SignalSubscription(module, signo)
+        assert module.closed  # its file is not left subscribed
+        assert not signals.is_blocked(signo)  # mask restored on failure
+    finally:
+        release.set()
+        t.join()
+
+
+def test_threads_started_after_blocking_are_fine(module: FakeModule) -> None:
+    signo = choose_signal()
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signo})
+    release = threading.Event()
+    t = threading.Thread(target=release.wait)  # inherits the blocked mask
+    t.start()
+    try:
+        with SignalSubscription(module, signo) as sub:
+            module.emit(3)
+            assert [e.value for e in sub.read(timeout=5)] == [3]
+    finally:
+        release.set()
+        t.join()
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signo})
+
+
+def test_thread_directed_subscription_read_in_its_thread() -> None:
+    module = FakeModule()
+    signo = choose_signal()
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signo})  # before starting the thread
+    result: list[object] = []
+
+    def worker() -> None:
+        try:
+            with SignalSubscription(module, signo, thread=True) as sub:
+                assert module.target_tid == threading.get_native_id() != os.getpid()
+                module.emit(21)
+                result.extend(e.value for e in sub.read(timeout=5))
+        except BaseException as e:
+            result.append(e)
+
+    try:
+        t = threading.Thread(target=worker)
+        t.start()
+        t.join()
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signo})
+    assert result == [21]
+    assert module.flags == abi.UPCALL_SUBSCRIBE_THREAD
+
+
+def test_process_subscription_only_from_main_thread() -> None:
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            SignalSubscription(FakeModule())
+        except BaseException as e:
+            errors.append(e)
+
+    t = threading.Thread(target=worker)
+    t.start()
+    t.join()
+    assert len(errors) == 1 and isinstance(errors[0], WrongThreadError)
+
+
+def test_reading_from_another_thread_refused(sub: SignalSubscription) -> None:
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            sub.poll()
+        except BaseException as e:
+            errors.append(e)
+
+    t = threading.Thread(target=worker)
+    t.start()
+    t.join()
+    assert len(errors) == 1 and isinstance(errors[0], WrongThreadError)
+    assert "main" in str(errors[0])
+
+
+def test_close_from_another_thread_wakes_reader(sub: SignalSubscription) -> None:
+    timer = threading.Timer(0.1, sub.close)
+    timer.start()
+    t0 = time.monotonic()
+    with pytest.raises(ClosedError):
+        sub.read(timeout=10)
+    timer.join()
+    assert time.monotonic() - t0 < 5
+    # the reader, in the subscribing thread, finished the close: mask restored
+    assert not signals.is_blocked(sub.signo)
+
+
+# -- signal numbers ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "signo", [0, signal.SIGUSR1, signal.SIGRTMIN - 1, signal.SIGRTMAX + 1, 200]
+)
+def test_signal_out_of_range(module: FakeModule, signo: int) -> None:
+    with pytest.raises(ValueError, match="SIGRTMIN"):
+        SignalSubscription(module, signo)
+    assert module.closed and module.transport == abi.UPCALL_TRANSPORT_NONE
+
+
+def test_default_signal_skips_handled_and_used(module: FakeModule) -> None:
+    first = choose_signal()
+    previous = signal.signal(first, lambda n, f: None)
+    try:
+        with SignalSubscription(module) as a:
+            assert a.signo != first
+            assert signal.SIGRTMIN <= a.signo <= signal.SIGRTMAX
+            assert choose_signal() not in (first, a.signo)
+    finally:
+        signal.signal(first, previous)
+
+
+def test_same_signal_twice_in_a_thread_refused(sub: SignalSubscription) -> None:
+    other = FakeModule()
+    with pytest.raises(SignalSetupError, match="already used"):
+        SignalSubscription(other, sub.signo)
+    assert other.closed
+    assert signals.is_blocked(sub.signo)  # the first subscription is untouched
+
+
+# -- properties ------------------------------------------------------------------------------
+
+
+@given(last=st.integers(0, (1 << 64) - (1 << 33)), d=st.integers(1, 1 << 32))
+def test_extend_seqno(last: int, d: int) -> None:
+    assert signals.extend_seqno(last, (last + d) % (1 << 32)) == last + d
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    start=st.one_of(st.integers(0, 1 << 40), st.integers((1 << 32) - 40, (1 << 32) + 40)),
+    script=st.lists(
+        st.tuples(
+            st.integers(0, 3),  # events dropped before this one
+            st.integers(abi.S64_MIN, abi.U64_MAX),
+            st.integers(0, abi.UPCALL_SOURCE_MAX),
+        ),
+        min_size=1,
+        max_size=30,
+    ),
+)
+def test_real_signals_round_trip(start: int, script: list[tuple[int, int, int]]) -> None:
+    module = FakeModule()
+    module.seqno = start
+    expected = []
+    with SignalSubscription(module) as sub:
+        for drops, value, source in script:
+            for _ in range(drops):
+                module.emit(0, drop=True)
+            module.emit(value, source)
+            expected.append((module.seqno, abi.encode_value(value), source))
+        got = sub.read(len(script), timeout=5)
+        assert [(e.seqno, e.value, e.source) for e in got] == expected
+        assert sub.lost == sum(d for d, _, _ in script) == sub.stats().dropped
+
+
+# -- queue size ------------------------------------------------------------------------------
+
+
+def test_queue_size_kept_when_the_watcher_subscribes_again(module: FakeModule) -> None:
+    # A SUBSCRIBE with another size drops what is queued: on_event() must not.
+    with SignalSubscription(module, queue_size=16) as sub:
+        sub.on_event(lambda ev: None)
+    assert module.queue_sizes == [16, 16]
+
+
+def test_default_queue_size_is_zero_in_the_request(module: FakeModule) -> None:
+    with SignalSubscription(module):
+        pass
+    assert module.queue_sizes == [0]
+
+
+@pytest.mark.parametrize("size", [1, abi.UPCALL_QUEUE_MAX + 1, -1])
+def test_queue_size_out_of_range(module: FakeModule, size: int) -> None:
+    with pytest.raises(ValueError, match="queue_size"):
+        SignalSubscription(module, queue_size=size)
+    assert module.closed and module.queue_sizes == []

@@ -1,0 +1,90 @@
+"""`upcall bench`'s in-guest part, CI-sized: it runs, writes well-formed results, loses nothing.
+
+Timing is not checked (the guest is emulated and shares its host): only that
+every run of every transport, C and Python, accounts for every event
+(received + dropped == emitted, the seqno gaps equal the drops) and that the
+JSON and the latency samples are what the host side reads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from upcall import bench
+
+LATENCY = 200
+THROUGHPUT = 4000
+ROUNDS = 2
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path]:
+    if not bench.BENCH_BIN.is_file():
+        pytest.skip(f"{bench.BENCH_BIN} not built: make -f mk/bench.mk bench-build")
+    out = tmp_path_factory.mktemp("bench")
+    # A process of its own: signal subscriptions want no other threads around.
+    proc = subprocess.run(
+        [sys.executable, "-m", "upcall.bench", "--in-guest",
+         "--latency-events", str(LATENCY), "--throughput-events", str(THROUGHPUT),
+         "--rounds", str(ROUNDS), "--gap-us", "100"],
+        env={**os.environ, "UPCALL_VM_OUTDIR": str(out)},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    guest = out / "bench"
+    return json.loads((guest / "results.json").read_text()), guest
+
+
+def test_every_transport_and_receiver_ran(results: tuple[dict[str, Any], Path]) -> None:
+    result, _ = results
+    runs = result["runs"]
+    got = {(r["transport"], r["mode"], r["api"]) for r in runs}
+    want = {(t, "throughput", api) for t in bench.TRANSPORTS for api in ("c", "read")}
+    want |= {(t, "latency", api) for t in bench.TRANSPORTS for api in ("c", "callback", "read")}
+    assert got == want
+
+
+def test_accounting_is_exact(results: tuple[dict[str, Any], Path]) -> None:
+    result, _ = results
+    runs = result["runs"]
+    for r in runs:
+        n = THROUGHPUT if r["mode"] == "throughput" else LATENCY
+        assert r["events"] == r["emitted"] == n, r
+        assert r["received"] + r["dropped"] == r["emitted"], r
+        assert r["lost"] == r["dropped"], r
+        assert r["pending"] == 0, r
+        assert r["accounting_ok"] is True
+        if r["mode"] == "latency":
+            # One event in flight: nothing can be dropped.
+            assert r["received"] == n and r["dropped"] == 0, r
+
+
+def test_latency_samples_match(results: tuple[dict[str, Any], Path]) -> None:
+    result, guest = results
+    runs = result["runs"]
+    for r in runs:
+        if r["mode"] != "latency":
+            continue
+        assert r["rounds"] == ROUNDS
+        samples = (guest / r["samples"]).read_bytes()
+        assert len(samples) == 8 * r["received"], r
+        assert 0 < r["p50_ns"] <= r["p90_ns"] <= r["p99_ns"] <= r["max_ns"], r
+
+
+def test_host_report_renders(results: tuple[dict[str, Any], Path]) -> None:
+    result, _ = results
+    summary = bench.summarize(result)
+    assert summary["accounting_ok"] is True
+    assert {row["transport"] for row in summary["ratios"]} == set(bench.TRANSPORTS)
+    text = bench.markdown(result, summary)
+    assert "| queue | C |" in text and "Python on_event" in text
+    json.dumps({**result, "summary": summary})

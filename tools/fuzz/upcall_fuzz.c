@@ -1,0 +1,406 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * upcall_fuzz: drive /dev/upcall with random ioctls, reads and eventfds,
+ * and check that every call gets an errno the ABI allows and the module
+ * stays healthy.
+ *
+ *   upcall_fuzz [--seed S] [--calls N] [--kcov] [--device PATH]
+ *
+ * With --kcov (a kernel with CONFIG_KCOV and the module built with
+ * KCOV_INSTRUMENT := y), inputs that reach new module code are kept in a
+ * corpus and mutated further; the number of distinct PCs reached is
+ * reported.  The run is reproducible from its seed.  The last line printed
+ * is a JSON summary; the exit status is 0 only if every call was answered
+ * as allowed and the final round trip worked.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <linux/upcall.h>
+
+#define KCOV_INIT_TRACE	_IOR('c', 1, unsigned long)
+#define KCOV_ENABLE	_IO('c', 100)
+#define KCOV_DISABLE	_IO('c', 101)
+#define KCOV_TRACE_PC	0
+#define KCOV_WORDS	(64 << 10)
+
+#define KERNEL_SIGSET_SIZE	8	/* the kernel's sigset_t: 64 signals */
+#define ARG_SIZE	64	/* larger than any upcall request */
+#define CORPUS_MAX	4096
+#define PC_TABLE	(1 << 16)
+
+struct input {
+	unsigned int request;
+	unsigned char arg[ARG_SIZE];
+};
+
+static uint64_t rng_state;
+static struct input corpus[CORPUS_MAX];
+static unsigned int corpus_len;
+static uint64_t pcs[PC_TABLE];
+static unsigned int pcs_seen;
+static unsigned long *kcov_area;
+static unsigned long calls, bad_answers, errno_count[256], ok_count;
+
+static uint64_t rnd(void)
+{
+	/* xorshift64*: small, fast, and the same sequence for the same seed. */
+	rng_state ^= rng_state >> 12;
+	rng_state ^= rng_state << 25;
+	rng_state ^= rng_state >> 27;
+	return rng_state * 0x2545F4914F6CDD1DULL;
+}
+
+static uint64_t interesting(void)
+{
+	static const uint64_t values[] = {
+		0, 1, 2, 15, 16, 31, 32, 33, 63, 64, 65, 0x7f, 0x80, 0xff,
+		0x100, 0xffff, 0x10000, 0x7fffffff, 0x80000000, 0xffffffff,
+		UPCALL_QUEUE_MIN, UPCALL_QUEUE_MAX, UPCALL_QUEUE_MAX + 1,
+		UPCALL_QUEUE_DEFAULT, UPCALL_TRANSPORT_SIGNAL,
+		UPCALL_TRANSPORT_QUEUE, UPCALL_TRANSPORT_NETLINK,
+		UPCALL_SOURCE_MAX, UPCALL_SOURCE_MAX + 1, (uint64_t)-1,
+	};
+
+	return values[rnd() % (sizeof(values) / sizeof(values[0]))];
+}
+
+static const unsigned int requests[] = {
+	UPCALL_IOC_SUBSCRIBE, UPCALL_IOC_EMIT, UPCALL_IOC_STATS,
+	UPCALL_IOC_SET_EVENTFD,
+};
+#define N_REQUESTS (sizeof(requests) / sizeof(requests[0]))
+
+static void random_input(struct input *in)
+{
+	unsigned int i;
+
+	switch (rnd() % 8) {
+	case 0:	/* anything at all */
+		in->request = (unsigned int)rnd();
+		break;
+	case 1:	/* our magic, any number, size and direction */
+		in->request = _IOC(rnd() % 4, UPCALL_IOC_MAGIC, rnd() % 0x50,
+				   rnd() % 128);
+		break;
+	default:
+		in->request = requests[rnd() % N_REQUESTS];
+	}
+	for (i = 0; i < ARG_SIZE; i += 4) {
+		uint32_t word = rnd() % 3 ? (uint32_t)interesting() : (uint32_t)rnd();
+
+		if (rnd() % 4 == 0)
+			word = 0;
+		memcpy(in->arg + i, &word, 4);
+	}
+}
+
+static void mutate(struct input *in)
+{
+	unsigned int n = 1 + rnd() % 4;
+
+	while (n--) {
+		unsigned int at = rnd() % (ARG_SIZE / 4) * 4;
+		uint32_t word = rnd() % 2 ? (uint32_t)interesting() : (uint32_t)rnd();
+
+		if (rnd() % 8 == 0)
+			in->request = requests[rnd() % N_REQUESTS];
+		memcpy(in->arg + at, &word, 4);
+	}
+}
+
+/* Addresses an argument may point at, good and bad. */
+static unsigned char *good_page, *guard_end, *ro_page, *unmapped;
+
+static void setup_memory(void)
+{
+	unsigned char *two;
+
+	two = mmap(NULL, 8192, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (two == MAP_FAILED) {
+		perror("mmap");
+		exit(2);
+	}
+	mprotect(two + 4096, 4096, PROT_NONE);
+	good_page = two;
+	guard_end = two + 4096;	/* a struct placed just before it crosses */
+	ro_page = mmap(NULL, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	unmapped = mmap(NULL, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	munmap(unmapped, 4096);
+}
+
+static void *place_arg(const struct input *in, unsigned int *kind)
+{
+	unsigned int size = _IOC_SIZE(in->request);
+
+	/* A random request may claim any size; we only ever hold ARG_SIZE. */
+	if (!size || size > ARG_SIZE)
+		size = ARG_SIZE;
+
+	*kind = rnd() % 16;
+	switch (*kind) {
+	case 0:
+		return NULL;
+	case 1:
+		return unmapped;
+	case 2:
+		return (void *)0xffffffff81000000UL;	/* kernel text */
+	case 3:
+		return ro_page;
+	case 4:	/* crosses into the guard page */
+		memcpy(guard_end - size / 2, in->arg, size / 2);
+		return guard_end - size / 2;
+	case 5:	/* misaligned */
+		memcpy(good_page + 1 + rnd() % 7, in->arg, ARG_SIZE);
+		return good_page + 1 + rnd() % 7;
+	default:
+		memcpy(good_page, in->arg, ARG_SIZE);
+		return good_page;
+	}
+}
+
+static bool allowed_errno(int err)
+{
+	switch (err) {
+	case EINVAL: case EFAULT: case ENOTTY: case EBADF: case ENOMEM:
+	case EAGAIN: case EPERM: case ESRCH:
+		return true;
+	default:
+		return false;
+	}
+}
+
+static int kcov_fd = -1;
+
+static bool kcov_setup(void)
+{
+	kcov_fd = open("/sys/kernel/debug/kcov", O_RDWR);
+	if (kcov_fd < 0)
+		return false;
+	if (ioctl(kcov_fd, KCOV_INIT_TRACE, KCOV_WORDS))
+		return false;
+	kcov_area = mmap(NULL, KCOV_WORDS * sizeof(unsigned long),
+			 PROT_READ | PROT_WRITE, MAP_SHARED, kcov_fd, 0);
+	if (kcov_area == MAP_FAILED)
+		return false;
+	return ioctl(kcov_fd, KCOV_ENABLE, KCOV_TRACE_PC) == 0;
+}
+
+/* Record the PCs of the last call; true if any was new. */
+static bool kcov_collect(void)
+{
+	unsigned long n = __atomic_load_n(&kcov_area[0], __ATOMIC_RELAXED);
+	bool fresh = false;
+	unsigned long i;
+
+	for (i = 0; i < n && i < KCOV_WORDS - 1; i++) {
+		uint64_t pc = kcov_area[i + 1];
+		unsigned int h = (unsigned int)((pc * 0x9E3779B97F4A7C15ULL) >> 48);
+
+		while (pcs[h] && pcs[h] != pc)
+			h = (h + 1) % PC_TABLE;
+		if (!pcs[h] && pcs_seen < PC_TABLE - 1) {
+			pcs[h] = pc;
+			pcs_seen++;
+			fresh = true;
+		}
+	}
+	return fresh;
+}
+
+static void count_answer(long ret, int err, unsigned int request)
+{
+	calls++;
+	if (ret >= 0) {
+		ok_count++;
+		return;
+	}
+	errno_count[err & 0xff]++;
+	if (!allowed_errno(err)) {
+		bad_answers++;
+		fprintf(stderr, "upcall_fuzz: request %#x answered %s\n",
+			request, strerror(err));
+	}
+}
+
+static int open_device(const char *path)
+{
+	int flags = rnd() % 4 == 0 ? O_RDONLY : O_RDWR;
+	int fd;
+
+	fd = open(path, flags | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0) {
+		perror(path);
+		exit(2);
+	}
+	return fd;
+}
+
+static void side_call(int fd, int efd)
+{
+	unsigned char buf[48 * 9];
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	ssize_t ret;
+
+	switch (rnd() % 4) {
+	case 0:
+		ret = read(fd, buf, rnd() % sizeof(buf));
+		count_answer(ret, errno, 0);
+		break;
+	case 1:
+		count_answer(poll(&p, 1, 0), errno, 0);
+		break;
+	case 2: {
+		struct upcall_eventfd req = { .fd = rnd() % 2 ? efd : (int)interesting() };
+
+		ret = ioctl(fd, UPCALL_IOC_SET_EVENTFD, &req);
+		count_answer(ret, errno, UPCALL_IOC_SET_EVENTFD);
+		break;
+	}
+	default: {
+		int fl = fcntl(fd, F_GETFL);
+
+		fcntl(fd, F_SETOWN, getpid());
+		ret = fcntl(fd, F_SETFL, rnd() % 2 ? fl | O_ASYNC : fl & ~O_ASYNC);
+		count_answer(ret, errno, 0);
+	}
+	}
+}
+
+/* After the storm, a plain subscriber must still get exactly what is sent. */
+static bool round_trip(const char *path)
+{
+	struct upcall_subscribe sub = {
+		.transport = UPCALL_TRANSPORT_QUEUE, .queue_size = 16,
+	};
+	struct upcall_emit emit = { .value = 0x0123456789abcdefULL, .source = 9 };
+	struct upcall_event ev;
+	struct upcall_stats st;
+	int fd = open(path, O_RDWR);
+
+	if (fd < 0 || ioctl(fd, UPCALL_IOC_SUBSCRIBE, &sub) ||
+	    ioctl(fd, UPCALL_IOC_EMIT, &emit) < 1 ||
+	    read(fd, &ev, sizeof(ev)) != sizeof(ev) ||
+	    ioctl(fd, UPCALL_IOC_STATS, &st))
+		return false;
+	close(fd);
+	return ev.value == emit.value && ev.source == 9 && ev.seqno == 1 &&
+	       st.emitted == st.delivered + st.dropped + st.pending;
+}
+
+int main(int argc, char **argv)
+{
+	const char *path = "/dev/upcall";
+	unsigned long n_calls = 100000, i;
+	uint64_t seed = 1;
+	bool use_kcov = false, kcov = false, healthy;
+	struct timespec t0, t1;
+	sigset_t all;
+	int fd, efd, a;
+
+	for (a = 1; a < argc; a++) {
+		if (!strcmp(argv[a], "--seed") && a + 1 < argc)
+			seed = strtoull(argv[++a], NULL, 0);
+		else if (!strcmp(argv[a], "--calls") && a + 1 < argc)
+			n_calls = strtoul(argv[++a], NULL, 0);
+		else if (!strcmp(argv[a], "--device") && a + 1 < argc)
+			path = argv[++a];
+		else if (!strcmp(argv[a], "--kcov"))
+			use_kcov = true;
+		else {
+			fprintf(stderr, "usage: %s [--seed S] [--calls N] [--kcov] [--device PATH]\n",
+				argv[0]);
+			return 2;
+		}
+	}
+	rng_state = seed * 0x9E3779B97F4A7C15ULL + 1;
+
+	/*
+	 * Subscriptions to random signals aim them at us: keep them queued.
+	 * The raw system call, since glibc's sigprocmask() will not block the
+	 * two real-time signals it keeps for itself (32 and 33).
+	 */
+	memset(&all, 0xff, sizeof(all));
+	syscall(SYS_rt_sigprocmask, SIG_BLOCK, &all, NULL, KERNEL_SIGSET_SIZE);
+	setup_memory();
+	if (use_kcov) {
+		kcov = kcov_setup();
+		if (!kcov)
+			fprintf(stderr, "upcall_fuzz: no KCOV here (%s); running blind\n",
+				strerror(errno));
+	}
+
+	fd = open_device(path);
+	efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (i = 0; i < n_calls; i++) {
+		struct input in;
+		unsigned int kind;
+		void *arg;
+		long ret;
+		int err;
+
+		if (rnd() % 1024 == 0) {	/* churn: a new subscriber */
+			close(fd);
+			fd = open_device(path);
+		}
+		if (rnd() % 8 == 0) {
+			side_call(fd, efd);
+			continue;
+		}
+		if (corpus_len && rnd() % 2) {
+			in = corpus[rnd() % corpus_len];
+			mutate(&in);
+		} else {
+			random_input(&in);
+		}
+		arg = place_arg(&in, &kind);
+		if (kcov)
+			__atomic_store_n(&kcov_area[0], 0, __ATOMIC_RELAXED);
+		ret = ioctl(fd, in.request, arg);
+		err = errno;
+		if (kcov && kcov_collect() && corpus_len < CORPUS_MAX && kind >= 6)
+			corpus[corpus_len++] = in;
+		count_answer(ret, err, in.request);
+		if (rnd() % 4096 == 0) {	/* empty the signal queue */
+			struct timespec zero = { 0 };
+
+			while (syscall(SYS_rt_sigtimedwait, &all, NULL, &zero,
+				       KERNEL_SIGSET_SIZE) > 0)
+				;
+		}
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	close(fd);
+	if (kcov)
+		ioctl(kcov_fd, KCOV_DISABLE, 0);
+
+	healthy = round_trip(path);
+	printf("{\"seed\": %" PRIu64 ", \"calls\": %lu, \"ok\": %lu, \"einval\": %lu, "
+	       "\"efault\": %lu, \"enotty\": %lu, \"ebadf\": %lu, \"enomem\": %lu, "
+	       "\"eagain\": %lu, \"bad_answers\": %lu, \"kcov\": %s, \"pcs\": %u, "
+	       "\"corpus\": %u, \"seconds\": %.1f, \"healthy\": %s}\n",
+	       seed, calls, ok_count, errno_count[EINVAL], errno_count[EFAULT],
+	       errno_count[ENOTTY], errno_count[EBADF], errno_count[ENOMEM],
+	       errno_count[EAGAIN], bad_answers, kcov ? "true" : "false",
+	       pcs_seen, corpus_len,
+	       (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9,
+	       healthy ? "true" : "false");
+	return bad_answers || !healthy;
+}
