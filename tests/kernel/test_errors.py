@@ -109,14 +109,24 @@ def test_unknown_flags_are_einval(fd: int, flags: int) -> None:
     assert subscribe(fd, SIG, flags=flags) == -errno.EINVAL
 
 
-@pytest.mark.parametrize("field", ["padding", "reserved0", "reserved3"])
-def test_nonzero_reserved_subscribe_is_einval(fd: int, field: str) -> None:
-    req = abi.UpcallSubscribe(transport=abi.UPCALL_TRANSPORT_SIGNAL, signo=SIG)
-    if field == "padding":
-        req.padding = 1
-    else:
-        req.reserved[int(field[-1])] = 1
+@pytest.mark.parametrize("field", [0, 3])
+def test_nonzero_reserved_subscribe_is_einval(fd: int, field: int) -> None:
+    req = abi.UpcallSubscribe(transport=abi.UPCALL_TRANSPORT_QUEUE)
+    req.reserved[field] = 1
     assert ioctl(fd, abi.UPCALL_IOC_SUBSCRIBE, req) == -errno.EINVAL
+
+
+@pytest.mark.parametrize(
+    "queue_size", [abi.UPCALL_QUEUE_MIN - 1, abi.UPCALL_QUEUE_MAX + 1, 2**32 - 1]
+)
+def test_queue_size_out_of_range_is_einval(fd: int, queue_size: int) -> None:
+    req = abi.UpcallSubscribe(transport=abi.UPCALL_TRANSPORT_QUEUE, queue_size=queue_size)
+    assert ioctl(fd, abi.UPCALL_IOC_SUBSCRIBE, req) == -errno.EINVAL
+
+
+@pytest.mark.parametrize("transport", [abi.UPCALL_TRANSPORT_QUEUE, abi.UPCALL_TRANSPORT_NETLINK])
+def test_signal_number_without_signal_transport_is_einval(fd: int, transport: int) -> None:
+    assert subscribe(fd, SIG, transport=transport) == -errno.EINVAL
 
 
 @pytest.mark.parametrize("case", ["source", "flags", "reserved"])
