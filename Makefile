@@ -55,6 +55,7 @@ $(STAMP)/venv: pyproject.toml
 deps: $(STAMP)/apt $(STAMP)/debug-kernel $(STAMP)/venv bpf-deps
 
 include mk/bpf.mk
+include mk/bench.mk
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -78,7 +79,7 @@ fuzz-build: $(FUZZER)
 # --- the two commands -----------------------------------------------------
 
 demo: deps
-	$(UPCALL) -- $(PY) examples/demo.py
+	$(UPCALL) --edu -- $(PY) examples/demo.py
 
 test: deps bpf-build
 	$(PY) -m pytest tests/host -q
@@ -87,12 +88,13 @@ test: deps bpf-build
 
 KERNEL_SUITE := $(PY) -m pytest tests/kernel -q -p no:cacheprovider -o console_output_style=classic
 
-test-kernel: deps fuzz-build
-	$(UPCALL) -- $(KERNEL_SUITE)
+# The suite boots with QEMU's edu device, so the hardware interrupt tests run.
+test-kernel: deps fuzz-build bench-build
+	$(UPCALL) --edu -- $(KERNEL_SUITE)
 
-test-kernel-debug: deps fuzz-build
+test-kernel-debug: deps fuzz-build bench-build
 	@if ls /boot/vmlinuz-*upcall-debug >/dev/null 2>&1; then \
-		$(UPCALL) --debug-kernel --timeout 2400 -- $(KERNEL_SUITE); \
+		$(UPCALL) --debug-kernel --edu --timeout 2700 -- $(KERNEL_SUITE); \
 	else \
 		echo "SKIPPED: the kernel suite on the debug kernel: no debug kernel installed"; \
 		echo "  (dpkg -i ../shared/kernels/*.deb, see ../shared/kernels/README.md)"; \

@@ -9,6 +9,10 @@
  *                     [--queue-size N] [--signo N] [--raise PATH] [--device PATH]
  *   upcall-bench emit MODE N --sync-fd FD [--gap-us N] [--device PATH]
  *   upcall-bench uio N --uio /dev/uioX --pci /sys/bus/pci/devices/D [--samples PATH]
+ *   (each also takes --cpu N: run pinned to that CPU)
+ *
+ * --blocking (queue, latency): no poll(2), one read(2) that sleeps, as a
+ * UIO reader does.
  *
  * TRANSPORT is signal, queue, fasync, eventfd or netlink; MODE is latency
  * or throughput.  Each prints one JSON line on stdout.
@@ -32,6 +36,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -73,6 +78,7 @@ static struct {
 	const char *samples;
 	const char *device;
 	const char *raise_path;
+	int blocking;
 	unsigned int queue_size;
 	int signo;
 } opt = { .sync_fd = -1, .device = "/dev/upcall", .signo = 40 };
@@ -297,6 +303,9 @@ static void setup(void)
 	case T_QUEUE:
 		subscribe(UPCALL_TRANSPORT_QUEUE, 0);
 		wait_fd = dev_fd;
+		/* UIO's way: one read(2) that sleeps until there is an event. */
+		if (opt.blocking && fcntl(dev_fd, F_SETFL, 0))
+			die("fcntl");
 		break;
 	case T_FASYNC:
 		wait_fd = signal_fd(opt.signo, 1);
@@ -599,7 +608,7 @@ static int cmd_recv(void)
 			if (opt.raise_path)
 				raise_edu();
 			while (n_lat == before) {
-				if (!wait_ready(IDLE_TIMEOUT_MS))
+				if (!opt.blocking && !wait_ready(IDLE_TIMEOUT_MS))
 					fail("no event within the idle timeout");
 				drain();
 			}
@@ -778,10 +787,11 @@ static void usage(void)
 {
 	fputs("usage: upcall-bench recv signal|queue|fasync|eventfd|netlink latency|throughput N\n"
 	      "                    [--sync-fd FD] [--samples PATH] [--queue-size N] [--signo N]\n"
-	      "                    [--raise PATH] [--device PATH]\n"
+	      "                    [--raise PATH] [--device PATH] [--blocking]\n"
 	      "       upcall-bench emit latency|throughput N --sync-fd FD [--gap-us N]\n"
 	      "       upcall-bench uio N --uio /dev/uioX --pci /sys/bus/pci/devices/D\n"
-	      "                    [--samples PATH]\n",
+	      "                    [--samples PATH]\n"
+	      "each takes --cpu N to run pinned to CPU N\n",
 	      stderr);
 	exit(2);
 }
@@ -802,6 +812,7 @@ int main(int argc, char **argv)
 {
 	const char *cmd, *uio = NULL, *pci = NULL;
 	unsigned int gap_us = 0;
+	int cpu = -1;
 	int i, pos = 0;
 	const char *args[3] = { 0 };
 
@@ -811,7 +822,9 @@ int main(int argc, char **argv)
 	for (i = 2; i < argc; i++) {
 		const char *a = argv[i];
 
-		if (!strncmp(a, "--", 2)) {
+		if (!strcmp(a, "--blocking")) {
+			opt.blocking = 1;
+		} else if (!strncmp(a, "--", 2)) {
 			if (i + 1 >= argc)
 				usage();
 			if (!strcmp(a, "--sync-fd"))
@@ -832,6 +845,8 @@ int main(int argc, char **argv)
 				uio = argv[++i];
 			else if (!strcmp(a, "--pci"))
 				pci = argv[++i];
+			else if (!strcmp(a, "--cpu"))
+				cpu = (int)number(argv[++i]);
 			else
 				usage();
 		} else if (pos < 3) {
@@ -841,6 +856,14 @@ int main(int argc, char **argv)
 		}
 	}
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (cpu >= 0) {
+		cpu_set_t set;
+
+		CPU_ZERO(&set);
+		CPU_SET(cpu, &set);
+		if (sched_setaffinity(0, sizeof(set), &set))
+			die("sched_setaffinity");
+	}
 
 	if (!strcmp(cmd, "uio")) {
 		if (pos != 1 || !uio || !pci)
@@ -869,7 +892,8 @@ int main(int argc, char **argv)
 	if (!opt.latency && strcmp(args[1], "throughput"))
 		usage();
 	opt.n = number(args[2]);
-	if (!opt.n || (!opt.latency && opt.raise_path))
+	if (!opt.n || (!opt.latency && (opt.raise_path || opt.blocking)) ||
+	    (opt.blocking && opt.transport != T_QUEUE))
 		usage();
 	return cmd_recv();
 }

@@ -39,16 +39,18 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
 import sys
 import time
 from array import array
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from .errors import UpcallError
 from .event import Event, monotonic_ns
 
 REPO = Path(__file__).resolve().parents[2]
@@ -96,9 +98,39 @@ def _pcts(lat: Sequence[int], prefix: str = "") -> Result:
     }
 
 
-def _emitter(mode: str, n: int, sync_r: int, gap_us: int) -> subprocess.Popen[str]:
+def _cpu_args(cpu: int | None) -> list[str]:
+    return [] if cpu is None else ["--cpu", str(cpu)]
+
+
+@contextlib.contextmanager
+def _pinned(cpu: int | None) -> Iterator[None]:
+    """Run the calling thread (and the threads it starts) on ``cpu`` only, if not None."""
+    if cpu is None:
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {cpu})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+def _emitter(
+    mode: str, n: int, sync_r: int, gap_us: int, cpu: int | None = None
+) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [_bin(), "emit", mode, str(n), "--sync-fd", str(sync_r), "--gap-us", str(gap_us)],
+        [
+            _bin(),
+            "emit",
+            mode,
+            str(n),
+            "--sync-fd",
+            str(sync_r),
+            "--gap-us",
+            str(gap_us),
+            *_cpu_args(cpu),
+        ],
         pass_fds=(sync_r,),
         stdout=subprocess.PIPE,
         text=True,
@@ -127,10 +159,17 @@ def c_run(
     queue_size: int = 0,
     raise_path: Path | None = None,
     samples_name: str = "",
+    cpu: int | None = None,
+    emit_cpu: int | None = None,
+    extra: Sequence[str] = (),
 ) -> Result:
-    """Run the C receiver (and, unless it raises edu interrupts itself, the emitter)."""
+    """Run the C receiver (and, unless it raises edu interrupts itself, the emitter).
+
+    ``cpu`` and ``emit_cpu``: the CPUs the receiver and the emitter are pinned
+    to, None for none.
+    """
     samples = outdir / (samples_name or f"lat-c-{transport}.bin")
-    cmd = [_bin(), "recv", transport, mode, str(n)]
+    cmd = [_bin(), "recv", transport, mode, str(n), *_cpu_args(cpu), *extra]
     if mode == "latency":
         cmd += ["--samples", str(samples)]
     if queue_size:
@@ -151,7 +190,7 @@ def c_run(
                 stderr=subprocess.PIPE,
                 text=True,
             )
-            emit = _emitter(mode, n, r, gap_us)
+            emit = _emitter(mode, n, r, gap_us, emit_cpu)
         finally:
             os.close(r)
             os.close(w)
@@ -189,22 +228,25 @@ def py_latency(
     api: str,
     gap_us: int = GAP_US,
     samples_name: str = "",
+    cpu: int | None = None,
 ) -> Result:
     """The Python receiver, one event in flight: ``on_event`` callbacks or ``read(1)``.
+
+    ``cpu``: the CPU this thread (and the watcher thread ``on_event``
+    starts) and the emitter are pinned to, None for none.
 
     In callback mode the time from the library's read of the event
     (``Event.received_ns``, in the watcher thread) to the callback (main
     thread) is kept apart too: ``hop_*``.
     """
     lat, hop = array("q"), array("q")
-    sub = _subscribe(transport, queue_size=None)
     r, w = os.pipe()
     try:
-        emit = _emitter("latency", n, r, gap_us)
+        emit = _emitter("latency", n, r, gap_us, cpu)
     finally:
         os.close(r)
     try:
-        with sub:
+        with _pinned(cpu), _subscribe(transport, queue_size=None) as sub:
             t0 = monotonic_ns()
             last = time.monotonic()
             if api == "callback":
@@ -250,17 +292,18 @@ def py_latency(
     return res
 
 
-def py_throughput(transport: str, n: int) -> Result:
+def py_throughput(
+    transport: str, n: int, *, cpu: int | None = None, emit_cpu: int | None = None
+) -> Result:
     """The Python receiver reading batches while the emitter emits ``n`` back to back."""
-    sub = _subscribe(transport, queue_size=QUEUE_MAX)
     r, w = os.pipe()
     try:
-        emit = _emitter("throughput", n, r, 0)
+        emit = _emitter("throughput", n, r, 0, emit_cpu)
     finally:
         os.close(r)
     got = 0
     try:
-        with sub:
+        with _pinned(cpu), _subscribe(transport, queue_size=QUEUE_MAX) as sub:
             t0 = t_last = monotonic_ns()
             os.write(w, b"r")
             idle = 0.0
@@ -364,26 +407,146 @@ def _bind_upcall(dev: Path, mode: str) -> None:
         raise RuntimeError(f"edu bound with {got}, not {mode}")
 
 
-def edu_runs(n: int, transports: Sequence[str], outdir: Path, log: Callable[[str], None]) -> Result:
-    """Interrupt to receiver through upcall (MSI, INTx) and through uio_pci_generic."""
+def _irq_to_cpu(dev: Path, cpu: int | None) -> None:
+    """Steer the device's interrupt(s) to ``cpu``, where the receiver runs too."""
+    if cpu is None:
+        return
+    msi = dev / "msi_irqs"
+    irqs = [p.name for p in msi.iterdir()] if msi.is_dir() else []
+    irqs = irqs or [(dev / "irq").read_text().strip()]
+    for irq in irqs:
+        with contextlib.suppress(OSError):
+            Path(f"/proc/irq/{irq}/smp_affinity_list").write_text(f"{cpu}\n")
+
+
+HOP_EVENTS = 2000
+_TRACE_RE = re.compile(
+    r"\[(\d+)\].*?\s(\d+\.\d+): (irq_handler_entry|irq_handler_exit|irq_work_entry|"
+    r"irq_work_exit):"
+)
+_HOP_EVENTS = (
+    "irq/irq_handler_entry",
+    "irq/irq_handler_exit",
+    "irq_vectors/irq_work_entry",
+    "irq_vectors/irq_work_exit",
+)
+
+
+def _tracefs() -> Path | None:
+    for p in (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing")):
+        if (p / "trace").exists():
+            return p
+    subprocess.run(["mount", "-t", "tracefs", "nodev", "/sys/kernel/tracing"], check=False)
+    return Path("/sys/kernel/tracing") if Path("/sys/kernel/tracing/trace").exists() else None
+
+
+def irq_work_hop(dev: Path, n: int, outdir: Path, cpu: int | None) -> Result:
+    """What deferring delivery to irq_work costs, from the kernel's own tracepoints.
+
+    The queue receiver raises ``n`` edu interrupts while ftrace records the
+    handler's entry and exit (``irq:irq_handler_*``, filtered on the edu
+    interrupt) and the irq_work interrupt's (``irq_vectors:irq_work_*``) on
+    every CPU; the hop is handler exit to the next irq_work entry on the same
+    CPU, the irq_work's own run is its entry to exit. Trace timestamps have
+    microsecond resolution, and tracing slows the path it watches.
+    """
+    tr = _tracefs()
+    msi = dev / "msi_irqs"
+    irqs = sorted(p.name for p in msi.iterdir()) if msi.is_dir() else []
+    if tr is None or not irqs:
+        return {"skipped": "no tracefs or no MSI interrupt"}
+    flt = " || ".join(f"irq == {i}" for i in irqs)
+    (tr / "tracing_on").write_text("0\n")
+    (tr / "trace").write_text("")
+    (tr / "buffer_size_kb").write_text("16384\n")
+    try:
+        for ev in _HOP_EVENTS:
+            if ev.startswith("irq/"):
+                (tr / "events" / ev / "filter").write_text(flt + "\n")
+            (tr / "events" / ev / "enable").write_text("1\n")
+        (tr / "tracing_on").write_text("1\n")
+        c_run("queue", "latency", n, outdir, raise_path=dev / "raise", cpu=cpu,
+              samples_name="lat-traced.bin")  # fmt: skip
+        (tr / "tracing_on").write_text("0\n")
+        text = (tr / "trace").read_text()
+    finally:
+        (tr / "tracing_on").write_text("0\n")
+        for ev in _HOP_EVENTS:
+            (tr / "events" / ev / "enable").write_text("0\n")
+            if ev.startswith("irq/"):
+                (tr / "events" / ev / "filter").write_text("0\n")
+        (tr / "trace").write_text("")
+        (outdir / "lat-traced.bin").unlink(missing_ok=True)
+    handler, hop, work = array("q"), array("q"), array("q")
+    entered: dict[str, int] = {}
+    exited: dict[str, int] = {}
+    work_start: dict[str, int] = {}
+    for m in _TRACE_RE.finditer(text):
+        cpu_id, what = m.group(1), m.group(3)
+        t = round(float(m.group(2)) * 1e9)
+        if what == "irq_handler_entry":
+            entered[cpu_id] = t
+        elif what == "irq_handler_exit" and cpu_id in entered:
+            handler.append(t - entered.pop(cpu_id))
+            exited[cpu_id] = t
+        elif what == "irq_work_entry":
+            if cpu_id in exited:
+                hop.append(t - exited.pop(cpu_id))
+                work_start[cpu_id] = t
+        elif what == "irq_work_exit" and cpu_id in work_start:
+            work.append(t - work_start.pop(cpu_id))
+    return {
+        "interrupts": len(handler),
+        "hops": len(hop),
+        **_pcts(handler, "handler_"),
+        **_pcts(hop, "hop_"),
+        **_pcts(work, "work_"),
+    }
+
+
+def edu_runs(
+    n: int,
+    transports: Sequence[str],
+    outdir: Path,
+    log: Callable[[str], None],
+    *,
+    cpu: int | None = None,
+) -> Result:
+    """Interrupt to receiver through upcall (MSI, INTx) and through uio_pci_generic.
+
+    The receiver raises each interrupt itself and waits for it: a loop on
+    ``cpu`` (and the interrupt steered there), with no other process involved.
+    """
     dev = _find_edu()
     if dev is None:
         return {"skipped": "no edu PCI device (boot with --edu)"}
     runs: list[Result] = []
+    hop: Result = {"skipped": "not measured"}
+    # Every transport, and the queue read the way a UIO reader reads.
+    variants: list[tuple[str, str, tuple[str, ...]]] = [(t, t, ()) for t in transports]
+    if "queue" in transports:
+        variants.append(("queue-blocking", "queue", ("--blocking",)))
     for mode in ("msi", "intx"):
         _bind_upcall(dev, mode)
-        for t in transports:
-            log(f"edu {mode}: C {t} latency x{n}")
+        _irq_to_cpu(dev, cpu)
+        for name, t, extra in variants:
+            log(f"edu {mode}: C {name} latency x{n}")
             res = c_run(
                 t,
                 "latency",
                 n,
                 outdir,
                 raise_path=dev / "raise",
-                samples_name=f"lat-edu{mode}-c-{t}.bin",
+                samples_name=f"lat-edu{mode}-c-{name}.bin",
+                cpu=cpu,
+                extra=extra,
             )
-            res["irq"] = mode
+            res.update(transport=name, irq=mode)
             runs.append(res)
+        if mode == "msi" and "queue" in transports:
+            log(f"edu {mode}: irq_work hop, traced, x{min(n, HOP_EVENTS)}")
+            hop = irq_work_hop(dev, min(n, HOP_EVENTS), outdir, cpu)
+    _bind_upcall(dev, "msi")
     _unbind(dev)
     subprocess.run(["modprobe", "uio_pci_generic"], check=True)
     with contextlib.suppress(FileExistsError):  # an earlier run added the id
@@ -391,6 +554,7 @@ def edu_runs(n: int, transports: Sequence[str], outdir: Path, log: Callable[[str
     if _driver_of(dev) != "uio_pci_generic":
         _sysfs_write(UIO_DRIVER / "bind", dev.name)
     uio = sorted((dev / "uio").iterdir())[0].name
+    _irq_to_cpu(dev, cpu)
     log(f"uio_pci_generic: C /dev/{uio} latency x{n}")
     samples = outdir / "lat-eduintx-c-uio.bin"
     proc = subprocess.run(
@@ -404,6 +568,7 @@ def edu_runs(n: int, transports: Sequence[str], outdir: Path, log: Callable[[str
             str(dev),
             "--samples",
             str(samples),
+            *_cpu_args(cpu),
         ],
         capture_output=True,
         text=True,
@@ -420,7 +585,7 @@ def edu_runs(n: int, transports: Sequence[str], outdir: Path, log: Callable[[str
         _sysfs_write(UIO_DRIVER / "remove_id", EDU_ID)
         subprocess.run(["modprobe", "-r", "uio_pci_generic"], check=False)
         _bind_upcall(dev, "msi")
-    return {"runs": runs}
+    return {"runs": runs, "irq_work_hop": hop}
 
 
 def _read_samples(path: Path) -> array[int]:
@@ -468,6 +633,7 @@ def guest_main(
     rounds: int = ROUNDS,
     edu_events: int = 0,
     py_read_latency: bool = True,
+    pin: bool = True,
     log: Callable[[str], None] = print,
 ) -> Result:
     """Every run of the benchmark, in this kernel; writes ``outdir/results.json``.
@@ -475,8 +641,16 @@ def guest_main(
     Latency runs are split into ``rounds`` interleaved rounds (C, Python
     on_event, Python read, C...), so that a change in the host's load
     (other guests share its CPUs) weighs on every receiver alike.
+
+    ``pin`` (with 2 CPUs or more): latency runs put the emitter and the
+    receiver on CPU 0, so that a wake-up is a local context switch, not an
+    inter-processor interrupt to a halted virtual CPU whose host thread must
+    first be scheduled (milliseconds on a shared host); throughput runs put
+    the emitter on CPU 0 and the receiver on CPU 1.
     """
     outdir.mkdir(parents=True, exist_ok=True)
+    pin = pin and (os.cpu_count() or 1) >= 2
+    lat_cpu, tp_emit_cpu, tp_cpu = (0, 0, 1) if pin else (None, None, None)
     runs: list[Result] = []
 
     def record(what: str, res: Result, started: float) -> None:
@@ -497,22 +671,28 @@ def guest_main(
     apis = ("c", "callback", "read") if py_read_latency else ("c", "callback")
     for t in transports:
         started = time.monotonic()
-        record(
-            f"{t} C throughput", c_run(t, "throughput", tp, outdir, queue_size=QUEUE_MAX), started
+        res = c_run(
+            t, "throughput", tp, outdir, queue_size=QUEUE_MAX, cpu=tp_cpu, emit_cpu=tp_emit_cpu
         )
+        record(f"{t} C throughput", res, started)
         started = time.monotonic()
-        record(f"{t} python throughput", py_throughput(t, tp), started)
+        res = py_throughput(t, tp, cpu=tp_cpu, emit_cpu=tp_emit_cpu)
+        record(f"{t} python throughput", res, started)
         started = time.monotonic()
         done: dict[str, list[Result]] = {api: [] for api in apis}
         for k in range(rounds):
             for api in apis:
                 name = f"lat-r{k}-{api}-{t}.bin"
                 if api == "c":
-                    res = c_run(t, "latency", per_round, outdir, gap_us=gap_us, samples_name=name)
+                    res = c_run(
+                        t, "latency", per_round, outdir, gap_us=gap_us, samples_name=name,
+                        cpu=lat_cpu, emit_cpu=lat_cpu,
+                    )  # fmt: skip
                 else:
                     res = py_latency(
-                        t, per_round, outdir, api=api, gap_us=gap_us, samples_name=name
-                    )
+                        t, per_round, outdir, api=api, gap_us=gap_us, samples_name=name,
+                        cpu=lat_cpu,
+                    )  # fmt: skip
                 done[api].append(res)
             log(f"{t} latency: round {k + 1}/{rounds} done")
         for api in apis:
@@ -526,11 +706,18 @@ def guest_main(
         "throughput_events": throughput_events,
         "gap_us": gap_us,
         "queue_size_throughput": QUEUE_MAX,
+        "pinned": pin,
         "runs": runs,
     }
+    path = outdir / "results.json"
+    path.write_text(json.dumps(result, indent=1) + "\n")
     if edu_events:
-        result["edu"] = edu_runs(edu_events, transports, outdir, log)
-    (outdir / "results.json").write_text(json.dumps(result, indent=1) + "\n")
+        try:
+            result["edu"] = edu_runs(edu_events, transports, outdir, log, cpu=lat_cpu)
+        except (OSError, RuntimeError, ValueError, subprocess.SubprocessError) as exc:
+            log(f"edu: failed: {exc}")
+            result["edu"] = {"skipped": f"failed: {exc}"}
+        path.write_text(json.dumps(result, indent=1) + "\n")
     return result
 
 
@@ -606,19 +793,30 @@ def markdown(result: Result, summary: Result) -> str:
     runs: list[Result] = result["runs"]
     out = [
         f"Kernel {result['kernel']} in QEMU (TCG), {result['cpus']} vCPUs; "
-        f"throughput {result['throughput_events']:,} events, latency "
-        f"{result['latency_events']:,} events one in flight ({result['gap_us']} µs gap).",
+        f"throughput {result['throughput_events']:,} events back to back, latency "
+        f"{result['latency_events']:,} events one in flight ({result['gap_us']} µs gap, "
+        f"{result.get('latency_rounds', 1)} interleaved rounds); "
+        + (
+            "latency: emitter and receiver on vCPU 0, throughput: emitter on vCPU 0, "
+            "receiver on vCPU 1."
+            if result.get("pinned")
+            else "not pinned."
+        ),
         "",
-        "| transport | receiver | events/s | received | dropped | lost (seqno) | exact |",
-        "|---|---|---:|---:|---:|---:|:-:|",
+        "| transport | receiver | events/s | received | dropped | lost (seqno) | exact "
+        "| emitter events/s |",
+        "|---|---|---:|---:|---:|---:|:-:|---:|",
     ]
     for r in runs:
         if r["mode"] != "throughput":
             continue
         eps = r["received"] / r["seconds"] if r["seconds"] else 0.0
+        em = r.get("emitter", {})
+        em_eps = f"{em['emitted'] / em['seconds']:,.0f}" if em.get("seconds") else "-"
         out.append(
             f"| {r['transport']} | {_label(r)} | {eps:,.0f} | {r['received']:,} | "
-            f"{r['dropped']:,} | {r['lost']:,} | {'yes' if r['accounting_ok'] else 'NO'} |"
+            f"{r['dropped']:,} | {r['lost']:,} | {'yes' if r['accounting_ok'] else 'NO'} "
+            f"| {em_eps} |"
         )
     out += [
         "",
@@ -663,11 +861,25 @@ def markdown(result: Result, summary: Result) -> str:
             "|---|---|---:|---:|---:|",
         ]
         for r in edu["runs"]:
-            name = "uio_pci_generic" if r["transport"] == "uio" else f"upcall {r['transport']}"
+            name = {"uio": "uio_pci_generic", "queue-blocking": "upcall queue, blocking read"}.get(
+                r["transport"], f"upcall {r['transport']}"
+            )
             out.append(
                 f"| {name} | {r['irq']} | {_us(r.get('raise_p50_ns'))} | "
                 f"{_us(r.get('raise_p99_ns'))} | {_us(r.get('p50_ns'))} |"
             )
+        hop = edu.get("irq_work_hop", {})
+        if hop.get("hop_p50_ns") is not None:
+            out += [
+                "",
+                f"- irq_work hop (ftrace, {hop['hops']:,} edu interrupts, µs resolution): "
+                f"handler exit → irq_work entry p50 {_us(hop['hop_p50_ns'])} µs, p99 "
+                f"{_us(hop['hop_p99_ns'])} µs; the irq_work's run (queue: wake-up) p50 "
+                f"{_us(hop['work_p50_ns'])} µs; the edu handler itself p50 "
+                f"{_us(hop['handler_p50_ns'])} µs",
+            ]
+        elif hop.get("skipped"):
+            out += ["", f"- irq_work hop: not measured ({hop['skipped']})"]
         u = summary.get("uio")
         if u:
             out += [
@@ -848,10 +1060,7 @@ def _sizes(args: argparse.Namespace) -> tuple[int, int, int]:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     """Boot one guest, run every transport's receivers there, report on the host."""
-    transports = [t for t in args.transports.split(",") if t]
-    bad = set(transports) - set(TRANSPORTS)
-    if bad:
-        raise SystemExit(f"upcall bench: unknown transport(s) {', '.join(sorted(bad))}")
+    transports: list[str] = args.transports
     lat, tp, edu = _sizes(args)
     out = Path(args.out).resolve()
     guest = out / "guest"
@@ -865,6 +1074,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             transports=transports,
             gap_us=args.gap_us,
             rounds=args.rounds,
+            pin=not args.no_pin,
             edu_events=edu,
             log=lambda s: print(s, flush=True),
         )
@@ -880,7 +1090,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     cmd = [sys.executable, "-m", "upcall.bench", "--in-guest",
            "--latency-events", str(lat), "--throughput-events", str(tp),
            "--transports", ",".join(transports), "--gap-us", str(args.gap_us),
-           "--rounds", str(args.rounds)]  # fmt: skip
+           "--rounds", str(args.rounds)] + (["--no-pin"] if args.no_pin else [])  # fmt: skip
     if args.edu:
         cmd += ["--edu", "--edu-events", str(edu)]
     kernel = vm.pick_kernel(args.kernel)
@@ -896,15 +1106,28 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return report(json.loads((guest / "results.json").read_text()), guest, out, publish) or status
 
 
+def _transport_list(text: str) -> list[str]:
+    names = [t for t in text.split(",") if t]
+    bad = sorted(set(names) - set(TRANSPORTS))
+    if bad or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown transport(s) {', '.join(bad) or text!r}: choose from {', '.join(TRANSPORTS)}"
+        )
+    return names
+
+
 def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--small", action="store_true", help="CI-sized run (2,000/20,000 events)")
     p.add_argument("--latency-events", type=int, metavar="N", help="default 10,000")
     p.add_argument("--throughput-events", type=int, metavar="N", help="default 200,000")
-    p.add_argument("--transports", default=",".join(TRANSPORTS), metavar="LIST")
+    p.add_argument("--transports", type=_transport_list, default=list(TRANSPORTS),
+                   metavar="LIST", help="comma-separated, default: all")  # fmt: skip
     p.add_argument("--gap-us", type=int, default=GAP_US, metavar="US",
                    help="the emitter's pause before each latency event")  # fmt: skip
     p.add_argument("--rounds", type=int, default=ROUNDS, metavar="N",
                    help="interleaved rounds the latency events are split into")  # fmt: skip
+    p.add_argument("--no-pin", action="store_true",
+                   help="let the scheduler place emitter and receivers")  # fmt: skip
     p.add_argument("--edu", action="store_true",
                    help="also time edu interrupts through upcall and uio_pci_generic")  # fmt: skip
     p.add_argument("--edu-events", type=int, metavar="N", help="default 10,000")
@@ -935,7 +1158,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="upcall bench")
     _add_arguments(parser)
     args = parser.parse_args(argv)
-    status: int = args.func(args)
+    try:
+        status: int = args.func(args)
+    except UpcallError as exc:
+        sys.stderr.write(f"upcall bench: {exc}\n")
+        return 1
     return status
 
 

@@ -299,11 +299,13 @@ async def _listen_async(
 # `upcall: ...` line and exit status 1; UsageError gives exit status 2.
 def _add_extra_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``vm`` (the kernel harness) and the BPF path's ``watch``/``doctor``/``bench-bpf``."""
+    from upcall.bench import add_command as add_bench_command
     from upcall.bpf.cli import add_commands as add_bpf_commands
     from upcall.vm import add_command as add_vm_command
 
     add_vm_command(commands)
     add_bpf_commands(commands)
+    add_bench_command(commands)
 
 
 # ----------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import platform
 import signal
 import struct
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -193,13 +194,26 @@ def sigmask_of_threads(signo: int) -> dict[int, bool]:
     return result
 
 
-def threads_not_blocking(signo: int, *, except_tid: int | None = None) -> list[int]:
-    """Thread ids (other than ``except_tid``) that have ``signo`` unblocked."""
-    return sorted(
-        tid
-        for tid, blocked in sigmask_of_threads(signo).items()
-        if not blocked and tid != except_tid
-    )
+def threads_not_blocking(
+    signo: int, *, except_tid: int | None = None, grace: float = 0.5
+) -> list[int]:
+    """Thread ids (other than ``except_tid``) that have ``signo`` unblocked.
+
+    A Python thread that was just joined may still be listed by the kernel
+    for a moment while it exits: threads that Python does not know as alive
+    are given up to ``grace`` seconds to go (0: no wait).
+    """
+    deadline = time.monotonic() + grace
+    while True:
+        found = sorted(
+            tid
+            for tid, blocked in sigmask_of_threads(signo).items()
+            if not blocked and tid != except_tid
+        )
+        alive = {t.native_id for t in threading.enumerate()}
+        if not found or any(tid in alive for tid in found) or time.monotonic() >= deadline:
+            return found
+        time.sleep(0.005)
 
 
 def block(signo: int) -> bool:

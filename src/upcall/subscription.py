@@ -177,6 +177,19 @@ class Subscription(abc.ABC):
     def _choose_dispatch_signal(self) -> int:
         """The signal number whose Python handler dispatches callbacks."""
 
+    def _detach(self) -> None:  # noqa: B027 - optional hook
+        """Stop the kernel notifying this process, before the file is closed.
+
+        Best effort: errors are the caller's to ignore. The file may be
+        shared with a forked child, so closing it need not end the kernel
+        subscription.
+        """
+
+    def _detach_to_queue(self, queue_size: int) -> None:
+        """Re-subscribe as QUEUE: the one transport that sends nothing by itself."""
+        with contextlib.suppress(OSError, UpcallError):
+            self._file.subscribe(abi.UPCALL_TRANSPORT_QUEUE, 0, 0, queue_size)
+
     # -- counters ------------------------------------------------------------
 
     def _account(self, seqno: int) -> None:
@@ -588,6 +601,11 @@ class Subscription(abc.ABC):
         Idempotent. Close from the thread that subscribed so that its signal
         mask can be restored (another thread's mask cannot be changed);
         from elsewhere the signal simply stays blocked there, which is safe.
+
+        A process forked meanwhile shares the subscriber's open file, which
+        then outlives this close: so the transport's notifications are
+        turned off first (:meth:`_detach`), and nothing more reaches this
+        process whoever still holds the file.
         """
         with self._lock:
             if self._closed:
@@ -597,7 +615,10 @@ class Subscription(abc.ABC):
             self._watch_go.set()  # a watcher still waiting for on_event() to finish
             deferred = self._busy > 0
         try:
-            self._file.close()
+            try:
+                self._detach()
+            finally:
+                self._file.close()
         finally:
             if self._watcher is not None:
                 self._watcher.join()
@@ -858,6 +879,11 @@ class SignalSubscription(Subscription):
             abi.UPCALL_TRANSPORT_SIGNAL, self._signo, abi.UPCALL_SUBSCRIBE_THREAD, self._queue_size
         )
         self._target_tid = signals.current_tid()
+
+    def _detach(self) -> None:
+        # Otherwise a forked child holding the file keeps the signals coming
+        # here, and once unblocked their default action ends the process.
+        self._detach_to_queue(self._queue_size)
 
     def _teardown(self) -> None:
         try:

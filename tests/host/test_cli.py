@@ -17,8 +17,8 @@ from types import TracebackType
 from typing import ClassVar
 
 import pytest
-from test_signals import FakeModule, signal_state_guard  # noqa: F401 - fixture
 from test_receivers import FakeQueueFile
+from test_signals import FakeModule, signal_state_guard  # noqa: F401 - fixture
 
 from upcall import cli
 from upcall.device import Stats

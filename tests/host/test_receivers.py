@@ -46,6 +46,7 @@ from upcall.transports import nlmsg, records
 from upcall.transports.eventfd import EventfdSubscription
 from upcall.transports.fasync import FasyncSubscription
 from upcall.transports.mmsg import DatagramReader
+from upcall.transports.netlink import resolve_family, send_command
 from upcall.transports.queue import QueueSubscription
 
 pytestmark = pytest.mark.usefixtures("signal_state_guard")
@@ -496,6 +497,42 @@ def test_fasync_thread_directed(file: FakeQueueFile) -> None:
     assert result == [21]
 
 
+FORKED_CHILD_KEEPS_THE_FILE = r"""
+import os, signal, sys
+sys.path[:0] = [sys.argv[1]]
+from test_receivers import FakeQueueFile
+from upcall.transports.fasync import FasyncSubscription
+f = FakeQueueFile()
+go_r, go_w = os.pipe()
+with FasyncSubscription(f) as sub:
+    signo = sub.signo
+    pid = os.fork()
+    if pid == 0:  # shares the open file, like a multiprocessing worker
+        os.close(go_w)
+        os.read(go_r, 1)  # until the parent closed its subscription
+        for _ in range(20):
+            f.emit(1)  # the pipe's own kill_fasync would signal the parent
+        os._exit(0)
+assert signo not in signal.pthread_sigmask(signal.SIG_BLOCK, set())  # unblocked again
+os.write(go_w, b"g")
+os.waitpid(pid, 0)
+print("alive")
+"""
+
+
+def test_fasync_close_stops_the_signals_a_forked_child_would_cause() -> None:
+    # Without O_ASYNC turned off at close, the child's writes signal the
+    # parent, whose signal is unblocked by then: it dies. In a child, to survive.
+    here = str(Path(__file__).parent)
+    r = subprocess.run(
+        [sys.executable, "-c", FORKED_CHILD_KEEPS_THE_FILE, here],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (r.returncode, r.stdout.strip()) == (0, "alive"), r.stderr
+
+
 # -- eventfd -----------------------------------------------------------------------------
 
 
@@ -506,6 +543,12 @@ def test_eventfd_handed_over_and_counted(file: FakeQueueFile) -> None:
             file.emit(v)
         assert values(sub.read(timeout=5)) == [0, 1, 2]
         assert sub.signalled == 3
+
+
+def test_eventfd_handed_back_on_close(file: FakeQueueFile) -> None:
+    with EventfdSubscription(file):
+        assert file.eventfd >= 0
+    assert file.eventfd == -1  # the module lets go of it even if the file lives on
 
 
 def test_eventfd_refused_leaves_nothing_open(file: FakeQueueFile) -> None:
@@ -639,6 +682,22 @@ def test_netlink_not_an_event(data: bytes, expected: str) -> None:
 # -- netlink: the socket -----------------------------------------------------------------
 
 
+def test_no_family_without_the_module() -> None:
+    # pyroute2 asks the kernel (CTRL_CMD_GETFAMILY); this kernel has no module.
+    with pytest.raises(DeviceError, match="is the upcall module loaded") as e:
+        resolve_family()
+    assert e.value.errno == errno.ENOENT
+    with pytest.raises(DeviceError, match="is the upcall module loaded"):
+        send_command(abi.UPCALL_CMD_EMIT, [("UPCALL_ATTR_VALUE", 1)])
+
+
+def test_netlink_subscription_without_the_module_leaves_nothing_open() -> None:
+    before = set(os.listdir("/proc/self/fd"))
+    with upcall.open("/dev/null") as dev, pytest.raises(DeviceError, match="module loaded"):
+        dev.subscribe("netlink")
+    assert set(os.listdir("/proc/self/fd")) <= before
+
+
 def test_recvmmsg_takes_many_datagrams_per_call() -> None:
     rx = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_NONBLOCK, 16)
     tx = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 16)
@@ -717,7 +776,8 @@ def test_netlink_multicast_and_overrun_in_a_private_namespace() -> None:
     out = json.loads(r.stdout)
     if "skip" in out:
         pytest.skip(f"no private network namespace here: {out['skip']}")
-    assert out["calls"] == [[abi.UPCALL_TRANSPORT_NETLINK, 16]]
+    # Subscribed, then on close re-subscribed as a queue: the multicast stops.
+    assert out["calls"] == [[abi.UPCALL_TRANSPORT_NETLINK, 16], [abi.UPCALL_TRANSPORT_QUEUE, 16]]
     assert out["small"] == [[1, 10, "netlink"], [3, 30, "netlink"]]
     assert out["small_foreign"] == 1
     burst = out["burst"]

@@ -561,6 +561,7 @@ def test_thread_directed_subscription_read_in_its_thread() -> None:
                 assert module.target_tid == threading.get_native_id() != os.getpid()
                 module.emit(21)
                 result.extend(e.value for e in sub.read(timeout=5))
+                result.append(module.flags)
         except BaseException as e:
             result.append(e)
 
@@ -570,8 +571,7 @@ def test_thread_directed_subscription_read_in_its_thread() -> None:
         t.join()
     finally:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signo})
-    assert result == [21]
-    assert module.flags == abi.UPCALL_SUBSCRIBE_THREAD
+    assert result == [21, abi.UPCALL_SUBSCRIBE_THREAD]
 
 
 def test_process_subscription_only_from_main_thread() -> None:
@@ -689,16 +689,32 @@ def test_real_signals_round_trip(start: int, script: list[tuple[int, int, int]])
 
 
 def test_queue_size_kept_when_the_watcher_subscribes_again(module: FakeModule) -> None:
-    # A SUBSCRIBE with another size drops what is queued: on_event() must not.
+    # A SUBSCRIBE with another size drops what is queued: on_event() and
+    # the detach at close must not.
     with SignalSubscription(module, queue_size=16) as sub:
         sub.on_event(lambda ev: None)
-    assert module.queue_sizes == [16, 16]
+    assert module.queue_sizes == [16, 16, 16]
 
 
 def test_default_queue_size_is_zero_in_the_request(module: FakeModule) -> None:
     with SignalSubscription(module):
         pass
-    assert module.queue_sizes == [0]
+    assert module.queue_sizes == [0, 0]
+
+
+def test_close_turns_the_signals_off_before_closing(module: FakeModule) -> None:
+    # A forked child may hold the file: re-subscribed as a queue, it sends
+    # this process no more signals.
+    with SignalSubscription(module):
+        assert module.transport == abi.UPCALL_TRANSPORT_SIGNAL
+    assert module.transport == abi.UPCALL_TRANSPORT_QUEUE and module.closed
+
+
+def test_close_survives_a_refused_detach(module: FakeModule) -> None:
+    sub = SignalSubscription(module)
+    module.refuse = OSError(22, "Invalid argument")  # e.g. a module without QUEUE
+    sub.close()
+    assert sub.closed and module.closed
 
 
 @pytest.mark.parametrize("size", [1, abi.UPCALL_QUEUE_MAX + 1, -1])

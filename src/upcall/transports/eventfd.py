@@ -62,6 +62,11 @@ class EventfdSubscription(QueueSubscription):
             self._signalled += os.eventfd_read(self._efd)
         return self._read_queue(max_records)
 
+    def _detach(self) -> None:
+        # The module keeps the eventfd while the file lives, maybe in a child.
+        with contextlib.suppress(OSError):
+            self._qfile.set_eventfd(-1)
+
     def _teardown(self) -> None:
         try:
             self._release_partial()

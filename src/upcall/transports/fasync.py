@@ -9,6 +9,7 @@ has records"; the records, with their values, are then read from the file.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import signal
@@ -205,6 +206,15 @@ class FasyncSubscription(QueueSubscription):
         self._owner_tid = tid
 
     # -- closing ----------------------------------------------------------------
+
+    def _detach(self) -> None:
+        # A forked child may share the open file: turn SIGIO off on it, or
+        # the signals keep coming here after close, where their default
+        # action (once unblocked) ends the process.
+        with contextlib.suppress(OSError):
+            fd = self._fd
+            fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_ASYNC)
+            fcntl.fcntl(fd, fcntl.F_SETOWN, 0)
 
     def _restore_signals(self, *, drain: bool) -> None:
         try:

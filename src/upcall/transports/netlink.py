@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from .. import abi
-from ..errors import ClosedError, DeviceError
+from ..errors import ClosedError, DeviceError, UpcallError
 from ..event import Event, monotonic_ns
 from ..subscription import SubscriberFile, Subscription, check_queue_size, choose_signal
 from . import nlmsg
@@ -79,7 +79,12 @@ def genl_message_class() -> Any:
 
 def _genl_socket() -> Any:
     """A pyroute2 GenericNetlinkSocket that does not log a missing family."""
-    from pyroute2.netlink.generic import AsyncGenericNetlinkSocket, GenericNetlinkSocket  # type: ignore[import-untyped]
+    try:
+        from pyroute2.netlink.generic import AsyncGenericNetlinkSocket, GenericNetlinkSocket  # type: ignore[import-untyped]
+    except ImportError as e:
+        raise UpcallError(
+            f"the netlink transport needs pyroute2 ({e}): pip install pyroute2"
+        ) from e
 
     class _QuietAsync(AsyncGenericNetlinkSocket):  # type: ignore[misc]
         module_err_level = "debug"
@@ -107,9 +112,9 @@ def resolve_family() -> GenlFamily:
     DeviceError(ENOENT) if the module, and so the family, is not there.
     Ask again after the module was reloaded: the ids may change.
     """
+    sock = _genl_socket()
     from pyroute2.netlink.exceptions import NetlinkError  # type: ignore[import-untyped]
 
-    sock = _genl_socket()
     try:
         sock.bind(abi.UPCALL_GENL_NAME, genl_message_class())
         family_id, groups = int(sock.prid), dict(sock.mcast_groups)
@@ -133,6 +138,7 @@ def send_command(cmd: int, attrs: Sequence[tuple[str, int]]) -> None:
     ``attrs`` are (name, value) pairs such as ``("UPCALL_ATTR_VALUE", 5)``.
     A refusal raises OSError with the kernel's errno (EINVAL, ERANGE, EPERM...).
     """
+    sock = _genl_socket()
     from pyroute2.netlink import NLM_F_ACK, NLM_F_REQUEST
     from pyroute2.netlink.exceptions import NetlinkError
 
@@ -140,7 +146,6 @@ def send_command(cmd: int, attrs: Sequence[tuple[str, int]]) -> None:
     msg["cmd"] = cmd
     msg["version"] = abi.UPCALL_GENL_VERSION
     msg["attrs"] = [list(a) for a in attrs]
-    sock = _genl_socket()
     try:
         try:
             sock.bind(abi.UPCALL_GENL_NAME, genl_message_class())
@@ -227,8 +232,9 @@ class NetlinkSubscription(Subscription):
         self._foreign = 0
         self._malformed = 0
         self._overruns = 0
+        self._queue_size = 0
         try:
-            size = check_queue_size(queue_size)
+            self._queue_size = size = check_queue_size(queue_size)
             if rcvbuf is not None and (
                 isinstance(rcvbuf, bool) or not isinstance(rcvbuf, int) or rcvbuf < 1
             ):
@@ -334,6 +340,11 @@ class NetlinkSubscription(Subscription):
 
     def _choose_dispatch_signal(self) -> int:
         return choose_signal()  # a token for _thread.interrupt_main(); never sent
+
+    def _detach(self) -> None:
+        # Stop the multicast of this subscriber's events (the file may live on
+        # in a forked child): every listener of the group would get them.
+        self._detach_to_queue(self._queue_size)
 
     def _teardown(self) -> None:
         if self._sock is not None:
