@@ -16,9 +16,17 @@ enum upcall_genl_group {
 	UPCALL_GENL_GROUP_EVENTS,
 };
 
+/*
+ * NLA_POLICY_MAX() holds an s16: too small for UPCALL_SOURCE_MAX.  Not
+ * const: 6.1 takes a plain pointer.
+ */
+static struct netlink_range_validation upcall_source_range = {
+	.max = UPCALL_SOURCE_MAX,
+};
+
 static const struct nla_policy upcall_genl_policy[UPCALL_ATTR_MAX + 1] = {
 	[UPCALL_ATTR_VALUE] = { .type = NLA_U64 },
-	[UPCALL_ATTR_SOURCE] = NLA_POLICY_MAX(NLA_U32, UPCALL_SOURCE_MAX),
+	[UPCALL_ATTR_SOURCE] = NLA_POLICY_FULL_RANGE(NLA_U32, &upcall_source_range),
 };
 
 static int upcall_genl_emit(struct sk_buff *skb, struct genl_info *info)
