@@ -94,7 +94,7 @@ test-kernel: deps fuzz-build bench-build
 
 test-kernel-debug: deps fuzz-build bench-build
 	@if ls /boot/vmlinuz-*upcall-debug >/dev/null 2>&1; then \
-		$(UPCALL) --debug-kernel --edu --timeout 2700 -- $(KERNEL_SUITE); \
+		$(UPCALL) --debug-kernel --edu --timeout 3300 -- $(KERNEL_SUITE); \
 	else \
 		echo "SKIPPED: the kernel suite on the debug kernel: no debug kernel installed"; \
 		echo "  (dpkg -i ../shared/kernels/*.deb, see ../shared/kernels/README.md)"; \
