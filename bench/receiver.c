@@ -191,6 +191,21 @@ static uint64_t nla_u64(struct nlattr *a)
 	return v;
 }
 
+/* NLMSG_OK and NLMSG_NEXT, without their signed/unsigned comparisons. */
+static int nlmsg_ok(const struct nlmsghdr *nh, long len)
+{
+	return len >= (long)sizeof(*nh) && nh->nlmsg_len >= sizeof(*nh) &&
+	       (long)nh->nlmsg_len <= len;
+}
+
+static struct nlmsghdr *nlmsg_next(struct nlmsghdr *nh, long *len)
+{
+	long step = NLMSG_ALIGN(nh->nlmsg_len);
+
+	*len -= step;
+	return (struct nlmsghdr *)((char *)nh + step);
+}
+
 /* Resolve the family id and the events group's id with CTRL_CMD_GETFAMILY. */
 static uint32_t genl_resolve(int fd)
 {
@@ -203,7 +218,7 @@ static uint32_t genl_resolve(int fd)
 	struct nlattr *a;
 	uint32_t group = 0;
 	size_t name_len = strlen(UPCALL_GENL_NAME) + 1;
-	ssize_t len;
+	long len;
 
 	req.n.nlmsg_type = GENL_ID_CTRL;
 	req.n.nlmsg_flags = NLM_F_REQUEST;
@@ -221,7 +236,7 @@ static uint32_t genl_resolve(int fd)
 	if (len < 0)
 		die("netlink recv CTRL_CMD_GETFAMILY");
 
-	for (struct nlmsghdr *n = (struct nlmsghdr *)buf; NLMSG_OK(n, len); n = NLMSG_NEXT(n, len)) {
+	for (struct nlmsghdr *n = (struct nlmsghdr *)buf; nlmsg_ok(n, len); n = nlmsg_next(n, &len)) {
 		int rem;
 
 		if (n->nlmsg_type == NLMSG_ERROR) {
@@ -454,10 +469,10 @@ static uint64_t drain_netlink(void)
 		}
 		batches++;
 		for (int i = 0; i < got_n; i++) {
-			int len = (int)msgs[i].msg_len;
+			long len = msgs[i].msg_len;
 
-			for (struct nlmsghdr *nh = (struct nlmsghdr *)bufs[i]; NLMSG_OK(nh, len);
-			     nh = NLMSG_NEXT(nh, len)) {
+			for (struct nlmsghdr *nh = (struct nlmsghdr *)bufs[i]; nlmsg_ok(nh, len);
+			     nh = nlmsg_next(nh, &len)) {
 				struct event ev = { 0 };
 
 				if (parse_genl(nh, &ev)) {
@@ -536,6 +551,24 @@ static int wait_ready(int timeout_ms)
 	return r;
 }
 
+/*
+ * What the trigger alone costs: write(2) of "0" to the raise attribute,
+ * refused (EINVAL) after the same system call and sysfs path, with no
+ * register write and no interrupt.
+ */
+#define TRIGGER_SAMPLES 1000
+
+static void time_trigger(uint64_t *v)
+{
+	for (int i = 0; i < TRIGGER_SAMPLES; i++) {
+		uint64_t t0 = now_ns();
+
+		if (pwrite(raise_fd, "0", 1, 0) >= 0 || errno != EINVAL)
+			fail("writing 0 to the raise attribute did not fail with EINVAL");
+		v[i] = now_ns() - t0;
+	}
+}
+
 static void raise_edu(void)
 {
 	t_raise = now_ns();
@@ -582,6 +615,7 @@ static void write_samples(const char *path, const uint64_t *v, uint64_t n)
 
 static int cmd_recv(void)
 {
+	uint64_t *trigger = NULL;
 	struct upcall_stats st;
 	uint64_t t0, idle_ms = 0;
 
@@ -598,6 +632,12 @@ static int cmd_recv(void)
 			die(opt.raise_path);
 	}
 	setup();
+	if (opt.raise_path) {
+		trigger = calloc(TRIGGER_SAMPLES, sizeof(*trigger));
+		if (!trigger)
+			die("calloc");
+		time_trigger(trigger);
+	}
 
 	t0 = now_ns();
 	sync_write();
@@ -639,6 +679,8 @@ static int cmd_recv(void)
 		}
 	}
 	/* Anything still in flight when the last seqno came is read too. */
+	if (opt.blocking && fcntl(dev_fd, F_SETFL, O_NONBLOCK))
+		die("fcntl");
 	drain();
 	st = get_stats();
 	if (opt.n > last_seqno)
@@ -655,9 +697,10 @@ static int cmd_recv(void)
 	if (opt.latency) {
 		if (opt.transport != T_SIGNAL || !opt.raise_path)
 			print_pcts("", lat, n_lat);
-		if (opt.raise_path)
+		if (opt.raise_path) {
 			print_pcts("raise_", lat_raise, n_lat);
-		else
+			print_pcts("trigger_", trigger, TRIGGER_SAMPLES);
+		} else
 			print_pcts("stamp_", stamp_off, n_stamp_off);
 	}
 	printf("}\n");
