@@ -11,12 +11,15 @@ fails the run, whatever the command's exit status.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -232,7 +235,9 @@ def _guest_script(modules: Sequence[Path], command: str, outdir: Path) -> str:
     samples = shlex.quote(str(modules[0].parent / "samples")) if modules else "''"
     return f"""
 set -u
-export PYTHONDONTWRITEBYTECODE=1 UPCALL_IN_VM=1 UPCALL_KO={ko} UPCALL_SAMPLES_DIR={samples}
+# Unbuffered, so a slow guest shows progress and a hang shows where.
+export PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 UPCALL_IN_VM=1
+export UPCALL_KO={ko} UPCALL_SAMPLES_DIR={samples}
 export UPCALL_VM_OUTDIR={out}
 mountpoint -q /sys/kernel/debug || mount -t debugfs none /sys/kernel/debug 2>/dev/null
 {inserts}
@@ -305,21 +310,37 @@ def run(
     start = time.monotonic()
     lines: list[str] = []
     with subprocess.Popen(
-        args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
+        args,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+        start_new_session=True,  # so the watchdog can kill QEMU with vng
     ) as proc:
         assert proc.stdout is not None
+        # A watchdog, not a check per line: a guest that hangs prints nothing.
+        expired = threading.Event()
+
+        def kill_guest() -> None:
+            expired.set()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+
+        watchdog = threading.Timer(timeout, kill_guest)
+        watchdog.daemon = True
+        watchdog.start()
         try:
             for line in proc.stdout:
                 lines.append(line)
                 if stream:
                     sys.stdout.write(line)
                     sys.stdout.flush()
-                if time.monotonic() - start > timeout:
-                    proc.kill()
-                    lines.append(f"upcall vm: killed after {timeout:.0f} s\n")
-                    break
         finally:
+            watchdog.cancel()
             returncode = proc.wait()
+        if expired.is_set():
+            lines.append(f"upcall vm: killed after {timeout:.0f} s\n")
+            returncode = returncode or 124
 
     result = VmResult(returncode, "".join(lines), seconds=time.monotonic() - start, outdir=outdir)
     log = outdir / "dmesg.txt"

@@ -8,40 +8,15 @@ import resource
 import select
 import signal
 import threading
-import time
 
 import pytest
+from accounting import check_accounting, settle
 
 import upcall
 from upcall import abi
 
 SIG = signal.SIGRTMIN + 4
 U64 = (1 << 64) - 1
-
-
-def settle(sub: upcall.Subscription, timeout: float = 30.0) -> upcall.Stats:
-    """Wait until the module has delivered or dropped every event it accepted."""
-    deadline = time.monotonic() + timeout
-    while True:
-        st = sub.stats()
-        if st.pending == 0:
-            return st
-        assert time.monotonic() < deadline, f"events still pending after {timeout} s: {st}"
-        time.sleep(0.01)
-
-
-def check_accounting(sub: upcall.Subscription, events: list[upcall.Event]) -> upcall.Stats:
-    """Every emitted event was received or counted as dropped, and gaps say which."""
-    st = settle(sub)
-    assert st.delivered + st.dropped == st.emitted
-    assert len(events) == st.delivered
-    seqnos = [e.seqno for e in events]
-    assert seqnos == sorted(set(seqnos)), "seqnos must be strictly increasing"
-    gaps = sum(b - a - 1 for a, b in zip([0, *seqnos], seqnos, strict=False))
-    trailing = st.seqno - (seqnos[-1] if seqnos else 0)
-    assert gaps + trailing == st.dropped
-    assert sub.lost == gaps
-    return st
 
 
 @pytest.mark.parametrize(
