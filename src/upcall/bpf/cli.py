@@ -26,7 +26,7 @@ def _hook_from(args: argparse.Namespace) -> object:
     if args.tracepoint is not None:
         return Tracepoint(args.tracepoint)
     if args.kprobe is not None:
-        return Kprobe(args.kprobe)
+        return Kprobe(args.kprobe, attach=args.attach)
     return Trigger()
 
 
@@ -113,6 +113,12 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     hook.add_argument("--irq", type=int, metavar="N", help="hardware interrupt line N")
     hook.add_argument("--tracepoint", metavar="CAT:NAME", help="a tracepoint by name")
     hook.add_argument("--kprobe", metavar="FUNC", help="a kernel function (fentry or kprobe)")
+    w.add_argument(
+        "--attach",
+        choices=("auto", "fentry", "kprobe"),
+        default="auto",
+        help="with --kprobe: fentry where BTF has the function (auto), or insist on one",
+    )
     w.add_argument("--via", choices=("signal", "ringbuf"), default="ringbuf")
     w.add_argument("--count", type=_positive, help="stop after N events")
     w.add_argument("--pid", type=_positive, help="only events from this process (in-kernel)")

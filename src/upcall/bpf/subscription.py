@@ -51,9 +51,14 @@ class Tracepoint:
 
 @dataclass(frozen=True, slots=True)
 class Kprobe:
-    """A kernel function: fentry where BTF has it, else a kprobe."""
+    """A kernel function: fentry where BTF has it, else a kprobe.
+
+    attach: "auto" (that choice), "fentry" or "kprobe" to insist on one,
+        e.g. a kprobe where a policy refuses BPF trampolines.
+    """
 
     function: str
+    attach: str = "auto"
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,18 +132,26 @@ def _validate_hook(hook: Hook) -> tuple[str, str | None]:
             raise BpfError(f"IRQ {hook.line} out of range: this machine has IRQ lines {have}")
         return "upcall_irq", None
     func = hook.function
+    if hook.attach not in ("auto", "fentry", "kprobe"):
+        raise BpfError(f"attach must be auto, fentry or kprobe, got {hook.attach!r}")
     if not func.isidentifier() and not func.replace(".", "_").isidentifier():
         raise BpfError(f"not a kernel function name: {func!r}")
-    nargs = _libbpf.kernel_btf_func_args(probe.vmlinux_btf(), func)
-    if nargs is not None:
-        return ("upcall_fentry" if nargs else "upcall_fentry_noarg"), func
-    if probe.has_kprobes() and _in_kallsyms(func):
+    if hook.attach != "kprobe":
+        nargs = _libbpf.kernel_btf_func_args(probe.vmlinux_btf(), func)
+        if nargs is not None:
+            return ("upcall_fentry" if nargs else "upcall_fentry_noarg"), func
+        if hook.attach == "fentry":
+            known = "has no BTF" if _in_kallsyms(func) else "is unknown"
+            raise BpfError(f"kernel function {func!r} {known}: cannot fentry it")
+    if not _in_kallsyms(func):
+        raise BpfError(f"unknown kernel function {func!r} (not in kernel BTF or /proc/kallsyms)")
+    if probe.has_kprobes():
         return "upcall_kprobe", func
-    if _in_kallsyms(func):
-        raise BpfError(
-            f"kernel function {func!r} has no BTF (cannot fentry) and this kernel has no kprobes"
-        )
-    raise BpfError(f"unknown kernel function {func!r} (not in kernel BTF or /proc/kallsyms)")
+    if hook.attach == "kprobe":
+        raise BpfError("this kernel has no kprobes (CONFIG_KPROBES off)")
+    raise BpfError(
+        f"kernel function {func!r} has no BTF (cannot fentry) and this kernel has no kprobes"
+    )
 
 
 def _in_kallsyms(func: str) -> bool:
