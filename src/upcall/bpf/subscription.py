@@ -24,7 +24,7 @@ from pathlib import Path
 from types import TracebackType
 
 from upcall.errors import ClosedError
-from upcall.event import Event, monotonic_ns
+from upcall.event import Event, make_event, monotonic_ns
 
 from . import _abi, _libbpf, _sig, probe
 from ._ringbuf import RingReader
@@ -508,11 +508,12 @@ class BpfSubscription:
         waiter = self._waiter
         got = 0
         r = waiter.wait(timeout)
+        source = _source_of(self.hook)
         while r is not None:
             now = monotonic_ns()
             seq, ts = self._match_slot(r.value)
             self._pending.append(
-                Event(seq, r.value, _source_of(self.hook), "bpf-signal", ts, now, r.signo, 0)
+                make_event(seq, r.value, source, "bpf-signal", ts, now, r.signo, 0)
             )
             got += 1
             if got >= max_events:
@@ -559,10 +560,12 @@ class BpfSubscription:
         return seq, ts
 
     def _take(self, n: int) -> list[Event]:
-        out: list[Event] = []
         pending = self._pending
-        while pending and len(out) < n:
-            out.append(pending.popleft())
+        if n >= len(pending):
+            out = list(pending)
+            pending.clear()
+        else:
+            out = [pending.popleft() for _ in range(n)]
         self._received += len(out)
         for cb in self._callbacks:
             for ev in out:
@@ -744,7 +747,7 @@ def _source_of(hook: Hook) -> int:
 
 
 def _as_transport(ev: Event, transport: str, signo: int | None) -> Event:
-    return Event(
+    return make_event(
         ev.seqno, ev.value, ev.source, transport, ev.timestamp_ns, ev.received_ns, signo, ev.flags
     )
 
