@@ -378,6 +378,47 @@ def test_run_until_a_callback_closes(file: FakeQueueFile, sub: QueueSubscription
     assert file.closed
 
 
+def test_run_reads_in_the_main_thread_then_hands_back(
+    file: FakeQueueFile, sub: QueueSubscription, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # run() pauses the watcher and reads itself (no hop to the main thread);
+    # once it returns, the watcher reads again and the handler dispatches.
+    in_main: list[bool] = []
+    read = sub._read_records
+
+    def spy(n: int) -> list[Event]:
+        events = read(n)
+        in_main.extend(threading.current_thread() is threading.main_thread() for _ in events)
+        return events
+
+    monkeypatch.setattr(sub, "_read_records", spy)
+    got: list[int] = []
+    sub.on_event(lambda ev: got.append(ev.seqno))
+    # More than a batch behind one notification: run() must read on too.
+    timer = threading.Timer(0.05, lambda: file.emit_many(list(range(200))))
+    timer.start()
+    assert sub.run(timeout=1.0) == 200
+    timer.join()
+    assert got == list(range(1, 201)) and in_main == [True] * 200
+    in_main.clear()
+    file.emit(7)
+    deadline = time.monotonic() + 10
+    while len(got) < 201 and time.monotonic() < deadline:
+        time.sleep(0.001)  # Python code runs: the handler dispatches
+    assert got[200:] == [201] and in_main == [False]
+    assert (sub.received, sub.lost) == (201, 0)
+
+
+def test_close_from_another_thread_ends_run(file: FakeQueueFile, sub: QueueSubscription) -> None:
+    sub.on_event(lambda ev: None)
+    timer = threading.Timer(0.05, sub.close)
+    timer.start()
+    started = time.monotonic()
+    assert sub.run(timeout=30) == 0
+    timer.join()
+    assert time.monotonic() - started < 20 and file.closed
+
+
 def test_close_from_another_thread_wakes_the_reader(
     file: FakeQueueFile, sub: QueueSubscription
 ) -> None:

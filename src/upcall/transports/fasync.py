@@ -196,6 +196,11 @@ class FasyncSubscription(QueueSubscription):
     def _choose_dispatch_signal(self) -> int:
         return self._signo
 
+    def _direct_run(self) -> bool:
+        # Process-directed signals can be read by any thread; thread-directed
+        # ones were redirected to the watcher by on_event().
+        return not self._thread
+
     def _watcher_attach(self) -> None:
         if not self._thread:
             return  # process-directed: the watcher blocks the signals like every thread
