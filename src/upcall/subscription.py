@@ -151,6 +151,9 @@ class Subscription(abc.ABC):
         self._pause = False
         self._parked = threading.Event()
         self._resume = threading.Event()
+        self._reattached = threading.Event()
+        self._rego = threading.Event()
+        self._watcher_gone = False
         self._watch_go = threading.Event()
         self._dispatch_signo = 0
         self._prev_handler: signal.Handlers | Callable[[int, FrameType | None], object] | int | None
@@ -179,13 +182,11 @@ class Subscription(abc.ABC):
     def _watcher_attach(self) -> None:  # noqa: B027 - optional hook
         """Run in the watcher thread before it waits, to direct events at it."""
 
-    def _direct_run(self) -> bool:
-        """Whether :meth:`run` may read the events in the main thread itself.
+    def _main_attach(self) -> None:  # noqa: B027 - optional hook
+        """Run in the main thread by :meth:`run`: direct events back at it.
 
-        Not when the notifications are directed at the watcher thread only
-        (thread-directed signals): then run() waits for the watcher's hop.
+        Undoes :meth:`_watcher_attach` while run() reads in the main thread.
         """
-        return True
 
     @abc.abstractmethod
     def _choose_dispatch_signal(self) -> int:
@@ -584,10 +585,7 @@ class Subscription(abc.ABC):
                 if self._closed:
                     break
                 if self._pause:
-                    with contextlib.suppress(BlockingIOError):
-                        os.eventfd_read(self._pause_fd)
-                    self._parked.set()
-                    self._resume.wait()  # close() sets it too
+                    self._park()
                     continue
                 # Drain: a notification (eventfd, SIGIO) is consumed by the
                 # first read, so what is left must be read before waiting again.
@@ -604,7 +602,31 @@ class Subscription(abc.ABC):
                 self._watch_error = e
                 self._kick()
         finally:
-            self._parked.set()  # a run() waiting for the watcher to pause
+            # Never leave run() waiting for a watcher that is gone (flag
+            # first: run() clears the events, then looks at the flag).
+            self._watcher_gone = True
+            self._parked.set()
+            self._reattached.set()
+
+    def _park(self) -> None:
+        """In the watcher: hand the reading over to run() until it returns.
+
+        run() has directed new events at the main thread already; what came
+        here before is older, so it is read first, and run() reads on. On
+        resume the watcher takes the events back (:meth:`_watcher_attach`)
+        and waits while run() reads what the main thread got meanwhile.
+        """
+        with contextlib.suppress(BlockingIOError):
+            os.eventfd_read(self._pause_fd)
+        while self._collect(DEFAULT_BATCH):  # finite: no new ones come here
+            pass
+        self._parked.set()
+        self._resume.wait()  # close() sets it too
+        if self._closed:
+            return
+        self._watcher_attach()
+        self._reattached.set()
+        self._rego.wait()  # close() sets it too
 
     def _kick(self) -> None:
         os.eventfd_write(self._notify_fd, 1)
@@ -652,9 +674,11 @@ class Subscription(abc.ABC):
                 raise UpcallError("run() needs a callback: register one with on_event()")
             # Count every dispatch meanwhile, also those the handler runs.
             start = self._dispatched
-            direct = self._watcher is not None and self._direct_run()
+            direct = False
             try:
-                if direct:
+                if self._watcher is not None:
+                    self._main_attach()
+                    direct = True
                     self._pause_watcher()
                 self._dispatch()
                 while not self._closed:
@@ -674,17 +698,35 @@ class Subscription(abc.ABC):
                     self._dispatch()
             finally:
                 if direct:
-                    self._pause = False
-                    self._resume.set()
+                    self._resume_watcher()
+            self._dispatch()  # what the main thread got before the watcher took over
             return self._dispatched - start
 
     def _pause_watcher(self) -> None:
         """Have the watcher stop reading, and wait until it does."""
         self._parked.clear()
         self._resume.clear()
+        self._reattached.clear()
+        self._rego.clear()
         self._pause = True
         os.eventfd_write(self._pause_fd, 1)
-        self._parked.wait()
+        if not self._watcher_gone:
+            self._parked.wait()
+
+    def _resume_watcher(self) -> None:
+        """Give the reading back to the watcher, in order."""
+        self._pause = False
+        self._resume.set()
+        if self._closed:
+            return  # close() has released the watcher
+        self._reattached.wait()  # set by _park(), or by a watcher that ended
+        try:
+            # Sent here before the watcher took them back: older than
+            # anything the watcher reads next.
+            while self._collect(DEFAULT_BATCH):
+                pass
+        finally:
+            self._rego.set()
 
     # -- closing -----------------------------------------------------------------
 
@@ -707,6 +749,7 @@ class Subscription(abc.ABC):
             os.eventfd_write(self._wake_fd, 1)
             self._watch_go.set()  # a watcher still waiting for on_event() to finish
             self._resume.set()  # a watcher paused by run()
+            self._rego.set()
             deferred = self._busy > 0
         try:
             try:
@@ -948,9 +991,6 @@ class SignalSubscription(Subscription):
             )
         return events
 
-    def _direct_run(self) -> bool:
-        return False  # on_event() re-subscribed the signals to the watcher thread
-
     def _choose_dispatch_signal(self) -> int:
         if self._tid != os.getpid():
             raise WrongThreadError(
@@ -970,6 +1010,13 @@ class SignalSubscription(Subscription):
             abi.UPCALL_TRANSPORT_SIGNAL, self._signo, abi.UPCALL_SUBSCRIBE_THREAD, self._queue_size
         )
         self._target_tid = signals.current_tid()
+
+    def _main_attach(self) -> None:
+        # As subscribed: to this (the main) thread, or to the process, whose
+        # signals the module queues on the main thread.
+        flags = abi.UPCALL_SUBSCRIBE_THREAD if self._thread else 0
+        self._file.subscribe(abi.UPCALL_TRANSPORT_SIGNAL, self._signo, flags, self._queue_size)
+        self._target_tid = self._tid
 
     def _detach(self) -> None:
         # Otherwise a forked child holding the file keeps the signals coming

@@ -196,10 +196,10 @@ class FasyncSubscription(QueueSubscription):
     def _choose_dispatch_signal(self) -> int:
         return self._signo
 
-    def _direct_run(self) -> bool:
-        # Process-directed signals can be read by any thread; thread-directed
-        # ones were redirected to the watcher by on_event().
-        return not self._thread
+    def _main_attach(self) -> None:
+        if self._thread:  # back from the watcher to this thread
+            fcntl.fcntl(self._fd, F_SETOWN_EX, _F_OWNER_EX.pack(F_OWNER_TID, self._tid))
+            self._owner_tid = self._tid
 
     def _watcher_attach(self) -> None:
         if not self._thread:
