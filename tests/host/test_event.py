@@ -11,7 +11,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from upcall.event import Event, make_event
-from upcall.transports import records
 
 U64 = (1 << 64) - 1
 FIELDS = st.tuples(
@@ -54,25 +53,3 @@ def test_make_event_result_is_as_frozen(name: str) -> None:
     if name != "extra":
         assert raised[0] is dataclasses.FrozenInstanceError
     assert fast == public
-
-
-@given(
-    st.lists(
-        st.tuples(
-            st.integers(1, U64),
-            st.integers(0, U64),
-            st.integers(0, U64),
-            st.integers(0, 0xFFFFFFFF),
-            st.integers(0, 0xFFFFFFFF),
-        ),
-        max_size=20,
-    ),
-    st.integers(0, U64),
-)
-def test_batch_decode_equals_public_events(
-    fields: list[tuple[int, int, int, int, int]], received_ns: int
-) -> None:
-    data = b"".join(records.encode(s, v, src, t, f) for s, t, v, src, f in fields)
-    assert records.decode(data, "queue", received_ns) == [
-        Event(s, v, src, "queue", t, received_ns, None, f) for s, t, v, src, f in fields
-    ]

@@ -32,7 +32,7 @@ from upcall import abi, signals
 from upcall.device import Stats
 from upcall.errors import ClosedError, SignalSetupError, UpcallError, WrongThreadError
 from upcall.event import Event
-from upcall.subscription import SignalSubscription, choose_signal
+from upcall.subscription import SignalSubscription, Subscription, choose_signal
 
 
 class FakeModule:
@@ -116,6 +116,21 @@ def signal_state_guard() -> Iterator[None]:
 
 
 pytestmark = pytest.mark.usefixtures("signal_state_guard")
+
+
+def reads_in_main_thread(sub: Subscription, monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """For each event ``sub`` reads from now on: whether the main thread read it."""
+    in_main: list[bool] = []
+    read = sub._read_records
+
+    def spy(n: int) -> list[Event]:
+        events = read(n)
+        in_main.extend(threading.current_thread() is threading.main_thread() for _ in events)
+        return events
+
+    monkeypatch.setattr(sub, "_read_records", spy)
+    return in_main
+
 
 U64 = (1 << 64) - 1
 
@@ -394,17 +409,9 @@ def test_run_reads_in_the_main_thread_then_hands_back(
 ) -> None:
     # run() directs the signals back at the main thread and reads them there
     # (no hop); when it returns, the watcher takes them again.
-    in_main: list[bool] = []
     got: list[int] = []
     with SignalSubscription(module) as sub:
-        read = sub._read_records
-
-        def spy(n: int) -> list[Event]:
-            events = read(n)
-            in_main.extend(threading.current_thread() is threading.main_thread() for _ in events)
-            return events
-
-        monkeypatch.setattr(sub, "_read_records", spy)
+        in_main = reads_in_main_thread(sub, monkeypatch)
         sub.on_event(lambda ev: got.append(ev.seqno))
         watcher_tid = module.target_tid
         assert watcher_tid != os.getpid()
