@@ -15,6 +15,7 @@ import mmap
 import os
 import select
 import signal
+import struct
 import threading
 import time
 from collections import deque
@@ -31,6 +32,9 @@ from ._ringbuf import RingReader
 from .errors import BpfError
 
 DEFAULT_RING_SIZE = 1 << 20
+# upcall_bpf_stats.slots alone: the last of its five u64s.
+_STATS_SLOTS = struct.Struct("=Q")
+_STATS_SLOTS_OFF = _abi.STATS.size - _STATS_SLOTS.size
 SLOT_WINDOW = 256  # how far ahead a signal may be matched to its slot
 
 
@@ -531,7 +535,8 @@ class BpfSubscription:
         sm = self._slots_map
         mask = self._slot_mask
         size = _abi.SIGSLOT.size
-        limit = self._stats_raw()[4]
+        assert self._stats_map is not None
+        limit = _STATS_SLOTS.unpack_from(self._stats_map, _STATS_SLOTS_OFF)[0]  # once per signal
         c = self._slot_cursor
         found = -1
         i = c
