@@ -506,7 +506,8 @@ class Subscription(abc.ABC):
         callbacks there, never in async-signal context. So callbacks run
         while the main thread executes Python code; a blocking call (e.g.
         ``time.sleep``, ``signal.pause``) delays them until it returns: wait
-        with :meth:`run` instead. An exception raised by a callback propagates
+        with :meth:`run` instead (which also reads in the main thread, without
+        the watcher's hop). An exception raised by a callback propagates
         out of whatever the main thread was running, as from a signal handler;
         the events not yet dispatched stay queued for the next dispatch.
 
@@ -665,6 +666,11 @@ class Subscription(abc.ABC):
         Returns the number of events dispatched. None runs until the
         subscription is closed (e.g. by a callback); 0 dispatches what is
         already queued and returns. Main thread only.
+
+        Meanwhile the watcher thread is paused and this thread reads the
+        events itself, so a callback does not wait for the watcher's hop;
+        thread-directed notifications are re-subscribed to this thread for
+        the time, and back to the watcher on return, in order.
         """
         if threading.current_thread() is not threading.main_thread():
             raise WrongThreadError("run() must be called from the main thread")
