@@ -680,9 +680,11 @@ class Subscription(abc.ABC):
                 raise UpcallError("run() needs a callback: register one with on_event()")
             # Count every dispatch meanwhile, also those the handler runs.
             start = self._dispatched
+            # run() from a callback of run(): the outer one holds the watcher.
+            nested = self._pause
             direct = False
             try:
-                if self._watcher is not None:
+                if self._watcher is not None and not nested:
                     self._main_attach()
                     direct = True
                     self._pause_watcher()
@@ -691,7 +693,7 @@ class Subscription(abc.ABC):
                     remaining = _remaining(deadline)
                     if remaining == 0.0:
                         break
-                    if direct:
+                    if direct or nested:
                         # The watcher is paused: read here, and save the
                         # hop to this thread (a wake-up and a signal handler).
                         self._wait_readable(remaining)

@@ -402,6 +402,24 @@ def test_run_reads_in_the_main_thread_then_hands_back(
     assert (sub.received, sub.lost) == (201, 0)
 
 
+def test_run_from_a_callback_of_run(file: FakeQueueFile, sub: QueueSubscription) -> None:
+    # The inner run() must not wait for the watcher the outer one paused.
+    got: list[int] = []
+
+    @sub.on_event
+    def record(ev: Event) -> None:
+        got.append(ev.seqno)
+        if ev.seqno == 1:
+            file.emit(2)
+            sub.run(timeout=0.2)  # dispatches nothing (already dispatching) and returns
+
+    timer = threading.Timer(0.05, lambda: file.emit(1))
+    timer.start()
+    assert sub.run(timeout=1.0) == 2
+    timer.join()
+    assert got == [1, 2]
+
+
 def test_close_from_another_thread_ends_run(file: FakeQueueFile, sub: QueueSubscription) -> None:
     sub.on_event(lambda ev: None)
     timer = threading.Timer(0.05, sub.close)
