@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, ClassVar, Protocol, Self, cast
 
 from . import abi, signals
 from .errors import ClosedError, SignalSetupError, UpcallError, WrongThreadError
-from .event import Event, monotonic_ns
+from .event import Event, make_event, monotonic_ns
 
 if TYPE_CHECKING:
     from .device import Stats
@@ -145,6 +145,15 @@ class Subscription(abc.ABC):
         self._notify_fd = -1
         self._watcher: threading.Thread | None = None
         self._watch_error: BaseException | None = None
+        self._poller: select.poll | None = None
+        # run() pauses the watcher and reads in the main thread (no hop).
+        self._pause_fd = -1
+        self._pause = False
+        self._parked = threading.Event()
+        self._resume = threading.Event()
+        self._reattached = threading.Event()
+        self._rego = threading.Event()
+        self._watcher_gone = False
         self._watch_go = threading.Event()
         self._dispatch_signo = 0
         self._prev_handler: signal.Handlers | Callable[[int, FrameType | None], object] | int | None
@@ -172,6 +181,12 @@ class Subscription(abc.ABC):
 
     def _watcher_attach(self) -> None:  # noqa: B027 - optional hook
         """Run in the watcher thread before it waits, to direct events at it."""
+
+    def _main_attach(self) -> None:  # noqa: B027 - optional hook
+        """Run in the main thread by :meth:`run`: direct events back at it.
+
+        Undoes :meth:`_watcher_attach` while run() reads in the main thread.
+        """
 
     @abc.abstractmethod
     def _choose_dispatch_signal(self) -> int:
@@ -249,9 +264,8 @@ class Subscription(abc.ABC):
 
     # -- guarded use -----------------------------------------------------------
 
-    @contextlib.contextmanager
-    def _using(self, *, dispatching: bool = False) -> Iterator[None]:
-        """Mark the subscription busy; a close() meanwhile is finished on exit."""
+    def _enter(self, dispatching: bool = False) -> None:
+        """Mark the subscription busy (undo with :meth:`_leave`)."""
         with self._lock:
             if self._closed:
                 raise ClosedError(f"the {self.transport} subscription is closed")
@@ -262,14 +276,23 @@ class Subscription(abc.ABC):
                 )
             self._check_thread()
             self._busy += 1
+
+    def _leave(self) -> None:
+        """No longer busy; a close() meanwhile is finished here."""
+        with self._lock:
+            self._busy -= 1
+            finish = self._closed and self._busy == 0
+        if finish:
+            self._finish()
+
+    @contextlib.contextmanager
+    def _using(self, *, dispatching: bool = False) -> Iterator[None]:
+        """:meth:`_enter` and :meth:`_leave` around a block."""
+        self._enter(dispatching)
         try:
             yield
         finally:
-            with self._lock:
-                self._busy -= 1
-                finish = self._closed and self._busy == 0
-            if finish:
-                self._finish()
+            self._leave()
 
     def _collect(self, max_records: int) -> int:
         with self._lock:
@@ -283,14 +306,29 @@ class Subscription(abc.ABC):
 
     def _take(self, max_events: int) -> list[Event]:
         with self._lock:
-            n = min(max_events, len(self._buffer))
-            return [self._buffer.popleft() for _ in range(n)]
+            buffer = self._buffer
+            if max_events >= len(buffer):
+                events = list(buffer)
+                buffer.clear()
+                return events
+            return [buffer.popleft() for _ in range(max_events)]
 
     def _wait_fds(self, fds: tuple[int, ...], timeout: float | None) -> None:
         p = select.poll()
         for fd in fds:
             p.register(fd, select.POLLIN)
         p.poll(_poll_ms(timeout))  # EINTR is retried by Python (PEP 475)
+
+    def _wait_readable(self, timeout: float | None) -> None:
+        """Wait until the transport's descriptor or the close wake-up is readable."""
+        poller = self._poller
+        if poller is None:
+            # One poll object for the subscription's life: the descriptors
+            # do not change, and building one per wait costs per event.
+            poller = self._poller = select.poll()
+            poller.register(self.fileno(), select.POLLIN)
+            poller.register(self._wake_fd, select.POLLIN)
+        poller.poll(_poll_ms(timeout))  # EINTR is retried by Python (PEP 475)
 
     def _fill(self, want: int, deadline: float | None) -> bool:
         """Read until the buffer holds an event or ``deadline`` passes; True if it does."""
@@ -305,7 +343,7 @@ class Subscription(abc.ABC):
             remaining = _remaining(deadline)
             if remaining == 0.0:
                 return False
-            self._wait_fds((self.fileno(), self._wake_fd), remaining)
+            self._wait_readable(remaining)
             if self._closed:
                 raise ClosedError(f"the {self.transport} subscription was closed")
 
@@ -334,9 +372,31 @@ class Subscription(abc.ABC):
         return self._get(max_events, max_events, 0.0 if not block else timeout)
 
     def _get(self, take: int, batch: int, timeout: float | None) -> list[Event]:
-        with self._using():
-            self._fill(batch, _deadline(timeout))
-            return self._take(take)
+        self._enter()
+        try:
+            deadline = _deadline(timeout)
+            while True:
+                if self._buffer:
+                    if len(self._buffer) < batch:
+                        self._collect(batch - len(self._buffer))
+                    return self._take(take)
+                # Nothing buffered (the common case): what one read returns
+                # goes to the caller as is, not through the buffer.
+                with self._lock:
+                    events = [] if self._closed else self._read_records(batch)
+                    if len(events) > take:
+                        self._buffer.extend(events[take:])
+                        del events[take:]
+                if events:
+                    return events
+                remaining = _remaining(deadline)
+                if remaining == 0.0:
+                    return events
+                self._wait_readable(remaining)
+                if self._closed:
+                    raise ClosedError(f"the {self.transport} subscription was closed")
+        finally:
+            self._leave()
 
     def poll(self, timeout: float | None = 0.0) -> Event | None:
         """The next event, or None if none came within ``timeout`` seconds.
@@ -446,7 +506,8 @@ class Subscription(abc.ABC):
         callbacks there, never in async-signal context. So callbacks run
         while the main thread executes Python code; a blocking call (e.g.
         ``time.sleep``, ``signal.pause``) delays them until it returns: wait
-        with :meth:`run` instead. An exception raised by a callback propagates
+        with :meth:`run` instead (which also reads in the main thread, without
+        the watcher's hop). An exception raised by a callback propagates
         out of whatever the main thread was running, as from a signal handler;
         the events not yet dispatched stay queued for the next dispatch.
 
@@ -472,6 +533,7 @@ class Subscription(abc.ABC):
     def _start_dispatch(self) -> None:
         signo = self._choose_dispatch_signal()
         self._notify_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._pause_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._prev_handler = signal.signal(signo, self._on_dispatch_signal)
         self._dispatch_signo = signo
         attached, go = threading.Event(), self._watch_go
@@ -493,7 +555,8 @@ class Subscription(abc.ABC):
             self._watcher = None
             signal.signal(signo, self._prev_handler)
             os.close(self._notify_fd)
-            self._notify_fd = -1
+            os.close(self._pause_fd)
+            self._notify_fd = self._pause_fd = -1
             error, self._watch_error = self._watch_error, None
             raise error
         # Events sent to this thread before the watcher took over: read them
@@ -517,10 +580,14 @@ class Subscription(abc.ABC):
             p = select.poll()
             p.register(self.fileno(), select.POLLIN)
             p.register(self._wake_fd, select.POLLIN)
+            p.register(self._pause_fd, select.POLLIN)
             while not self._closed:
                 p.poll()
                 if self._closed:
                     break
+                if self._pause:
+                    self._park()
+                    continue
                 # Drain: a notification (eventfd, SIGIO) is consumed by the
                 # first read, so what is left must be read before waiting again.
                 got = 0
@@ -535,6 +602,32 @@ class Subscription(abc.ABC):
             if not self._closed:
                 self._watch_error = e
                 self._kick()
+        finally:
+            # Never leave run() waiting for a watcher that is gone (flag
+            # first: run() clears the events, then looks at the flag).
+            self._watcher_gone = True
+            self._parked.set()
+            self._reattached.set()
+
+    def _park(self) -> None:
+        """In the watcher: hand the reading over to run() until it returns.
+
+        run() has directed new events at the main thread already; what came
+        here before is older, so it is read first, and run() reads on. On
+        resume the watcher takes the events back (:meth:`_watcher_attach`)
+        and waits while run() reads what the main thread got meanwhile.
+        """
+        with contextlib.suppress(BlockingIOError):
+            os.eventfd_read(self._pause_fd)
+        while self._collect(DEFAULT_BATCH):  # finite: no new ones come here
+            pass
+        self._parked.set()
+        self._resume.wait()  # close() sets it too
+        if self._closed:
+            return
+        self._watcher_attach()
+        self._reattached.set()
+        self._rego.wait()  # close() sets it too
 
     def _kick(self) -> None:
         os.eventfd_write(self._notify_fd, 1)
@@ -573,6 +666,11 @@ class Subscription(abc.ABC):
         Returns the number of events dispatched. None runs until the
         subscription is closed (e.g. by a callback); 0 dispatches what is
         already queued and returns. Main thread only.
+
+        Meanwhile the watcher thread is paused and this thread reads the
+        events itself, so a callback does not wait for the watcher's hop;
+        thread-directed notifications are re-subscribed to this thread for
+        the time, and back to the watcher on return, in order.
         """
         if threading.current_thread() is not threading.main_thread():
             raise WrongThreadError("run() must be called from the main thread")
@@ -582,16 +680,61 @@ class Subscription(abc.ABC):
                 raise UpcallError("run() needs a callback: register one with on_event()")
             # Count every dispatch meanwhile, also those the handler runs.
             start = self._dispatched
-            self._dispatch()
-            while not self._closed:
-                remaining = _remaining(deadline)
-                if remaining == 0.0:
-                    break
-                self._wait_fds((self._notify_fd, self._wake_fd), remaining)
-                with contextlib.suppress(BlockingIOError):
-                    os.eventfd_read(self._notify_fd)
+            # run() from a callback of run(): the outer one holds the watcher.
+            nested = self._pause
+            direct = False
+            try:
+                if self._watcher is not None and not nested:
+                    self._main_attach()
+                    direct = True
+                    self._pause_watcher()
                 self._dispatch()
+                while not self._closed:
+                    remaining = _remaining(deadline)
+                    if remaining == 0.0:
+                        break
+                    if direct or nested:
+                        # The watcher is paused: read here, and save the
+                        # hop to this thread (a wake-up and a signal handler).
+                        self._wait_readable(remaining)
+                        while self._collect(DEFAULT_BATCH) == DEFAULT_BATCH:
+                            pass
+                    else:
+                        self._wait_fds((self._notify_fd, self._wake_fd), remaining)
+                        with contextlib.suppress(BlockingIOError):
+                            os.eventfd_read(self._notify_fd)
+                    self._dispatch()
+            finally:
+                if direct:
+                    self._resume_watcher()
+            self._dispatch()  # what the main thread got before the watcher took over
             return self._dispatched - start
+
+    def _pause_watcher(self) -> None:
+        """Have the watcher stop reading, and wait until it does."""
+        self._parked.clear()
+        self._resume.clear()
+        self._reattached.clear()
+        self._rego.clear()
+        self._pause = True
+        os.eventfd_write(self._pause_fd, 1)
+        if not self._watcher_gone:
+            self._parked.wait()
+
+    def _resume_watcher(self) -> None:
+        """Give the reading back to the watcher, in order."""
+        self._pause = False
+        self._resume.set()
+        if self._closed:
+            return  # close() has released the watcher
+        self._reattached.wait()  # set by _park(), or by a watcher that ended
+        try:
+            # Sent here before the watcher took them back: older than
+            # anything the watcher reads next.
+            while self._collect(DEFAULT_BATCH):
+                pass
+        finally:
+            self._rego.set()
 
     # -- closing -----------------------------------------------------------------
 
@@ -613,6 +756,8 @@ class Subscription(abc.ABC):
             self._closed = True
             os.eventfd_write(self._wake_fd, 1)
             self._watch_go.set()  # a watcher still waiting for on_event() to finish
+            self._resume.set()  # a watcher paused by run()
+            self._rego.set()
             deferred = self._busy > 0
         try:
             try:
@@ -642,6 +787,8 @@ class Subscription(abc.ABC):
             os.close(self._wake_fd)
             if self._notify_fd >= 0:
                 os.close(self._notify_fd)
+            if self._pause_fd >= 0:
+                os.close(self._pause_fd)
             self._buffer.clear()
 
     def __enter__(self) -> Self:
@@ -848,15 +995,7 @@ class SignalSubscription(Subscription):
             seqno = signals.extend_seqno(self._last_seqno, info.errno)
             self._account(seqno)
             events.append(
-                Event(
-                    seqno=seqno,
-                    value=info.ptr,
-                    source=source,
-                    transport=self.transport,
-                    timestamp_ns=None,
-                    received_ns=now,
-                    signo=info.signo,
-                )
+                make_event(seqno, info.ptr, source, self.transport, None, now, info.signo, 0)
             )
         return events
 
@@ -879,6 +1018,13 @@ class SignalSubscription(Subscription):
             abi.UPCALL_TRANSPORT_SIGNAL, self._signo, abi.UPCALL_SUBSCRIBE_THREAD, self._queue_size
         )
         self._target_tid = signals.current_tid()
+
+    def _main_attach(self) -> None:
+        # As subscribed: to this (the main) thread, or to the process, whose
+        # signals the module queues on the main thread.
+        flags = abi.UPCALL_SUBSCRIBE_THREAD if self._thread else 0
+        self._file.subscribe(abi.UPCALL_TRANSPORT_SIGNAL, self._signo, flags, self._queue_size)
+        self._target_tid = self._tid
 
     def _detach(self) -> None:
         # Otherwise a forked child holding the file keeps the signals coming

@@ -34,7 +34,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_signals import signal_state_guard  # noqa: F401 - fixture
+from test_signals import reads_in_main_thread, signal_state_guard  # noqa: F401 - fixture
 
 import upcall
 from upcall import abi, signals
@@ -199,9 +199,10 @@ def test_records_decode_as_the_header_lays_them_out(
         bytes(abi.UpcallEvent(seqno=s, timestamp_ns=t, value=v, source=src, flags=f))
         for s, t, v, src, f in fields
     )
-    events = records.decode(data, "queue", 123)
-    assert [(e.seqno, e.timestamp_ns, e.value, e.source, e.flags) for e in events] == fields
-    assert all(e.received_ns == 123 and e.transport == "queue" and e.signo is None for e in events)
+    # Equal to what the public constructor builds (decode uses make_event).
+    assert records.decode(data, "queue", 123) == [
+        Event(s, v, src, "queue", t, 123, None, f) for s, t, v, src, f in fields
+    ]
 
 
 def test_reserved_bytes_are_ignored() -> None:
@@ -376,6 +377,57 @@ def test_run_until_a_callback_closes(file: FakeQueueFile, sub: QueueSubscription
     timer.join()
     assert (seen, n) == ([0, 1, 2], 3)
     assert file.closed
+
+
+def test_run_reads_in_the_main_thread_then_hands_back(
+    file: FakeQueueFile, sub: QueueSubscription, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # run() pauses the watcher and reads itself (no hop to the main thread);
+    # once it returns, the watcher reads again and the handler dispatches.
+    in_main = reads_in_main_thread(sub, monkeypatch)
+    got: list[int] = []
+    sub.on_event(lambda ev: got.append(ev.seqno))
+    # More than a batch behind one notification: run() must read on too.
+    timer = threading.Timer(0.05, lambda: file.emit_many(list(range(200))))
+    timer.start()
+    assert sub.run(timeout=1.0) == 200
+    timer.join()
+    assert got == list(range(1, 201)) and in_main == [True] * 200
+    in_main.clear()
+    file.emit(7)
+    deadline = time.monotonic() + 10
+    while len(got) < 201 and time.monotonic() < deadline:
+        time.sleep(0.001)  # Python code runs: the handler dispatches
+    assert got[200:] == [201] and in_main == [False]
+    assert (sub.received, sub.lost) == (201, 0)
+
+
+def test_run_from_a_callback_of_run(file: FakeQueueFile, sub: QueueSubscription) -> None:
+    # The inner run() must not wait for the watcher the outer one paused.
+    got: list[int] = []
+
+    @sub.on_event
+    def record(ev: Event) -> None:
+        got.append(ev.seqno)
+        if ev.seqno == 1:
+            file.emit(2)
+            sub.run(timeout=0.2)  # dispatches nothing (already dispatching) and returns
+
+    timer = threading.Timer(0.05, lambda: file.emit(1))
+    timer.start()
+    assert sub.run(timeout=1.0) == 2
+    timer.join()
+    assert got == [1, 2]
+
+
+def test_close_from_another_thread_ends_run(file: FakeQueueFile, sub: QueueSubscription) -> None:
+    sub.on_event(lambda ev: None)
+    timer = threading.Timer(0.05, sub.close)
+    timer.start()
+    started = time.monotonic()
+    assert sub.run(timeout=30) == 0
+    timer.join()
+    assert time.monotonic() - started < 20 and file.closed
 
 
 def test_close_from_another_thread_wakes_the_reader(

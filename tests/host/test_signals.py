@@ -32,7 +32,7 @@ from upcall import abi, signals
 from upcall.device import Stats
 from upcall.errors import ClosedError, SignalSetupError, UpcallError, WrongThreadError
 from upcall.event import Event
-from upcall.subscription import SignalSubscription, choose_signal
+from upcall.subscription import SignalSubscription, Subscription, choose_signal
 
 
 class FakeModule:
@@ -116,6 +116,21 @@ def signal_state_guard() -> Iterator[None]:
 
 
 pytestmark = pytest.mark.usefixtures("signal_state_guard")
+
+
+def reads_in_main_thread(sub: Subscription, monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """For each event ``sub`` reads from now on: whether the main thread read it."""
+    in_main: list[bool] = []
+    read = sub._read_records
+
+    def spy(n: int) -> list[Event]:
+        events = read(n)
+        in_main.extend(threading.current_thread() is threading.main_thread() for _ in events)
+        return events
+
+    monkeypatch.setattr(sub, "_read_records", spy)
+    return in_main
+
 
 U64 = (1 << 64) - 1
 
@@ -387,6 +402,38 @@ def test_run_dispatches_and_counts(module: FakeModule) -> None:
         timer.join()
     assert seen == [1, 2, 3]
     assert n == 3
+
+
+def test_run_reads_in_the_main_thread_then_hands_back(
+    module: FakeModule, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # run() directs the signals back at the main thread and reads them there
+    # (no hop); when it returns, the watcher takes them again.
+    got: list[int] = []
+    with SignalSubscription(module) as sub:
+        in_main = reads_in_main_thread(sub, monkeypatch)
+        sub.on_event(lambda ev: got.append(ev.seqno))
+        watcher_tid = module.target_tid
+        assert watcher_tid != os.getpid()
+        targets: list[int] = []
+
+        def emit() -> None:
+            targets.append(module.target_tid)
+            for v in range(3):
+                module.emit(v)
+
+        timer = threading.Timer(0.05, emit)
+        timer.start()
+        assert sub.run(timeout=1.0) == 3
+        timer.join()
+        assert targets == [os.getpid()] and module.target_tid == watcher_tid
+        assert got == [1, 2, 3] and in_main == [True] * 3
+        module.emit(4)
+        deadline = time.monotonic() + 10
+        while len(got) < 4 and time.monotonic() < deadline:
+            time.sleep(0.001)  # Python code runs: the handler dispatches
+        assert got == [1, 2, 3, 4] and in_main[3:] == [False]
+        assert (sub.received, sub.lost) == (4, 0)
 
 
 def test_run_times_out(module: FakeModule) -> None:

@@ -1,7 +1,10 @@
 """``upcall bench-bpf``: BPF signal and ring buffer, Python consumer against C.
 
-Both consumers load the same object and fire the same user-triggered hook
-from a producer thread, in the same run:
+Both consumers load the same object and fire the same user-triggered hook,
+in the same run; C from a producer thread, Python from a forked producer
+process (a thread would share the consumer's GIL, a cost C's consumer does
+not pay and a real event source would not cause); both producers spin on a
+shared counter in latency mode:
 
 - throughput: bursts of 1,000 events per system call (``bpf_loop`` in the
   kernel) until ``events`` were emitted; events/s = received / wall time from
@@ -12,13 +15,17 @@ from a producer thread, in the same run:
 
 from __future__ import annotations
 
+import contextlib
 import json
+import mmap
 import os
+import signal
 import statistics
+import struct
 import subprocess
-import threading
 import time
 from array import array
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +45,42 @@ def _consumer_path() -> Path:
     return p
 
 
+_COUNTER = struct.Struct("=Q")
+
+
+@contextlib.contextmanager
+def _producer(fire: Callable[[], None]) -> Iterator[Callable[[], bool]]:
+    """Run ``fire`` in a forked child; yield a function telling whether it ended."""
+    pid = os.fork()
+    if pid == 0:  # the child: no cleanup of the parent's objects, just exit
+        code = 1
+        try:
+            fire()
+            code = 0
+        finally:
+            os._exit(code)
+    status: list[int] = []
+
+    def done() -> bool:
+        if not status:
+            p, st = os.waitpid(pid, os.WNOHANG)
+            if p:
+                status.append(st)
+        return bool(status)
+
+    try:
+        yield done
+    except BaseException:
+        if not done():
+            os.kill(pid, signal.SIGKILL)
+            status.append(os.waitpid(pid, 0)[1])
+        raise
+    if not status:
+        status.append(os.waitpid(pid, 0)[1])  # it ends within its own timeouts
+    if os.waitstatus_to_exitcode(status[0]) != 0:
+        raise BpfError(f"the producer process failed: exit status {status[0]:#x}")
+
+
 def py_throughput(via: str, events: int) -> dict[str, Any]:
     with BpfSubscription(Trigger(), via=via, ring_size=RING) as sub:
 
@@ -48,18 +91,16 @@ def py_throughput(via: str, events: int) -> dict[str, Any]:
                 sub.trigger(sent, n, seq=True)
                 sent += n
 
-        th = threading.Thread(target=produce)
         got = 0
         t0 = time.perf_counter()
-        th.start()
-        while True:
-            got += len(sub.read(8192, timeout=0.01))
-            if not th.is_alive():
-                st = sub.stats()
-                if got + st.dropped >= st.emitted:
-                    break
-        t1 = time.perf_counter()
-        th.join()
+        with _producer(produce) as done:
+            while True:
+                got += len(sub.read(8192, timeout=0.01))
+                if done():
+                    st = sub.stats()
+                    if got + st.dropped >= st.emitted:
+                        break
+            t1 = time.perf_counter()
         st = sub.stats()
     return {
         "consumer": "python",
@@ -74,30 +115,33 @@ def py_throughput(via: str, events: int) -> dict[str, Any]:
 
 def py_latency(via: str, events: int) -> tuple[dict[str, Any], list[int]]:
     lat: list[int] = []
+    # The consumer's count, shared with the producer process (C: an atomic).
+    shared = mmap.mmap(-1, _COUNTER.size)
     with BpfSubscription(Trigger(), via=via) as sub:
-        done = threading.Event()
 
         @sub.on_event
         def _cb(ev: Event) -> None:
             assert ev.timestamp_ns is not None
             lat.append(monotonic_ns() - ev.timestamp_ns)
-            done.set()
+            _COUNTER.pack_into(shared, 0, len(lat))
 
         def produce() -> None:
-            for _ in range(events):
-                done.wait(10)
-                done.clear()
+            # One event in flight: spin until the last one was received.
+            for i in range(events):
+                deadline = time.monotonic() + 10
+                while _COUNTER.unpack_from(shared, 0)[0] < i:
+                    if time.monotonic() > deadline:
+                        raise TimeoutError("the consumer stopped")
                 sub.trigger(0, 1, stamp=True)
 
-        done.set()
-        th = threading.Thread(target=produce)
         t0 = time.perf_counter()
-        th.start()
-        while len(lat) < events:
-            sub.read(1, timeout=1)
-        t1 = time.perf_counter()
-        th.join()
+        with _producer(produce) as done:
+            while len(lat) < events:
+                if not sub.read(1, timeout=1) and done():
+                    break
+            t1 = time.perf_counter()
         st = sub.stats()
+    shared.close()
     res = {
         "consumer": "python",
         "via": via,

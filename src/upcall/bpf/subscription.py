@@ -15,6 +15,7 @@ import mmap
 import os
 import select
 import signal
+import struct
 import threading
 import time
 from collections import deque
@@ -24,13 +25,16 @@ from pathlib import Path
 from types import TracebackType
 
 from upcall.errors import ClosedError
-from upcall.event import Event, monotonic_ns
+from upcall.event import Event, make_event, monotonic_ns
 
 from . import _abi, _libbpf, _sig, probe
 from ._ringbuf import RingReader
 from .errors import BpfError
 
 DEFAULT_RING_SIZE = 1 << 20
+# upcall_bpf_stats.slots alone: the last of its five u64s.
+_STATS_SLOTS = struct.Struct("=Q")
+_STATS_SLOTS_OFF = _abi.STATS.size - _STATS_SLOTS.size
 SLOT_WINDOW = 256  # how far ahead a signal may be matched to its slot
 
 
@@ -521,11 +525,12 @@ class BpfSubscription:
         waiter = self._waiter
         got = 0
         r = waiter.wait(timeout)
+        source = _source_of(self.hook)
         while r is not None:
             now = monotonic_ns()
             seq, ts = self._match_slot(r.value)
             self._pending.append(
-                Event(seq, r.value, _source_of(self.hook), "bpf-signal", ts, now, r.signo, 0)
+                make_event(seq, r.value, source, "bpf-signal", ts, now, r.signo, 0)
             )
             got += 1
             if got >= max_events:
@@ -543,7 +548,8 @@ class BpfSubscription:
         sm = self._slots_map
         mask = self._slot_mask
         size = _abi.SIGSLOT.size
-        limit = self._stats_raw()[4]
+        assert self._stats_map is not None
+        limit = _STATS_SLOTS.unpack_from(self._stats_map, _STATS_SLOTS_OFF)[0]  # once per signal
         c = self._slot_cursor
         found = -1
         i = c
@@ -572,10 +578,12 @@ class BpfSubscription:
         return seq, ts
 
     def _take(self, n: int) -> list[Event]:
-        out: list[Event] = []
         pending = self._pending
-        while pending and len(out) < n:
-            out.append(pending.popleft())
+        if n >= len(pending):
+            out = list(pending)
+            pending.clear()
+        else:
+            out = [pending.popleft() for _ in range(n)]
         self._received += len(out)
         for cb in self._callbacks:
             for ev in out:
@@ -757,7 +765,7 @@ def _source_of(hook: Hook) -> int:
 
 
 def _as_transport(ev: Event, transport: str, signo: int | None) -> Event:
-    return Event(
+    return make_event(
         ev.seqno, ev.value, ev.source, transport, ev.timestamp_ns, ev.received_ns, signo, ev.flags
     )
 

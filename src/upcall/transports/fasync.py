@@ -196,6 +196,11 @@ class FasyncSubscription(QueueSubscription):
     def _choose_dispatch_signal(self) -> int:
         return self._signo
 
+    def _main_attach(self) -> None:
+        if self._thread:  # back from the watcher to this thread
+            fcntl.fcntl(self._fd, F_SETOWN_EX, _F_OWNER_EX.pack(F_OWNER_TID, self._tid))
+            self._owner_tid = self._tid
+
     def _watcher_attach(self) -> None:
         if not self._thread:
             return  # process-directed: the watcher blocks the signals like every thread

@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 
 from .. import abi
 from ..errors import ClosedError, DeviceError, UpcallError
-from ..event import Event, monotonic_ns
+from ..event import Event, make_event, monotonic_ns
 from ..subscription import SubscriberFile, Subscription, check_queue_size, choose_signal
 from . import nlmsg
 from .mmsg import DatagramReader
@@ -333,7 +333,9 @@ class NetlinkSubscription(Subscription):
                 if subscriber != me:
                     self._foreign += 1
                     continue
-                events.append(Event(seqno, value, source, self.transport, timestamp, now, None, 0))
+                events.append(
+                    make_event(seqno, value, source, self.transport, timestamp, now, None, 0)
+                )
         if events:
             self._account_run(events[0].seqno, events[-1].seqno, len(events))
         return events

@@ -89,15 +89,20 @@ class QueueSubscription(Subscription):
 
     def _read_queue(self, max_records: int) -> list[Event]:
         size = RECORD_SIZE * max_records
-        if len(self._rbuf) < size:
-            self._rbuf = bytearray(size)
+        data: bytes | memoryview
         try:
-            n = os.readv(self._fd, [memoryview(self._rbuf)[:size]])
+            if max_records <= DEFAULT_BATCH:
+                data = os.read(self._fd, size)  # small: cheaper than a view per call
+            else:
+                # Large: into a kept buffer, not a fresh bytes object per read.
+                if len(self._rbuf) < size:
+                    self._rbuf = bytearray(size)
+                data = memoryview(self._rbuf)[: os.readv(self._fd, [memoryview(self._rbuf)[:size]])]
         except BlockingIOError:
             return []
-        if n == 0:
+        if not data:
             return []
-        events = decode(memoryview(self._rbuf)[:n], self.transport, monotonic_ns())
+        events = decode(data, self.transport, monotonic_ns())
         self._account_run(events[0].seqno, events[-1].seqno, len(events))
         return events
 
