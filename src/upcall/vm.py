@@ -218,7 +218,7 @@ def build_module(kernel: Kernel, *, extra: Sequence[str] = ()) -> Path:
     return out / "upcall.ko"
 
 
-def _guest_script(modules: Sequence[Path], command: str, outdir: Path) -> str:
+def _guest_script(modules: Sequence[Path], command: str, outdir: Path, *, debug: bool) -> str:
     """The shell script the guest runs: load, run, save the log, unload."""
     inserts = "\n".join(
         f"insmod {shlex.quote(str(m))} || {{ echo 'upcall vm: insmod {m.name} failed'; "
@@ -238,7 +238,7 @@ set -u
 # Unbuffered, so a slow guest shows progress and a hang shows where.
 export PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 UPCALL_IN_VM=1
 export UPCALL_KO={ko} UPCALL_SAMPLES_DIR={samples}
-export UPCALL_VM_OUTDIR={out}
+export UPCALL_VM_OUTDIR={out} UPCALL_DEBUG_KERNEL={int(debug)}
 mountpoint -q /sys/kernel/debug || mount -t debugfs none /sys/kernel/debug 2>/dev/null
 {inserts}
 cd {shlex.quote(str(REPO))}
@@ -304,7 +304,7 @@ def run(
     # 2048 bytes (cutting off init= and hanging the boot): hand it a short
     # command that runs the script from the shared output directory instead.
     script = outdir / "guest.sh"
-    script.write_text(_guest_script(modules, command, outdir))
+    script.write_text(_guest_script(modules, command, outdir, debug=kernel.is_debug))
     args += ["--exec", f"sh {shlex.quote(str(script))}"]
 
     start = time.monotonic()
