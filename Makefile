@@ -103,19 +103,20 @@ test-kernel-debug: deps fuzz-build bench-build
 	fi
 
 # The volume soak (RELIABILITY.md): tests/kernel/test_soak.py at full size,
-# then the netlink fuzzer at 200,000 messages.  SOAK_EVENTS per transport.
+# then the netlink fuzzer (SOAK_NLFUZZ messages as root, a fifth as nobody).
 SOAK_EVENTS ?= 10000000
 SOAK_DEBUG_EVENTS ?= 200000
+SOAK_NLFUZZ ?= 200000
 SOAK_PYTEST := $(PY) -m pytest -q -s -p no:cacheprovider --durations=0 \
 	tests/kernel/test_soak.py tests/kernel/test_netlink_fuzz.py
 
 soak: deps fuzz-build bench-build
 	$(UPCALL) --edu --timeout 7200 -- env UPCALL_SOAK_EVENTS=$(SOAK_EVENTS) \
-		UPCALL_NLFUZZ_MESSAGES=200000 $(SOAK_PYTEST)
+		UPCALL_NLFUZZ_MESSAGES=$(SOAK_NLFUZZ) $(SOAK_PYTEST)
 
 soak-debug: deps fuzz-build bench-build
 	$(UPCALL) --debug-kernel --edu --timeout 7200 -- env UPCALL_SOAK_EVENTS=$(SOAK_DEBUG_EVENTS) \
-		UPCALL_NLFUZZ_MESSAGES=20000 $(SOAK_PYTEST)
+		UPCALL_NLFUZZ_MESSAGES=$$(($(SOAK_NLFUZZ) / 10)) $(SOAK_PYTEST)
 
 # --- static checks --------------------------------------------------------
 
