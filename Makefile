@@ -17,6 +17,8 @@ help:
 	@echo "make demo    build the module, boot a kernel, show kernel events arriving in Python"
 	@echo "make test    host tests, then the kernel suite on the stock and the debug kernel"
 	@echo "make check   W=1 build, sparse, checkpatch --strict, ruff, mypy --strict"
+	@echo "make soak    10,000,000 events through every transport at once (stock kernel)"
+	@echo "make soak-debug   the same soak, smaller, on the debug kernel"
 	@echo "make deps    install what the above need (run by them)"
 
 # --- installation ---------------------------------------------------------
@@ -100,6 +102,22 @@ test-kernel-debug: deps fuzz-build bench-build
 		echo "  (dpkg -i ../shared/kernels/*.deb, see ../shared/kernels/README.md)"; \
 	fi
 
+# The volume soak (RELIABILITY.md): tests/kernel/test_soak.py at full size,
+# then the netlink fuzzer (SOAK_NLFUZZ messages as root, a fifth as nobody).
+SOAK_EVENTS ?= 10000000
+SOAK_DEBUG_EVENTS ?= 200000
+SOAK_NLFUZZ ?= 200000
+SOAK_PYTEST := $(PY) -m pytest -q -s -p no:cacheprovider --durations=0 \
+	tests/kernel/test_soak.py tests/kernel/test_netlink_fuzz.py
+
+soak: deps fuzz-build bench-build
+	$(UPCALL) --edu --timeout 7200 -- env UPCALL_SOAK_EVENTS=$(SOAK_EVENTS) \
+		UPCALL_NLFUZZ_MESSAGES=$(SOAK_NLFUZZ) $(SOAK_PYTEST)
+
+soak-debug: deps fuzz-build bench-build
+	$(UPCALL) --debug-kernel --edu --timeout 7200 -- env UPCALL_SOAK_EVENTS=$(SOAK_DEBUG_EVENTS) \
+		UPCALL_NLFUZZ_MESSAGES=$$(($(SOAK_NLFUZZ) / 10)) $(SOAK_PYTEST)
+
 # --- static checks --------------------------------------------------------
 
 CHECKPATCH := build/tools/linux-source-6.1/scripts/checkpatch.pl
@@ -133,4 +151,5 @@ clean:
 	-$(MAKE) -C kmod KDIR=$(KDIR) clean
 	rm -rf build
 
-.PHONY: help deps module fuzz-build demo test test-kernel test-kernel-debug check clean
+.PHONY: help deps module fuzz-build demo test test-kernel test-kernel-debug soak soak-debug \
+	check clean

@@ -8,14 +8,22 @@
  *   upcall-bench recv TRANSPORT MODE N [--sync-fd FD] [--samples PATH]
  *                     [--queue-size N] [--signo N] [--raise PATH] [--device PATH]
  *   upcall-bench emit MODE N --sync-fd FD [--gap-us N] [--device PATH]
+ *                    [--threads N] [--raise PATH]
  *   upcall-bench uio N --uio /dev/uioX --pci /sys/bus/pci/devices/D [--samples PATH]
  *   (each also takes --cpu N: run pinned to that CPU)
  *
  * --blocking (queue, latency): no poll(2), one read(2) that sleeps, as a
  * UIO reader does.
  *
- * TRANSPORT is signal, queue, fasync, eventfd or netlink; MODE is latency
- * or throughput.  Each prints one JSON line on stdout.
+ * TRANSPORT is signal, queue, fasync, eventfd or netlink; MODE is latency,
+ * throughput or (recv only) soak.  Each prints one JSON line on stdout.
+ *
+ * soak (tools/soak, `make soak`): N is ignored; the receiver reads until
+ * --stop-fd becomes readable (a byte or EOF), then until the module has
+ * nothing pending, and reports its counts per source and the module's.
+ * The emitter's --threads N splits its N events over N threads; --raise
+ * PATH makes it write the edu "raise" attribute N times instead of
+ * emitting (one interrupt each, unless the device coalesces them).
  *
  * Receiver and emitter meet on a pipe: the receiver writes one byte to
  * --sync-fd once it is subscribed and, in latency mode, one after each
@@ -36,6 +44,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdint.h>
@@ -68,11 +77,14 @@ struct event {
 	uint64_t seqno;
 	uint64_t timestamp_ns;	/* 0: not carried (signal) */
 	uint64_t value;
+	uint32_t source;
 };
 
 static struct {
 	enum transport transport;
 	int latency;
+	int soak;
+	int stop_fd;
 	uint64_t n;
 	int sync_fd;
 	const char *samples;
@@ -81,13 +93,15 @@ static struct {
 	int blocking;
 	unsigned int queue_size;
 	int signo;
-} opt = { .sync_fd = -1, .device = "/dev/upcall", .signo = 40 };
+} opt = { .sync_fd = -1, .stop_fd = -1, .device = "/dev/upcall", .signo = 40 };
 
 static int dev_fd = -1, wait_fd = -1, sock_fd = -1, efd = -1, raise_fd = -1;
 static uint64_t sub_id;
 static uint16_t genl_family;
 
 static uint64_t received, lost, last_seqno, batches;
+/* Received per source: user, timer, edu, any other. */
+static uint64_t by_source[4];
 static uint64_t t_last;
 static uint64_t *lat, *lat_raise, *stamp_off;
 static uint64_t n_lat, n_stamp_off;
@@ -347,8 +361,9 @@ static void setup(void)
 	}
 }
 
-static void account(uint64_t seqno)
+static void account(uint64_t seqno, uint32_t source)
 {
+	by_source[source < 3 ? source : 3]++;
 	if (seqno > last_seqno + 1)
 		lost += seqno - last_seqno - 1;
 	if (seqno > last_seqno)
@@ -358,7 +373,7 @@ static void account(uint64_t seqno)
 
 static void got(const struct event *ev, uint64_t t)
 {
-	account(ev->seqno);
+	account(ev->seqno, ev->source);
 	if (!opt.latency || n_lat >= opt.n)
 		return;
 	if (opt.transport == T_SIGNAL) {
@@ -391,7 +406,8 @@ static uint64_t read_queue(void)
 		}
 		batches++;
 		for (size_t i = 0; i < (size_t)len / sizeof(recs[0]); i++) {
-			struct event ev = { recs[i].seqno, recs[i].timestamp_ns, recs[i].value };
+			struct event ev = { recs[i].seqno, recs[i].timestamp_ns, recs[i].value,
+					    recs[i].source };
 
 			got(&ev, t);
 			n++;
@@ -433,6 +449,9 @@ static int parse_genl(struct nlmsghdr *nh, struct event *ev)
 			break;
 		case UPCALL_ATTR_VALUE:
 			ev->value = nla_u64(a);
+			break;
+		case UPCALL_ATTR_SOURCE:
+			memcpy(&ev->source, nla_data(a), sizeof(ev->source));
 			break;
 		}
 	}
@@ -508,7 +527,8 @@ static uint64_t drain(void)
 			batches++;
 			for (size_t i = 0; i < (size_t)len / sizeof(si[0]); i++) {
 				uint64_t lo = (uint32_t)si[i].ssi_errno;
-				struct event ev = { 0, 0, si[i].ssi_ptr };
+				struct event ev = { 0, 0, si[i].ssi_ptr,
+						    (uint32_t)(UPCALL_SI_CODE_BASE - si[i].ssi_code) };
 
 				if (si[i].ssi_code > UPCALL_SI_CODE_BASE)
 					continue; /* not an upcall signal */
@@ -613,6 +633,45 @@ static void write_samples(const char *path, const uint64_t *v, uint64_t n)
 		die(path);
 }
 
+/* Read until --stop-fd is readable, then until the module holds nothing. */
+static void run_soak(void)
+{
+	struct pollfd p[2] = {
+		{ .fd = wait_fd, .events = POLLIN },
+		{ .fd = opt.stop_fd, .events = POLLIN },
+	};
+	struct upcall_stats st;
+	uint64_t idle_ms = 0;
+
+	for (;;) {
+		if (poll(p, 2, SETTLE_MS) < 0) {
+			if (errno == EINTR)
+				continue;
+			die("poll");
+		}
+		if (p[0].revents && drain())
+			t_last = now_ns();
+		if (p[1].revents)
+			break;
+	}
+	/* Every emitter has stopped: take what is in flight. */
+	for (;;) {
+		if (drain()) {
+			idle_ms = 0;
+			continue;
+		}
+		st = get_stats();
+		if (!st.pending && !drain())
+			break;
+		if (!wait_ready(SETTLE_MS)) {
+			idle_ms += SETTLE_MS;
+			if (idle_ms > IDLE_TIMEOUT_MS)
+				fail("events still pending after the idle timeout");
+		}
+	}
+	t_last = now_ns();
+}
+
 static int cmd_recv(void)
 {
 	uint64_t *trigger = NULL;
@@ -641,7 +700,9 @@ static int cmd_recv(void)
 
 	t0 = now_ns();
 	sync_write();
-	if (opt.latency) {
+	if (opt.soak) {
+		run_soak();
+	} else if (opt.latency) {
 		while (n_lat < opt.n) {
 			uint64_t before = n_lat;
 
@@ -683,17 +744,26 @@ static int cmd_recv(void)
 		die("fcntl");
 	drain();
 	st = get_stats();
-	if (opt.n > last_seqno)
+	/* Drops after the last event received leave no gap: count them too. */
+	if (opt.soak)
+		lost += st.seqno - last_seqno;
+	else if (opt.n > last_seqno)
 		lost += opt.n - last_seqno;
 
 	printf("{\"receiver\": \"c\", \"transport\": \"%s\", \"mode\": \"%s\", \"events\": %llu, "
 	       "\"received\": %llu, \"emitted\": %llu, \"delivered\": %llu, \"dropped\": %llu, "
-	       "\"pending\": %llu, \"lost\": %llu, \"reads\": %llu, \"seconds\": %.6f",
-	       transport_names[opt.transport], opt.latency ? "latency" : "throughput",
+	       "\"pending\": %llu, \"lost\": %llu, \"reads\": %llu, \"seconds\": %.6f, "
+	       "\"seqno\": %llu, \"by_source\": {\"user\": %llu, \"timer\": %llu, \"edu\": %llu, "
+	       "\"other\": %llu}",
+	       transport_names[opt.transport],
+	       opt.soak ? "soak" : opt.latency ? "latency" : "throughput",
 	       (unsigned long long)opt.n, (unsigned long long)received,
 	       (unsigned long long)st.emitted, (unsigned long long)st.delivered,
 	       (unsigned long long)st.dropped, (unsigned long long)st.pending,
-	       (unsigned long long)lost, (unsigned long long)batches, (double)(t_last - t0) / 1e9);
+	       (unsigned long long)lost, (unsigned long long)batches, (double)(t_last - t0) / 1e9,
+	       (unsigned long long)st.seqno, (unsigned long long)by_source[0],
+	       (unsigned long long)by_source[1], (unsigned long long)by_source[2],
+	       (unsigned long long)by_source[3]);
 	if (opt.latency) {
 		if (opt.transport != T_SIGNAL || !opt.raise_path)
 			print_pcts("", lat, n_lat);
@@ -714,37 +784,99 @@ static int cmd_recv(void)
 
 /* --- the emitter ------------------------------------------------------------ */
 
-static int cmd_emit(unsigned int gap_us)
+/* One emitting thread's share of a throughput run. */
+struct emit_share {
+	pthread_t thread;
+	uint64_t n, done, queued, failed;
+	int fd;
+};
+
+static const char *raise_attr;
+
+static void *emit_thread(void *arg)
+{
+	struct emit_share *sh = arg;
+	struct upcall_emit req = { 0 };
+
+	for (sh->done = 0; sh->done < sh->n; sh->done++) {
+		int r;
+
+		if (raise_attr) {
+			if (pwrite(sh->fd, "1", 1, 0) != 1)
+				die(raise_attr);
+			continue;
+		}
+		req.value = now_ns();
+		r = ioctl(sh->fd, UPCALL_IOC_EMIT, &req);
+		if (r > 0)
+			sh->queued += (uint64_t)r;
+		else
+			sh->failed++;
+	}
+	return NULL;
+}
+
+static int cmd_emit(unsigned int gap_us, unsigned int threads)
 {
 	struct upcall_emit req = { 0 };
 	struct timespec gap = { .tv_sec = gap_us / 1000000, .tv_nsec = (gap_us % 1000000) * 1000L };
-	uint64_t i, t0 = 0, failed = 0;
+	struct emit_share *sh;
+	uint64_t i = 0, t0 = 0, failed = 0, queued = 0;
 	char c;
+	ssize_t r;
 
-	dev_fd = open(opt.device, O_WRONLY | O_CLOEXEC);
+	dev_fd = raise_attr ? open(raise_attr, O_WRONLY | O_CLOEXEC) :
+			      open(opt.device, O_WRONLY | O_CLOEXEC);
 	if (dev_fd < 0)
-		die(opt.device);
-	for (i = 0; i < opt.n; i++) {
-		if (i == 0 || opt.latency) {
-			ssize_t r = read(opt.sync_fd, &c, 1);
-
-			if (r == 0)
-				break; /* the receiver is gone */
-			if (r < 0)
-				die("read sync pipe");
-			if (gap_us)
-				nanosleep(&gap, NULL);
-			if (i == 0)
-				t0 = now_ns();
+		die(raise_attr ? raise_attr : opt.device);
+	if (!opt.latency) {
+		/* Threads share the file, as the threads of one program would. */
+		sh = calloc(threads, sizeof(*sh));
+		if (!sh)
+			die("calloc");
+		r = read(opt.sync_fd, &c, 1);
+		if (r < 0)
+			die("read sync pipe");
+		if (r && gap_us)
+			nanosleep(&gap, NULL);
+		t0 = now_ns();
+		for (unsigned int k = 0; r && k < threads; k++) {
+			sh[k].n = opt.n / threads + (k < opt.n % threads);
+			sh[k].fd = dev_fd;
+			errno = pthread_create(&sh[k].thread, NULL, emit_thread, &sh[k]);
+			if (errno)
+				die("pthread_create");
 		}
+		for (unsigned int k = 0; r && k < threads; k++) {
+			pthread_join(sh[k].thread, NULL);
+			i += sh[k].done;
+			queued += sh[k].queued;
+			failed += sh[k].failed;
+		}
+		free(sh);
+	}
+	for (; opt.latency && i < opt.n; i++) {
+		r = read(opt.sync_fd, &c, 1);
+		if (r == 0)
+			break; /* the receiver is gone */
+		if (r < 0)
+			die("read sync pipe");
+		if (gap_us)
+			nanosleep(&gap, NULL);
+		if (i == 0)
+			t0 = now_ns();
 		req.value = now_ns();
-		if (ioctl(dev_fd, UPCALL_IOC_EMIT, &req) <= 0)
+		r = ioctl(dev_fd, UPCALL_IOC_EMIT, &req);
+		if (r > 0)
+			queued += (uint64_t)r;
+		else
 			failed++;
 	}
 	printf("{\"emitter\": \"c\", \"mode\": \"%s\", \"emitted\": %llu, \"unqueued\": %llu, "
-	       "\"seconds\": %.6f}\n",
+	       "\"queued\": %llu, \"threads\": %u, \"raise\": %s, \"seconds\": %.6f}\n",
 	       opt.latency ? "latency" : "throughput", (unsigned long long)i,
-	       (unsigned long long)failed, (double)(now_ns() - t0) / 1e9);
+	       (unsigned long long)failed, (unsigned long long)queued, opt.latency ? 1 : threads,
+	       raise_attr ? "true" : "false", (double)(now_ns() - t0) / 1e9);
 	return 0;
 }
 
@@ -831,7 +963,9 @@ static void usage(void)
 	fputs("usage: upcall-bench recv signal|queue|fasync|eventfd|netlink latency|throughput N\n"
 	      "                    [--sync-fd FD] [--samples PATH] [--queue-size N] [--signo N]\n"
 	      "                    [--raise PATH] [--device PATH] [--blocking]\n"
+	      "       upcall-bench recv TRANSPORT soak 0 --stop-fd FD [--sync-fd FD] ...\n"
 	      "       upcall-bench emit latency|throughput N --sync-fd FD [--gap-us N]\n"
+	      "                    [--threads N] [--raise PATH]\n"
 	      "       upcall-bench uio N --uio /dev/uioX --pci /sys/bus/pci/devices/D\n"
 	      "                    [--samples PATH]\n"
 	      "each takes --cpu N to run pinned to CPU N\n",
@@ -854,7 +988,7 @@ static unsigned long long number(const char *s)
 int main(int argc, char **argv)
 {
 	const char *cmd, *uio = NULL, *pci = NULL;
-	unsigned int gap_us = 0;
+	unsigned int gap_us = 0, threads = 1;
 	int cpu = -1;
 	int i, pos = 0;
 	const char *args[3] = { 0 };
@@ -888,6 +1022,10 @@ int main(int argc, char **argv)
 				uio = argv[++i];
 			else if (!strcmp(a, "--pci"))
 				pci = argv[++i];
+			else if (!strcmp(a, "--threads"))
+				threads = (unsigned int)number(argv[++i]);
+			else if (!strcmp(a, "--stop-fd"))
+				opt.stop_fd = (int)number(argv[++i]);
 			else if (!strcmp(a, "--cpu"))
 				cpu = (int)number(argv[++i]);
 			else
@@ -921,7 +1059,10 @@ int main(int argc, char **argv)
 		if (!opt.latency && strcmp(args[0], "throughput"))
 			usage();
 		opt.n = number(args[1]);
-		return cmd_emit(gap_us);
+		raise_attr = opt.raise_path;
+		if (!threads || threads > 64 || (raise_attr && opt.latency))
+			usage();
+		return cmd_emit(gap_us, threads);
 	}
 	if (strcmp(cmd, "recv") || pos != 3)
 		usage();
@@ -932,10 +1073,12 @@ int main(int argc, char **argv)
 		usage();
 	opt.transport = (enum transport)i;
 	opt.latency = !strcmp(args[1], "latency");
-	if (!opt.latency && strcmp(args[1], "throughput"))
+	opt.soak = !strcmp(args[1], "soak");
+	if (!opt.latency && !opt.soak && strcmp(args[1], "throughput"))
 		usage();
 	opt.n = number(args[2]);
-	if (!opt.n || (!opt.latency && (opt.raise_path || opt.blocking)) ||
+	if ((opt.soak != (opt.stop_fd >= 0)) || (!opt.n && !opt.soak) || (opt.soak && opt.latency) ||
+	    ((!opt.latency && (opt.raise_path || opt.blocking))) ||
 	    (opt.blocking && opt.transport != T_QUEUE))
 		usage();
 	return cmd_recv();

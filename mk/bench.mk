@@ -17,7 +17,7 @@ bench-build: $(BENCH_BIN)
 
 $(BENCH_BIN): $(BENCH_SRC_DIR)/receiver.c kmod/include/uapi/linux/upcall.h
 	@mkdir -p $(@D)
-	$(BENCH_CC) $(BENCH_CFLAGS) -I kmod/include/uapi $< -o $@
+	$(BENCH_CC) $(BENCH_CFLAGS) -pthread -I kmod/include/uapi $< -o $@
 
 bench-clean:
 	rm -f $(BENCH_BIN)

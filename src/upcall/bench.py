@@ -371,7 +371,8 @@ FORCE_INTX = Path("/sys/module/upcall/parameters/edu_force_intx")
 EDU_ID = "1234 11e8"
 
 
-def _find_edu() -> Path | None:
+def find_edu() -> Path | None:
+    """The sysfs directory of the first edu PCI device, or None."""
     if not PCI_DEVICES.exists():
         return None
     for dev in sorted(PCI_DEVICES.iterdir()):
@@ -384,7 +385,8 @@ def _find_edu() -> Path | None:
     return None
 
 
-def _sysfs_write(path: Path, text: str) -> None:
+def sysfs_write(path: Path, text: str) -> None:
+    """One write(2) of ``text`` to a sysfs attribute; OSError with its errno."""
     fd = os.open(path, os.O_WRONLY)
     try:
         os.write(fd, text.encode())
@@ -400,13 +402,13 @@ def _driver_of(dev: Path) -> str | None:
 def _unbind(dev: Path) -> None:
     drv = _driver_of(dev)
     if drv is not None:
-        _sysfs_write(dev / "driver" / "unbind", dev.name)
+        sysfs_write(dev / "driver" / "unbind", dev.name)
 
 
 def _bind_upcall(dev: Path, mode: str) -> None:
-    _sysfs_write(FORCE_INTX, "Y" if mode == "intx" else "N")
+    sysfs_write(FORCE_INTX, "Y" if mode == "intx" else "N")
     _unbind(dev)
-    _sysfs_write(EDU_DRIVER / "bind", dev.name)
+    sysfs_write(EDU_DRIVER / "bind", dev.name)
     got = (dev / "irq_mode").read_text().strip()
     if got != mode:
         raise RuntimeError(f"edu bound with {got}, not {mode}")
@@ -522,7 +524,7 @@ def edu_runs(
     The receiver raises each interrupt itself and waits for it: a loop on
     ``cpu`` (and the interrupt steered there), with no other process involved.
     """
-    dev = _find_edu()
+    dev = find_edu()
     if dev is None:
         return {"skipped": "no edu PCI device (boot with --edu)"}
     runs: list[Result] = []
@@ -555,9 +557,9 @@ def edu_runs(
     _unbind(dev)
     subprocess.run(["modprobe", "uio_pci_generic"], check=True)
     with contextlib.suppress(FileExistsError):  # an earlier run added the id
-        _sysfs_write(UIO_DRIVER / "new_id", EDU_ID)
+        sysfs_write(UIO_DRIVER / "new_id", EDU_ID)
     if _driver_of(dev) != "uio_pci_generic":
-        _sysfs_write(UIO_DRIVER / "bind", dev.name)
+        sysfs_write(UIO_DRIVER / "bind", dev.name)
     uio = sorted((dev / "uio").iterdir())[0].name
     _irq_to_cpu(dev, cpu)
     log(f"uio_pci_generic: C /dev/{uio} latency x{n}")
@@ -587,7 +589,7 @@ def edu_runs(
         runs.append(res)
     finally:
         _unbind(dev)
-        _sysfs_write(UIO_DRIVER / "remove_id", EDU_ID)
+        sysfs_write(UIO_DRIVER / "remove_id", EDU_ID)
         subprocess.run(["modprobe", "-r", "uio_pci_generic"], check=False)
         _bind_upcall(dev, "msi")
     return {"runs": runs, "irq_work_hop": hop}
