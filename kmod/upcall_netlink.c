@@ -54,7 +54,11 @@ static const struct genl_small_ops upcall_genl_ops[] = {
 static const struct genl_multicast_group upcall_genl_mcgrps[] = {
 	[UPCALL_GENL_GROUP_EVENTS] = {
 		.name = UPCALL_GENL_MCGRP_EVENTS,
-		.flags = GENL_UNS_ADMIN_PERM,
+		/*
+		 * A group takes GENL_MCAST_CAP_*: an op's GENL_*_PERM here is
+		 * not checked, and let any user listen to every subscriber.
+		 */
+		.flags = GENL_MCAST_CAP_NET_ADMIN,
 	},
 };
 

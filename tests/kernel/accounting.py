@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 
 import upcall
+from upcall import abi
 
 
 def settle(sub: upcall.Subscription, timeout: float = 30.0) -> upcall.Stats:
@@ -51,12 +52,22 @@ def drain(sub: upcall.Subscription, events: list[upcall.Event], timeout: float =
 def check_accounting(sub: upcall.Subscription, events: list[upcall.Event]) -> upcall.Stats:
     """Every emitted event was received or counted as dropped, and gaps say which."""
     st = settle(sub)
-    assert st.delivered + st.dropped == st.emitted
-    assert len(events) == st.delivered
-    seqnos = [e.seqno for e in events]
+    gaps = check_seqnos(st, [e.seqno for e in events])
+    assert sub.lost == gaps
+    return st
+
+
+def check_seqnos(st: upcall.Stats | abi.UpcallStats, seqnos: list[int]) -> int:
+    """The counters ``st`` (taken with nothing pending) against the seqnos received.
+
+    Every emitted event was received or counted as dropped, and the gaps in
+    ``seqnos`` (including after the last) are exactly the drops. Returns the
+    gaps before the last received event.
+    """
+    assert st.delivered + st.dropped == st.emitted, st
+    assert len(seqnos) == st.delivered, (len(seqnos), st)
     assert seqnos == sorted(set(seqnos)), "seqnos must be strictly increasing"
     gaps = sum(b - a - 1 for a, b in zip([0, *seqnos], seqnos, strict=False))
     trailing = st.seqno - (seqnos[-1] if seqnos else 0)
-    assert gaps + trailing == st.dropped
-    assert sub.lost == gaps
-    return st
+    assert gaps + trailing == st.dropped, (gaps, trailing, st)
+    return gaps

@@ -16,6 +16,15 @@ import pytest
 import upcall
 
 
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    from figures import RECORDED
+
+    if RECORDED:
+        terminalreporter.section("figures")
+        for line in RECORDED:
+            terminalreporter.write_line(line)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if os.environ.get("UPCALL_IN_VM") == "1" or os.path.exists("/dev/upcall"):
         return

@@ -16,9 +16,10 @@ import textwrap
 from collections.abc import Iterator
 
 import pytest
-from rawioctl import ioctl, subscribe
+from rawioctl import ioctl, stats, subscribe
 
 from upcall import abi
+from upcall.transports import netlink
 
 SIG = signal.SIGRTMIN + 6
 NOBODY = 65534
@@ -55,8 +56,13 @@ def test_unprivileged_user_cannot_open_by_default() -> None:
             except PermissionError:
                 pass
         """
-    r = subprocess.run([sys.executable, "-c", as_nobody(code)], capture_output=True,
-                       text=True, timeout=120, check=False)  # fmt: skip
+    r = subprocess.run(
+        [sys.executable, "-c", as_nobody(code)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert r.returncode == 0, r.stderr
 
 
@@ -163,3 +169,140 @@ def test_events_of_one_subscriber_never_reach_another() -> None:
     finally:
         os.close(a)
         os.close(b)
+
+
+def run_as_nobody(code: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", as_nobody(code)],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_nobody_cannot_attach_to_another_users_subscriber(device_mode: None) -> None:
+    """A file descriptor is the subscriber: another user can neither take nor reopen it."""
+    os.chown("/dev/upcall", 0, NOBODY)
+    os.chmod("/dev/upcall", 0o640)  # nobody may open the device itself
+    fd = os.open("/dev/upcall", os.O_RDWR | os.O_NONBLOCK)
+    try:
+        assert subscribe(fd, 0, transport=abi.UPCALL_TRANSPORT_QUEUE) == 0
+        assert ioctl(fd, abi.UPCALL_IOC_EMIT, abi.UpcallEmit(value=99)) == 1
+        code = f"""
+            import ctypes
+            libc = ctypes.CDLL(None, use_errno=True)
+            try:
+                os.open("/proc/{os.getpid()}/fd/{fd}", os.O_RDONLY)
+                sys.exit("opened root's subscriber through /proc")
+            except PermissionError:
+                pass
+            pidfd = os.pidfd_open({os.getpid()})
+            if libc.syscall(438, pidfd, {fd}, 0) >= 0:  # pidfd_getfd
+                sys.exit("took root's subscriber with pidfd_getfd")
+            assert ctypes.get_errno() == errno.EPERM, ctypes.get_errno()
+            own = os.open("/dev/upcall", os.O_RDONLY | os.O_NONBLOCK)
+            assert subscribe(own, 0, transport=abi.UPCALL_TRANSPORT_QUEUE) == 0
+            try:
+                os.read(own, 48)
+                sys.exit("nobody's own subscriber read an event")
+            except BlockingIOError:
+                pass
+            """
+        r = run_as_nobody(code)
+        assert r.returncode == 0, r.stderr
+        # Even root reopening it through /proc gets a new subscriber, not this one.
+        again = os.open(f"/proc/self/fd/{fd}", os.O_RDONLY)
+        try:
+            assert (stats(again).transport, stats(again).emitted) == (0, 0)
+            assert stats(again).id != stats(fd).id
+        finally:
+            os.close(again)
+        rec = abi.UpcallEvent.from_buffer_copy(os.read(fd, 48))
+        assert (rec.seqno, rec.value) == (1, 99)  # still there, for its owner only
+    finally:
+        os.close(fd)
+
+
+def test_nobody_cannot_aim_signals_at_another_process(device_mode: None) -> None:
+    """SUBSCRIBE names no process; F_SETOWN at root's process sends it nothing."""
+    os.chown("/dev/upcall", 0, NOBODY)
+    os.chmod("/dev/upcall", 0o640)
+    r, w = os.pipe()
+    victim = os.fork()
+    if victim == 0:  # root's process: counts any SIG in 5 s, reports by exit code
+        signal.pthread_sigmask(signal.SIG_BLOCK, {SIG, signal.SIGIO})
+        os.write(w, b"r")
+        os._exit(2 if signal.sigtimedwait({SIG, signal.SIGIO}, 5) else 0)
+    try:
+        assert os.read(r, 1) == b"r"
+        code = f"""
+            import fcntl
+            signal.pthread_sigmask(signal.SIG_BLOCK, {{{SIG}}})
+            fd = os.open("/dev/upcall", os.O_RDONLY | os.O_NONBLOCK)
+            assert subscribe(fd, 0, transport=abi.UPCALL_TRANSPORT_QUEUE) == 0
+            fcntl.fcntl(fd, fcntl.F_SETOWN, {victim})  # the kernel checks at send time
+            fcntl.fcntl(fd, 10, {SIG})  # F_SETSIG
+            fcntl.fcntl(fd, fcntl.F_SETFL, os.O_NONBLOCK | fcntl.FASYNC)
+            own = os.open("/dev/upcall", os.O_RDONLY)
+            assert subscribe(own, {SIG}) == 0  # signals for the caller: nobody itself
+            print("ready", flush=True)
+            sys.stdin.readline()
+            got = [signal.sigtimedwait({{{SIG}}}, 30) for _ in range(3)]
+            assert all(i is not None and i.si_pid == 0 for i in got), got
+            assert len(os.read(fd, 48 * 4)) == 48 * 3  # the queue has them too
+            """
+        child = subprocess.Popen(
+            [sys.executable, "-c", as_nobody(code)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert child.stdout is not None and child.stdin is not None
+        assert child.stdout.readline().strip() == "ready", (
+            child.stderr.read() if child.stderr else ""
+        )
+        fd = os.open("/dev/upcall", os.O_WRONLY)
+        try:
+            for i in range(3):
+                assert ioctl(fd, abi.UPCALL_IOC_EMIT, abi.UpcallEmit(value=i)) == 2
+        finally:
+            os.close(fd)
+        _, err = child.communicate("go\n", timeout=120)
+        assert child.returncode == 0, err
+        _, status = os.waitpid(victim, 0)
+        assert os.waitstatus_to_exitcode(status) == 0, "root's process received a signal"
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def test_nobody_cannot_listen_or_emit_over_netlink() -> None:
+    """The netlink group and EMIT command need CAP_NET_ADMIN, as the README says."""
+    family = netlink.resolve_family()
+    code = f"""
+        import socket
+        s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 16)  # NETLINK_GENERIC
+        s.bind((0, 0))
+        try:
+            s.setsockopt(270, 1, {family.group_id})  # SOL_NETLINK, NETLINK_ADD_MEMBERSHIP
+            sys.exit("nobody joined the event group")
+        except PermissionError:
+            pass
+        attr = struct.pack("=HHQ", 12, abi.UPCALL_ATTR_VALUE, 1)
+        genl = struct.pack("=BBH", abi.UPCALL_CMD_EMIT, abi.UPCALL_GENL_VERSION, 0)
+        hdr = struct.pack("=IHHII", 20 + len(attr), {family.family_id}, 0x5, 1, 0)
+        s.send(hdr + genl + attr)  # NLM_F_REQUEST | NLM_F_ACK
+        ack = s.recv(4096)
+        assert struct.unpack_from("=i", ack, 16)[0] == -errno.EPERM, ack
+        """
+    fd = os.open("/dev/upcall", os.O_RDONLY)
+    try:
+        assert subscribe(fd, 0, transport=abi.UPCALL_TRANSPORT_QUEUE) == 0
+        r = run_as_nobody(code)
+        assert r.returncode == 0, r.stderr
+        assert stats(fd).emitted == 0  # nobody's EMIT emitted nothing
+    finally:
+        os.close(fd)

@@ -227,8 +227,9 @@ struct upcall_eventfd {
  * %UPCALL_GENL_MCGRP_EVENTS, in the initial network namespace.  Each event
  * of a NETLINK subscriber is one UPCALL_CMD_EVENT message with the
  * attributes SUBSCRIBER, SEQNO, TIMESTAMP, VALUE and SOURCE; listeners keep
- * the messages whose SUBSCRIBER is theirs.  UPCALL_CMD_EMIT (VALUE, and
- * optionally SOURCE) emits like UPCALL_IOC_EMIT and needs CAP_NET_ADMIN.
+ * the messages whose SUBSCRIBER is theirs.  Joining the group needs
+ * CAP_NET_ADMIN.  UPCALL_CMD_EMIT (VALUE, and optionally SOURCE) emits like
+ * UPCALL_IOC_EMIT and needs CAP_NET_ADMIN.
  */
 #define UPCALL_GENL_NAME		"upcall"
 #define UPCALL_GENL_VERSION		1
