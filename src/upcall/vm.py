@@ -173,6 +173,8 @@ def kvm_usable() -> bool:
     QEMU itself: a broken KVM fails within a fraction of a second, a working
     one is still running after a moment.
     """
+    if os.environ.get("UPCALL_VM_KVM") == "0":  # force TCG
+        return False
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):
         return False
     qemu = shutil.which("qemu-system-x86_64")
@@ -308,6 +310,35 @@ def run(
     args += ["--exec", f"sh {shlex.quote(str(script))}"]
 
     start = time.monotonic()
+    returncode, lines = _boot(args, timeout, stream)
+    if "--disable-kvm" not in args and _kvm_aborted(lines):
+        # KVM passed the probe but aborted the guest: this host's KVM is not
+        # usable after all, so boot again under TCG.
+        lines.append("upcall vm: KVM aborted the guest; booting again without KVM\n")
+        retry_code, retry = _boot([*args, "--disable-kvm"], timeout, stream)
+        returncode, lines = retry_code, lines + retry
+
+    result = VmResult(returncode, "".join(lines), seconds=time.monotonic() - start, outdir=outdir)
+    log = outdir / "dmesg.txt"
+    if log.exists():
+        result.kernel_log = log.read_text(errors="replace")
+        leaks = outdir / "kmemleak.txt"
+        if leaks.exists():
+            result.kernel_log += leaks.read_text(errors="replace")
+        result.reports = scan_kernel_log(result.kernel_log)
+    tainted = outdir / "tainted"
+    if tainted.exists():
+        result.taint = int(tainted.read_text().strip() or 0)
+    return result
+
+
+def _kvm_aborted(lines: Sequence[str]) -> bool:
+    text = "".join(lines[-50:]).lower()
+    return "failed to set msr" in text or "kvm run failed" in text
+
+
+def _boot(args: Sequence[str], timeout: float, stream: bool) -> tuple[int, list[str]]:
+    """Run vng with a watchdog: (exit status, its output lines)."""
     lines: list[str] = []
     with subprocess.Popen(
         args,
@@ -342,18 +373,7 @@ def run(
             lines.append(f"upcall vm: killed after {timeout:.0f} s\n")
             returncode = returncode or 124
 
-    result = VmResult(returncode, "".join(lines), seconds=time.monotonic() - start, outdir=outdir)
-    log = outdir / "dmesg.txt"
-    if log.exists():
-        result.kernel_log = log.read_text(errors="replace")
-        leaks = outdir / "kmemleak.txt"
-        if leaks.exists():
-            result.kernel_log += leaks.read_text(errors="replace")
-        result.reports = scan_kernel_log(result.kernel_log)
-    tainted = outdir / "tainted"
-    if tainted.exists():
-        result.taint = int(tainted.read_text().strip() or 0)
-    return result
+    return returncode, lines
 
 
 def add_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
