@@ -7,6 +7,7 @@
 #define _UPCALL_COMPAT_H
 
 #include <linux/eventfd.h>
+#include <linux/pci.h>
 #include <linux/version.h>
 
 /* eventfd_signal() lost its count argument in 6.8. */
@@ -18,5 +19,13 @@ static inline void upcall_eventfd_signal(struct eventfd_ctx *ctx)
 	eventfd_signal(ctx, 1);
 #endif
 }
+
+/*
+ * PCI_IRQ_INTX appeared in 6.8 as the new name of PCI_IRQ_LEGACY, which
+ * 6.10 removed; 6.1 (Debian 12) has only the old name.
+ */
+#ifndef PCI_IRQ_INTX
+#define PCI_IRQ_INTX		PCI_IRQ_LEGACY
+#endif
 
 #endif /* _UPCALL_COMPAT_H */

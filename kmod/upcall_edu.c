@@ -29,12 +29,8 @@
 #include <linux/pci.h>
 #include <linux/sysfs.h>
 
+#include "upcall_compat.h"
 #include "upcall_internal.h"
-
-/* Linux 6.8 renamed PCI_IRQ_LEGACY to PCI_IRQ_INTX; later ones drop the old name. */
-#ifndef PCI_IRQ_INTX
-#define PCI_IRQ_INTX		PCI_IRQ_LEGACY
-#endif
 
 #define EDU_DRV_NAME		"upcall_edu"
 #define EDU_VENDOR_ID		0x1234

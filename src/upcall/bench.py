@@ -54,6 +54,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from .edu import find_device, sysfs_write
 from .errors import UpcallError
 from .event import Event, monotonic_ns
 
@@ -364,34 +365,10 @@ def accounting_ok(r: Result) -> bool:
 
 # -- edu and UIO (phase 2) ----------------------------------------------------
 
-PCI_DEVICES = Path("/sys/bus/pci/devices")
 EDU_DRIVER = Path("/sys/bus/pci/drivers/upcall_edu")
 UIO_DRIVER = Path("/sys/bus/pci/drivers/uio_pci_generic")
 FORCE_INTX = Path("/sys/module/upcall/parameters/edu_force_intx")
 EDU_ID = "1234 11e8"
-
-
-def find_edu() -> Path | None:
-    """The sysfs directory of the first edu PCI device, or None."""
-    if not PCI_DEVICES.exists():
-        return None
-    for dev in sorted(PCI_DEVICES.iterdir()):
-        try:
-            ids = ((dev / "vendor").read_text().strip(), (dev / "device").read_text().strip())
-        except OSError:
-            continue
-        if ids == ("0x1234", "0x11e8"):
-            return dev
-    return None
-
-
-def sysfs_write(path: Path, text: str) -> None:
-    """One write(2) of ``text`` to a sysfs attribute; OSError with its errno."""
-    fd = os.open(path, os.O_WRONLY)
-    try:
-        os.write(fd, text.encode())
-    finally:
-        os.close(fd)
 
 
 def _driver_of(dev: Path) -> str | None:
@@ -524,7 +501,7 @@ def edu_runs(
     The receiver raises each interrupt itself and waits for it: a loop on
     ``cpu`` (and the interrupt steered there), with no other process involved.
     """
-    dev = find_edu()
+    dev = find_device()
     if dev is None:
         return {"skipped": "no edu PCI device (boot with --edu)"}
     runs: list[Result] = []

@@ -21,7 +21,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn, cast
 
-from . import abi
+from . import abi, edu
 from .device import DEFAULT_PATH, TRANSPORTS, Device, Stats
 from .errors import DeviceError, UpcallError
 from .event import Event
@@ -71,6 +71,30 @@ parse_count = _ranged("count", 1, 1 << 62)
 parse_signal = _ranged("signal", int(signal.SIGRTMIN), int(signal.SIGRTMAX))
 parse_queue_size = _ranged("queue size", abi.UPCALL_QUEUE_MIN, abi.UPCALL_QUEUE_MAX)
 parse_rcvbuf = _ranged("receive buffer", 1, (1 << 31) - 1)
+parse_raise_value = _ranged("raise value", 1, 0xFFFFFFFF)
+parse_raise_count = _ranged("count", 1, 0xFFFFFFFF)
+parse_factorial = _ranged("factorial operand", 0, edu.FACTORIAL_MAX)
+
+#: The sources ``listen --source`` knows by name.
+SOURCE_NAMES = {
+    "user": abi.UPCALL_SOURCE_USER,
+    "timer": abi.UPCALL_SOURCE_TIMER,
+    "edu": abi.UPCALL_SOURCE_EDU,
+}
+
+
+def parse_source_filter(text: str) -> int:
+    """A source by name (user, timer, edu) or number."""
+    name = text.strip().lower()
+    if name in SOURCE_NAMES:
+        return SOURCE_NAMES[name]
+    try:
+        return parse_source(text)
+    except argparse.ArgumentTypeError:
+        names = ", ".join(SOURCE_NAMES)
+        raise argparse.ArgumentTypeError(
+            f"source {text!r}: not one of {names} nor a number 0..{abi.UPCALL_SOURCE_MAX}"
+        ) from None
 
 
 def parse_seconds(text: str) -> float:
@@ -81,6 +105,14 @@ def parse_seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
     if not s >= 0:  # also rejects nan
         raise argparse.ArgumentTypeError(f"seconds must be 0 or more, not {text}")
+    return s
+
+
+def parse_wait(text: str) -> float:
+    """A positive number of seconds."""
+    s = parse_seconds(text)
+    if s == 0:
+        raise argparse.ArgumentTypeError("seconds must be more than 0")
     return s
 
 
@@ -214,7 +246,11 @@ def cmd_listen(args: argparse.Namespace) -> int:
 
     Ends after --count events, after --timeout seconds without an event, or on
     Ctrl-C/SIGTERM. Exit status 1 if --count was not reached, or if --timeout
-    ran out before any event at all; else 0.
+    ran out before any event at all; else 0. With --source, only that
+    source's events are printed and counted towards --count; the
+    subscription still receives the others (they keep --timeout from
+    running out, count in the module's dropped counter if the queue
+    overflows, and appear in the summary as other_sources).
     """
     signal_options = args.signal is not None or args.thread
     if signal_options and args.via not in ("signal", "fasync"):
@@ -226,13 +262,18 @@ def cmd_listen(args: argparse.Namespace) -> int:
         options.update(signo=args.signal, thread=args.thread)
     if args.rcvbuf is not None:
         options["rcvbuf"] = args.rcvbuf
+    if args.source == abi.UPCALL_SOURCE_EDU:
+        edu.bound_device()  # else no event would ever come: say why now
     with Device(_device_path(args)) as dev:
         sub = dev.subscribe(args.via, **options)
-    received = 0
+    received = other = 0
     final: Stats | None = None
 
     def show(ev: Event) -> None:
-        nonlocal received, final
+        nonlocal received, other, final
+        if args.source is not None and ev.source != args.source:
+            other += 1
+            return
         _out(_event_line(ev, args.json))
         received += 1
         if args.count is not None and received >= args.count:
@@ -270,6 +311,8 @@ def cmd_listen(args: argparse.Namespace) -> int:
             final = sub.stats()
         lost, foreign = sub.lost, getattr(sub, "foreign", 0)
     summary = {"received": received, "lost": lost, "dropped": final.dropped, "foreign": foreign}
+    if args.source is not None:
+        summary["other_sources"] = other
     if args.json:
         _out(json.dumps({"type": "summary", **summary}))
     else:
@@ -278,6 +321,39 @@ def cmd_listen(args: argparse.Namespace) -> int:
         return 1
     if args.timeout is not None and received == 0:
         return 1
+    return 0
+
+
+def cmd_trigger(args: argparse.Namespace) -> int:
+    """Make the edu PCI device interrupt (root only); its handler emits each interrupt.
+
+    Raises --count interrupts one after another, each with the status value
+    --value (default: the raise's number, 1, 2, ...), or with --factorial N
+    has the device compute N! --count times, each completion interrupting
+    with status 0x1. Each interrupt is handled before the next is raised
+    (the device merges raises that overlap), so --count interrupts give
+    --count events per subscriber.
+    """
+    dev = edu.bound_device()
+    before = edu.irq_count(dev)
+    for i in range(1, args.count + 1):
+        if args.factorial is not None:
+            edu.factorial(dev, args.factorial, wait=args.timeout)
+        else:
+            edu.raise_irq(dev, args.value or i, wait=args.timeout)
+    fields: dict[str, Any] = {"device": dev.name, "irq_mode": edu.irq_mode(dev)}
+    fields["count"] = args.count
+    if args.factorial is not None:
+        fields["factorial"] = args.factorial
+    elif args.value is not None:
+        fields["value"] = args.value
+    else:
+        fields["values"] = "1" if args.count == 1 else f"1..{args.count}"
+    fields["irq_count"] = f"{before}->{edu.irq_count(dev)}"
+    if args.json:
+        _out(json.dumps({"type": "triggered", **fields}))
+    else:
+        _out("triggered edu " + " ".join(f"{k}={v}" for k, v in fields.items()))
     return 0
 
 
@@ -389,7 +465,46 @@ def build_parser() -> argparse.ArgumentParser:
         default="read",
         help="receive with blocking reads (default), on_event callbacks or asyncio",
     )
+    p.add_argument(
+        "--source",
+        type=parse_source_filter,
+        metavar="SOURCE",
+        help="print and count only events from SOURCE (user, timer, edu or a number); "
+        "the subscription still receives the other sources' events, in its counters too",
+    )
     p.set_defaults(func=cmd_listen)
+
+    p = commands.add_parser(
+        "trigger",
+        help="make a device raise real interrupts (root)",
+        description=cmd_trigger.__doc__,
+    )
+    p.add_argument("what", choices=("edu",), help="the QEMU edu PCI device")
+    p.add_argument(
+        "--count", type=parse_raise_count, default=1, metavar="N", help="N interrupts (default 1)"
+    )
+    what = p.add_mutually_exclusive_group()
+    what.add_argument(
+        "--value",
+        type=parse_raise_value,
+        metavar="V",
+        help="the status value to raise, 1..0xffffffff (default: 1, 2, ... N)",
+    )
+    what.add_argument(
+        "--factorial",
+        type=parse_factorial,
+        metavar="N",
+        help=f"interrupt when the device has computed N! (0..{edu.FACTORIAL_MAX}), status 0x1",
+    )
+    p.add_argument(
+        "--timeout",
+        type=parse_wait,
+        default=5.0,
+        metavar="S",
+        help="fail if an interrupt is not handled within S seconds (default 5)",
+    )
+    p.add_argument("--json", action="store_true", help="print a JSON line")
+    p.set_defaults(func=cmd_trigger)
 
     _add_extra_commands(commands)
     return parser

@@ -20,7 +20,7 @@ import pytest
 from test_receivers import FakeQueueFile
 from test_signals import FakeModule, signal_state_guard  # noqa: F401 - fixture
 
-from upcall import cli
+from upcall import cli, edu
 from upcall.device import Stats
 from upcall.subscription import SignalSubscription, Subscription
 from upcall.transports.eventfd import EventfdSubscription
@@ -428,3 +428,177 @@ def test_listen_passes_the_options(
     rc, _, _ = run_main(capsys, "listen", "--timeout", "0", *argv)
     assert rc == 1  # no event came
     assert fake_device.calls == [call]
+
+
+# -- listen --source and trigger edu, against a fake sysfs ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["listen", "--source", "bogus"], "not one of user, timer, edu nor a number"),
+        (["listen", "--source", "65536"], "not one of user, timer, edu nor a number 0..65535"),
+        (["listen", "--source", "-1"], "source '-1'"),
+        (["trigger"], "required"),
+        (["trigger", "usb"], "invalid choice"),
+        (["trigger", "edu", "--count", "0"], "count 0 out of range"),
+        (["trigger", "edu", "--count", "x"], "not a number: 'x'"),
+        (["trigger", "edu", "--value", "0"], "raise value 0 out of range 1..4294967295"),
+        (["trigger", "edu", "--value", "0x100000000"], "out of range"),
+        (["trigger", "edu", "--factorial", "13"], "factorial operand 13 out of range 0..12"),
+        (["trigger", "edu", "--value", "1", "--factorial", "3"], "not allowed with"),
+        (["trigger", "edu", "--timeout", "0"], "more than 0"),
+        (["trigger", "edu", "--device", "/dev/upcall"], "unrecognized arguments"),
+    ],
+)
+def test_edu_usage_errors(capsys: pytest.CaptureFixture[str], argv: list[str], needle: str) -> None:
+    rc, out, err = run_main(capsys, *argv)
+    assert rc == 2
+    assert needle in one_error(err)
+    assert out == []
+
+
+class FakeEdu:
+    """A sysfs tree with one edu device; writes to its attributes "interrupt" at once."""
+
+    def __init__(self, root: Path, driver: str | None = "upcall_edu") -> None:
+        self.devices = root / "devices"
+        self.dev = self.devices / "0000:00:04.0"
+        self.dev.mkdir(parents=True)
+        other = self.devices / "0000:00:01.0"
+        other.mkdir()
+        (other / "vendor").write_text("0x8086\n")
+        (other / "device").write_text("0x7000\n")
+        (self.dev / "vendor").write_text("0x1234\n")
+        (self.dev / "device").write_text("0x11e8\n")
+        (self.dev / "irq_count").write_text("0\n")
+        (self.dev / "irq_mode").write_text("msi\n")
+        if driver is not None:
+            (root / "drivers" / driver).mkdir(parents=True)
+            (self.dev / "driver").symlink_to(root / "drivers" / driver)
+        self.writes: list[tuple[str, str]] = []
+        self.handles = True
+
+    def write(self, path: Path, text: str) -> None:
+        self.writes.append((path.name, text))
+        if self.handles:
+            n = int((self.dev / "irq_count").read_text()) + 1
+            (self.dev / "irq_count").write_text(f"{n}\n")
+
+
+@pytest.fixture
+def fake_edu(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> FakeEdu:
+    fake = FakeEdu(tmp_path)
+    monkeypatch.setattr(edu, "PCI_DEVICES", fake.devices)
+    monkeypatch.setattr(edu, "sysfs_write", fake.write)
+    return fake
+
+
+def test_trigger_raises_one_value_per_interrupt(
+    capsys: pytest.CaptureFixture[str], fake_edu: FakeEdu
+) -> None:
+    rc, out, err = run_main(capsys, "trigger", "edu", "--count", "3")
+    assert (rc, err) == (0, [])
+    assert fake_edu.writes == [("raise", "0x1"), ("raise", "0x2"), ("raise", "0x3")]
+    assert out == [
+        "triggered edu device=0000:00:04.0 irq_mode=msi count=3 values=1..3 irq_count=0->3"
+    ]
+
+
+def test_trigger_factorial_json(capsys: pytest.CaptureFixture[str], fake_edu: FakeEdu) -> None:
+    rc, out, _ = run_main(capsys, "trigger", "edu", "--factorial", "10", "--count", "2", "--json")
+    assert rc == 0
+    assert fake_edu.writes == [("factorial", "10")] * 2
+    assert json.loads(out[0])["factorial"] == 10
+
+
+def test_trigger_fixed_value(capsys: pytest.CaptureFixture[str], fake_edu: FakeEdu) -> None:
+    rc, out, _ = run_main(capsys, "trigger", "edu", "--value", "0xbeef", "--count", "2")
+    assert rc == 0
+    assert fake_edu.writes == [("raise", "0xbeef")] * 2
+    assert "value=48879" in out[0]
+
+
+def test_trigger_interrupt_not_handled(
+    capsys: pytest.CaptureFixture[str], fake_edu: FakeEdu
+) -> None:
+    fake_edu.handles = False
+    rc, out, err = run_main(capsys, "trigger", "edu", "--timeout", "0.05")
+    assert (rc, out) == (1, [])
+    assert "raise 0x1: no interrupt handled within 0.05 s" in one_error(err)
+
+
+@pytest.mark.parametrize("command", [["trigger", "edu"], ["listen", "--source", "edu"]])
+def test_no_edu_device(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    command: list[str],
+) -> None:
+    monkeypatch.setattr(edu, "PCI_DEVICES", tmp_path / "absent")
+    rc, out, err = run_main(capsys, *command)
+    assert (rc, out) == (1, [])
+    assert "no edu PCI device (1234:11e8)" in one_error(err) and "upcall vm --edu" in err[0]
+
+
+@pytest.mark.parametrize(
+    ("driver", "needle"), [(None, "bound to no driver"), ("uio_pci_generic", "uio_pci_generic")]
+)
+def test_edu_not_bound_to_upcall(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    driver: str | None,
+    needle: str,
+) -> None:
+    monkeypatch.setattr(edu, "PCI_DEVICES", FakeEdu(tmp_path, driver).devices)
+    rc, _, err = run_main(capsys, "trigger", "edu")
+    assert rc == 1
+    assert needle in one_error(err) and "not upcall_edu" in err[0]
+
+
+def test_trigger_not_root(
+    capsys: pytest.CaptureFixture[str], fake_edu: FakeEdu, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def denied(path: Path, text: str) -> None:
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    monkeypatch.setattr(edu, "sysfs_write", denied)
+    rc, out, err = run_main(capsys, "trigger", "edu")
+    assert (rc, out) == (1, [])
+    assert "permission denied writing" in one_error(err) and "needs root" in err[0]
+
+
+def test_trigger_busy(
+    capsys: pytest.CaptureFixture[str], fake_edu: FakeEdu, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def busy(path: Path, text: str) -> None:
+        raise OSError(errno.EBUSY, "Device or resource busy")
+
+    monkeypatch.setattr(edu, "sysfs_write", busy)
+    rc, _, err = run_main(capsys, "trigger", "edu", "--factorial", "5")
+    assert rc == 1 and "a factorial is still computing" in one_error(err)
+
+
+@pytest.mark.parametrize(("source", "number"), [("user", 0), ("3", 3), ("TIMER", 1)])
+def test_listen_source_filters(
+    capsys: pytest.CaptureFixture[str], fake_device: type[FakeDevice], source: str, number: int
+) -> None:
+    fake_device.queue = [(10, 0, False), (11, 3, False), (12, 1, False), (13, 3, False)]
+    rc, out, err = run_main(capsys, "listen", "--source", source, "--timeout", "0.1")
+    assert (rc, err) == (0, [])
+    want = [f"value={v} source={s}" for v, s, _ in fake_device.queue if s == number]
+    assert [line.split(" ", 1)[1].removesuffix(" latency=-") for line in out[1:-1]] == want
+    assert out[-1].endswith(f"other_sources={4 - len(want)}")
+
+
+def test_listen_source_edu_needs_the_device_bound(
+    capsys: pytest.CaptureFixture[str], fake_device: type[FakeDevice], fake_edu: FakeEdu
+) -> None:
+    fake_device.queue = [(1, 0, False), (0x40, 2, False)]
+    rc, out, _ = run_main(capsys, "listen", "--source", "edu", "--count", "1")
+    assert rc == 0
+    assert out[1:] == [
+        "seqno=2 value=64 source=2 latency=-",
+        "summary received=1 lost=0 dropped=0 foreign=0 other_sources=1",
+    ]

@@ -8,49 +8,31 @@ UPCALL_SOURCE_EDU. Needs the guest booted with the edu device (``upcall vm
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import json
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
+from accounting import settle
 
 import upcall
 from upcall import abi
+from upcall import edu as edu_sysfs
 
 SIG = signal.SIGRTMIN + 6
-DRIVER = Path("/sys/bus/pci/drivers/upcall_edu")
-FORCE_INTX = Path("/sys/module/upcall/parameters/edu_force_intx")
-FACT_IRQ = 0x1
-
-
-def find_edu() -> Path | None:
-    """The sysfs directory of the first edu device, or None."""
-    for dev in sorted(Path("/sys/bus/pci/devices").iterdir()):
-        try:
-            ids = ((dev / "vendor").read_text().strip(), (dev / "device").read_text().strip())
-        except OSError:
-            continue
-        if ids == ("0x1234", "0x11e8"):
-            return dev
-    return None
-
-
-def write(path: Path, text: str) -> None:
-    """One write(2) of ``text`` to a sysfs file; raises OSError with its errno."""
-    fd = os.open(path, os.O_WRONLY)
-    try:
-        os.write(fd, text.encode())
-    finally:
-        os.close(fd)
-
-
-def irq_count(dev: Path) -> int:
-    return int((dev / "irq_count").read_text())
+DRIVER = edu_sysfs.DRIVER
+FACT_IRQ = edu_sysfs.FACTORIAL_IRQ
+write = edu_sysfs.sysfs_write
+irq_count = edu_sysfs.irq_count
 
 
 def bound(dev: Path) -> bool:
@@ -63,25 +45,16 @@ def unbind(dev: Path) -> None:
 
 def bind(dev: Path, mode: str = "msi") -> None:
     """Bind the upcall driver to ``dev`` with interrupt ``mode`` ("msi" or "intx")."""
-    write(FORCE_INTX, "Y" if mode == "intx" else "N")
+    write(edu_sysfs.FORCE_INTX, "Y" if mode == "intx" else "N")
     if bound(dev):
         unbind(dev)
     write(DRIVER / "bind", dev.name)
     assert (dev / "irq_mode").read_text().strip() == mode
 
 
-def settle(sub: upcall.Subscription, timeout: float = 30.0) -> upcall.Stats:
-    """Wait until every event accepted for ``sub`` is delivered or dropped."""
-    deadline = time.monotonic() + timeout
-    while (st := sub.stats()).pending:
-        assert time.monotonic() < deadline, f"events still pending after {timeout} s: {st}"
-        time.sleep(0.01)
-    return st
-
-
 @pytest.fixture(scope="module")
 def edu_dev() -> Path:
-    dev = find_edu()
+    dev = edu_sysfs.find_device()
     if dev is None:
         pytest.skip("no QEMU edu PCI device (1234:11e8): boot the guest with `upcall vm --edu`")
     return dev
@@ -258,3 +231,138 @@ def test_rmmod_insmod_with_edu_bound(edu_dev: Path) -> None:
         write(edu_dev / "raise", "7")
         [ev] = sub.read(1, timeout=10)
         assert (ev.seqno, ev.value, ev.source) == (1, 7, abi.UPCALL_SOURCE_EDU)
+
+
+# -- the command: `upcall trigger edu` and `upcall listen --source edu` ------------------
+
+
+def upcall_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "upcall", *args]
+
+
+def kill_if_running(p: subprocess.Popen[str]) -> None:
+    if p.poll() is None:
+        p.kill()
+
+
+def listen_edu(
+    vias: Sequence[str], n: int, trigger: list[str]
+) -> tuple[dict[str, list[dict[str, Any]]], str]:
+    """Run ``upcall listen --source edu`` per transport while a user event, then ``trigger``, come.
+
+    The listeners run side by side (a Python start is slow in the guest).
+    Returns each listener's JSON lines after its "listening" line, and what
+    the trigger printed.
+    """
+    out: dict[str, list[dict[str, Any]]] = {}
+    with contextlib.ExitStack() as stack:
+        procs = {}
+        for via in vias:
+            cmd = upcall_cmd("listen", "--json", "--via", via, "--source", "edu")
+            cmd += ["--count", str(n), "--timeout", "300"]
+            p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            stack.enter_context(p)
+            stack.callback(kill_if_running, p)
+            procs[via] = p
+        for via, p in procs.items():
+            assert p.stdout is not None
+            first = json.loads(p.stdout.readline() or "{}")
+            assert first.get("type") == "listening", f"{via}: {p.communicate()}"
+        # Another source's event: each listener receives and counts it, not shows it.
+        with upcall.open() as dev:
+            assert dev.emit(0xAB) == len(vias)
+        trig = subprocess.run(trigger, capture_output=True, text=True, timeout=300)
+        assert trig.returncode == 0, trig.stderr
+        for via, p in procs.items():
+            stdout, stderr = p.communicate(timeout=300)
+            assert p.returncode == 0, f"{via}: {stderr}"
+            out[via] = [json.loads(line) for line in stdout.splitlines()]
+    return out, trig.stdout
+
+
+def test_cli_trigger_reaches_listen_source_edu(edu_dev: Path) -> None:
+    """`upcall trigger edu --count N`: N events in `upcall listen --source edu`, every transport."""
+    n = 20
+    bind(edu_dev, "msi")
+    before = irq_count(edu_dev)
+    outputs, trig = listen_edu(
+        upcall.TRANSPORTS, n, upcall_cmd("trigger", "edu", "--count", str(n))
+    )
+    assert f"count={n} values=1..{n}" in trig
+    assert irq_count(edu_dev) - before == n
+    for via, lines in outputs.items():
+        *events, summary = lines
+        assert [e["value"] for e in events] == list(range(1, n + 1)), via
+        assert {e["source"] for e in events} == {abi.UPCALL_SOURCE_EDU}, via
+        # seqno 1 is the user event the listener skipped.
+        assert [e["seqno"] for e in events] == list(range(2, n + 2)), via
+        assert summary == {
+            "type": "summary",
+            "received": n,
+            "lost": 0,
+            "dropped": 0,
+            "foreign": 0,
+            "other_sources": 1,
+        }, via
+
+
+def test_cli_factorial_on_intx(edu_dev: Path) -> None:
+    """`upcall trigger edu --factorial`: each completion interrupt gives one event."""
+    bind(edu_dev, "intx")
+    try:
+        with upcall.open() as dev, dev.subscribe_queue() as sub:
+            trigger = upcall_cmd("trigger", "edu", "--factorial", "12", "--count", "3", "--json")
+            r = subprocess.run(trigger, capture_output=True, text=True, timeout=300)
+            assert r.returncode == 0, r.stderr
+            # irq_count, which trigger waits on, counts just before the emit.
+            events: list[upcall.Event] = []
+            while len(events) < 3 and (got := sub.read(3, timeout=10)):
+                events += got
+            st = settle(sub)
+            events += sub.read(16, timeout=0)
+    finally:
+        bind(edu_dev, "msi")
+    assert json.loads(r.stdout)["irq_mode"] == "intx"
+    assert [(e.seqno, e.value, e.source) for e in events] == [
+        (s, FACT_IRQ, abi.UPCALL_SOURCE_EDU) for s in (1, 2, 3)
+    ]
+    assert (st.emitted, st.delivered, st.dropped) == (3, 3, 0)
+
+
+def test_cli_trigger_not_root(edu_dev: Path) -> None:
+    bind(edu_dev, "msi")
+    before = irq_count(edu_dev)
+    code = (
+        "import os, sys\n"
+        "from upcall.cli import build_parser, main\n"
+        "build_parser()  # import everything before dropping privileges\n"
+        "os.setgid(65534); os.setuid(65534)\n"
+        "sys.exit(main(['trigger', 'edu']))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert (r.returncode, r.stdout) == (1, "")
+    [line] = r.stderr.splitlines()
+    assert line.startswith("upcall: permission denied writing") and "needs root" in line
+    assert irq_count(edu_dev) == before
+
+
+def test_cli_without_upcall_driver(edu_dev: Path) -> None:
+    bind(edu_dev, "msi")
+    unbind(edu_dev)
+    try:
+        cmds = [["trigger", "edu"], ["listen", "--source", "edu", "--count", "1"]]
+        procs = [
+            subprocess.Popen(
+                upcall_cmd(*c), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
+            for c in cmds
+        ]
+        for cmd, p in zip(cmds, procs, strict=True):
+            stdout, stderr = p.communicate(timeout=300)
+            assert (p.returncode, stdout) == (1, ""), cmd
+            assert (
+                stderr == f"upcall: edu device {edu_dev.name} is bound to no driver "
+                "(is upcall.ko loaded?), not upcall_edu\n"
+            )
+    finally:
+        bind(edu_dev, "msi")

@@ -26,10 +26,11 @@ from accounting import check_accounting, check_seqnos, drain, settle
 from figures import figure
 from load import kill_all, spawn_emitter
 from rawioctl import ioctl, stats, subscribe
-from test_edu import DRIVER, find_edu, write
 
 import upcall
 from upcall import abi
+from upcall.edu import DRIVER, find_device
+from upcall.edu import sysfs_write as write
 from upcall.transports import netlink
 
 # The harness may not export UPCALL_DEBUG_KERNEL: the kernel's name says it too.
@@ -250,7 +251,7 @@ def test_rlimit_sigpending_at_one(dev: upcall.Device) -> None:
 
 @pytest.fixture
 def edu() -> Iterator[str]:
-    dev = find_edu()
+    dev = find_device()
     if dev is None:
         pytest.skip("no edu device: boot with `upcall vm --edu` (make test does)")
     yield dev.name

@@ -31,6 +31,7 @@ from accounting import check_accounting, drain
 
 import upcall
 from upcall import bench
+from upcall import edu as edu_sysfs
 
 DEBUG = os.environ.get("UPCALL_DEBUG_KERNEL") == "1"
 EVENTS = int(os.environ.get("UPCALL_SOAK_EVENTS", 20_000 if DEBUG else 100_000))
@@ -79,7 +80,7 @@ def python_reader(
 def test_soak_every_transport_exact(dev: upcall.Device) -> None:
     if not bench.BENCH_BIN.is_file():
         pytest.fail(f"{bench.BENCH_BIN} is missing: run `make bench-build` first")
-    edu = bench.find_edu()
+    edu = edu_sysfs.find_device()
     stop_r, stop_w = os.pipe()
     ready_r, ready_w = os.pipe()
     sync_r, sync_w = os.pipe()
@@ -104,12 +105,12 @@ def test_soak_every_transport_exact(dev: upcall.Device) -> None:
             emitters.append(
                 start_emitter(max(1, EVENTS // EDU_RATIO), sync_r, ["--raise", str(edu / "raise")])
             )
-        bench.sysfs_write(TIMER, str(TIMER_HZ))
+        edu_sysfs.sysfs_write(TIMER, str(TIMER_HZ))
         try:
             os.write(sync_w, b"x" * len(emitters))
             results = [finish(p, "emitter", 7200) for p in emitters]
         finally:
-            bench.sysfs_write(TIMER, "0")
+            edu_sysfs.sysfs_write(TIMER, "0")
             stop_py.set()
             reader.join()
             os.close(stop_w)  # EOF: the C receivers finish
