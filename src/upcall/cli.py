@@ -387,8 +387,14 @@ def _add_extra_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
 # ----------------------------------------------------------------------------
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``upcall`` argument parser."""
+#: Commands defined in this file: running one skips importing the others'
+#: modules (the harness, the benchmark, the BPF path), which costs seconds
+#: in an emulated guest.
+CORE_COMMANDS = frozenset({"stats", "emit", "listen", "trigger"})
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``upcall`` argument parser (``command``: only what that command needs)."""
     parser = _Parser(prog="upcall", description="Kernel events delivered to user space.")
     # The subcommands' parsers are _Parser (argparse uses the parent's class);
     # typed as plain ArgumentParser for the add_command(s) hooks below.
@@ -506,7 +512,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print a JSON line")
     p.set_defaults(func=cmd_trigger)
 
-    _add_extra_commands(commands)
+    if command not in CORE_COMMANDS:
+        _add_extra_commands(commands)
     return parser
 
 
@@ -517,7 +524,8 @@ def _error(message: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``upcall`` command with ``argv`` (None: ``sys.argv[1:]``); return the exit status."""
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv[0] if argv else None)
     try:
         args = parser.parse_args(argv)
     except UsageError as e:
