@@ -37,11 +37,15 @@ static void upcall_sub_announce(struct upcall_sub *sub, unsigned long flags)
 	__releases(&sub->lock)
 {
 	struct eventfd_ctx *eventfd = sub->eventfd;
+	/* Edge-triggered, like a pipe: one SIGIO until the reader comes back. */
+	bool sigio = !sub->sigio_sent;
 
+	sub->sigio_sent = true;
 	raw_spin_unlock_irqrestore(&sub->lock, flags);
 
 	wake_up_interruptible_poll(&sub->wait, EPOLLIN | EPOLLRDNORM);
-	kill_fasync(&sub->fasync, SIGIO, POLL_IN);
+	if (sigio)
+		kill_fasync(&sub->fasync, SIGIO, POLL_IN);
 	if (eventfd)
 		upcall_eventfd_signal(eventfd);
 }
@@ -305,6 +309,7 @@ int upcall_sub_subscribe(struct upcall_sub *sub,
 	old_nl = sub->nl;
 	sub->nl = nl;
 	sub->transport = req->transport;
+	sub->sigio_sent = false;
 	if (resize) {
 		sub->dropped += kfifo_len(&sub->queue);
 		swap(sub->queue.kfifo, queue.kfifo);
@@ -389,8 +394,21 @@ int upcall_sub_pop(struct upcall_sub *sub, struct upcall_event *events,
 	}
 	n = kfifo_out(&sub->queue, events, max);
 	sub->delivered += n;
+	/* The reader came back: records queued from now on are news. */
+	sub->sigio_sent = false;
 	raw_spin_unlock_irqrestore(&sub->lock, flags);
 	return n;
+}
+
+/* O_ASYNC was turned on: announce the records already queued too. */
+void upcall_sub_fasync_on(struct upcall_sub *sub)
+{
+	unsigned long flags;
+
+	raw_spin_lock_irqsave(&sub->lock, flags);
+	sub->sigio_sent = false;
+	raw_spin_unlock_irqrestore(&sub->lock, flags);
+	irq_work_queue(&sub->work);
 }
 
 void upcall_sub_unpop(struct upcall_sub *sub, unsigned int lost)

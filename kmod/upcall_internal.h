@@ -64,6 +64,8 @@ struct upcall_netlink_target {
  * @draining: an irq_work or @nl_work run is delivering; others leave it
  *	alone so that events keep their order
  * @closing: release has begun; undelivered events are dropped
+ * @sigio_sent: a SIGIO was sent since the last read(2): the next waits
+ *	until the reader has been back
  * @target: the signal transport's destination
  * @nl: the netlink transport's destination
  * @eventfd: notified when a QUEUE subscriber's queue gets events, or NULL
@@ -88,6 +90,7 @@ struct upcall_sub {
 	u32 transport;
 	bool draining;
 	bool closing;
+	bool sigio_sent;
 	struct upcall_signal_target target;
 	struct upcall_netlink_target nl;
 	struct eventfd_ctx *eventfd;
@@ -104,6 +107,7 @@ struct upcall_sub *upcall_sub_alloc(void);
 void upcall_sub_free(struct upcall_sub *sub);
 int upcall_sub_subscribe(struct upcall_sub *sub,
 			 const struct upcall_subscribe *req);
+void upcall_sub_fasync_on(struct upcall_sub *sub);
 int upcall_sub_set_eventfd(struct upcall_sub *sub, struct eventfd_ctx *ctx);
 void upcall_sub_stats(struct upcall_sub *sub, struct upcall_stats *stats);
 int upcall_sub_pop(struct upcall_sub *sub, struct upcall_event *events,

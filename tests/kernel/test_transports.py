@@ -32,6 +32,7 @@ from upcall.transports.netlink import send_command
 
 U64 = (1 << 64) - 1
 NETLINK_GENERIC = 16
+F_SETSIG = 10
 CLONE_NEWNET = 0x40000000
 VIAS = ["queue", "fasync", "eventfd", "netlink", "signal"]
 QUEUED = ["queue", "fasync", "eventfd"]  # the ones that read the module's queue
@@ -362,6 +363,60 @@ def test_fasync_signal_names_the_file(dev: upcall.Device) -> None:
             assert (info.signo, info.code, info.fd) == (sub.signo, POLL_IN, sub.file_fd)
             assert info.band & select.POLLIN
         assert [e.value for e in sub.read(1, timeout=0)] == [5]
+
+
+def test_fasync_burst_sends_one_sigio_until_read(dev: upcall.Device) -> None:
+    """Edge-triggered: N events queued while nobody reads are announced once."""
+    n = 3000
+    with dev.subscribe("fasync", queue_size=4096) as sub:
+        assert isinstance(sub, FasyncSubscription)
+        got: list[upcall.Event] = []
+        for round_ in (1, 2):
+            for i in range(n):
+                dev.emit(i)
+            assert sub.stats().queued == n
+            assert select.select([sub.fileno()], [], [], 30)[0]
+            got += sub.read(10, timeout=0)  # takes 10, keeps the rest buffered
+            assert sub.notifications == round_ and sub.foreign == 0 and sub.sigio == 0
+            assert sub.stats().queued == 0, "one SIGIO: the receiver empties the queue"
+            drain(sub, got)
+        st = check_accounting(sub, got)
+        assert (st.emitted, st.dropped, len(got)) == (2 * n, 0, 2 * n)
+        assert sub.notifications == 2
+        print(f"\nfasync: {sub.notifications} SIGIOs for {2 * n} events")
+
+
+def test_fasync_burst_with_a_reader_costs_few_sigios(dev: upcall.Device) -> None:
+    n = 2_000 if os.environ.get("UPCALL_DEBUG_KERNEL") == "1" else 20_000
+    with dev.subscribe("fasync") as sub:
+        [got] = burst([sub], n)
+        st = check_accounting(sub, got)
+        assert st.emitted == n
+        signals_read = sub.notifications + sub.sigio  # type: ignore[attr-defined]
+        # One per read(2) that found the queue empty at most, never per event.
+        assert 1 <= signals_read < n
+        print(f"\nfasync burst: {signals_read} SIGIOs for {n} events ({st.dropped} dropped)")
+
+
+def test_fasync_turned_on_with_records_queued_announces_them(dev: upcall.Device) -> None:
+    fd = os.open("/dev/upcall", os.O_RDONLY | os.O_NONBLOCK)
+    signo = signal.SIGRTMIN + 7
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signo})
+    try:
+        assert ioctl(fd, abi.UPCALL_IOC_SUBSCRIBE, queue_req()) == 0
+        dev.emit(1)
+        dev.emit(2)  # announced (to nobody yet)
+        fcntl.fcntl(fd, fcntl.F_SETOWN, os.getpid())
+        fcntl.fcntl(fd, F_SETSIG, signo)
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_ASYNC)
+        info = signal.sigtimedwait({signo}, 30)
+        assert info is not None and info.si_code == POLL_IN
+        assert len(os.read(fd, 4 * abi.UPCALL_EVENT_SIZE)) == 2 * abi.UPCALL_EVENT_SIZE
+    finally:
+        os.close(fd)
+        while signal.sigtimedwait({signo}, 0) is not None:
+            pass
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signo})
 
 
 def test_fasync_thread_directed(dev: upcall.Device) -> None:

@@ -35,7 +35,10 @@
  * @UPCALL_TRANSPORT_QUEUE: records read(2) from the file; poll(2) reports
  *	EPOLLIN while any is queued.  The file also notifies, if asked, by
  *	SIGIO (fcntl F_SETOWN, F_SETSIG, O_ASYNC) and by an eventfd
- *	(UPCALL_IOC_SET_EVENTFD); an event counts as delivered once read
+ *	(UPCALL_IOC_SET_EVENTFD); an event counts as delivered once read.
+ *	SIGIO is edge-triggered: one is sent when records are queued and none
+ *	was sent since the last read(2) (or since O_ASYNC was turned on), so
+ *	after each SIGIO read until EAGAIN or records may wait unannounced
  * @UPCALL_TRANSPORT_NETLINK: one message per event on the generic netlink
  *	family %UPCALL_GENL_NAME, tagged with the subscriber's id
  *	(UPCALL_ATTR_SUBSCRIBER).  With %UPCALL_SUBSCRIBE_UNICAST it goes to
