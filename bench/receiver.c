@@ -152,6 +152,12 @@ static void subscribe(uint32_t transport, uint32_t signo)
 		.queue_size = opt.queue_size,
 	};
 
+	/* Netlink: this socket alone gets the events, as the Python side asks. */
+	if (transport == UPCALL_TRANSPORT_NETLINK) {
+		req.flags = UPCALL_SUBSCRIBE_UNICAST;
+		req.netlink_fd = sock_fd;
+	}
+
 	if (ioctl(dev_fd, UPCALL_IOC_SUBSCRIBE, &req))
 		die("UPCALL_IOC_SUBSCRIBE");
 	sub_id = get_stats().id;
@@ -295,20 +301,17 @@ static int netlink_open(void)
 {
 	struct sockaddr_nl sa = { .nl_family = AF_NETLINK };
 	int fd, size = 64 << 20;
-	uint32_t group;
 
 	fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_GENERIC);
 	if (fd < 0)
 		die("socket(NETLINK_GENERIC)");
 	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)))
 		die("bind netlink");
-	group = genl_resolve(fd);
+	genl_resolve(fd);
 	/* As root the limit does not apply; else take what rmem_max allows. */
 	if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof(size)) &&
 	    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size)))
 		die("SO_RCVBUF");
-	if (setsockopt(fd, SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, &group, sizeof(group)))
-		die("NETLINK_ADD_MEMBERSHIP");
 	if (fcntl(fd, F_SETFL, O_NONBLOCK))
 		die("O_NONBLOCK");
 	return fd;

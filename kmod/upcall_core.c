@@ -4,11 +4,15 @@
  *
  * An emitter stamps the event and queues it on every subscriber under the
  * subscriber's raw spinlock, then queues the subscriber's irq_work; the
- * irq_work hands the events to the transport in order (signal, netlink) or
- * tells the readers that the queue has events (queue: wake-up, SIGIO,
- * eventfd).  So upcall_emit() never sleeps and never waits on a receiver,
- * and nothing that takes a sleeping lock on PREEMPT_RT runs under a raw
- * lock.
+ * irq_work hands the events to the transport in order (signal) or tells
+ * the readers that the queue has events (queue: wake-up, SIGIO, eventfd).
+ * Netlink allocates and sends skbs, which hard IRQ context (where irq_work
+ * runs) must not, so the irq_work passes NETLINK subscribers on to a work
+ * item: one more wake-up, of a kworker, between emit and delivery.  The
+ * high-priority workqueue keeps that kworker ahead of ordinary emitters,
+ * whose events would otherwise overflow the queue while it waits.  So
+ * upcall_emit() never sleeps and never waits on a receiver, and nothing
+ * that takes a sleeping lock on PREEMPT_RT runs under a raw lock.
  */
 #include <linux/atomic.h>
 #include <linux/export.h>
@@ -28,39 +32,40 @@ static LIST_HEAD(upcall_subs);
 static DEFINE_MUTEX(upcall_subs_lock);
 static atomic64_t upcall_next_id = ATOMIC64_INIT(0);
 
-static int upcall_deliver(u32 transport, u64 id,
-			  const struct upcall_signal_target *target,
-			  const struct upcall_event *ev)
-{
-	switch (transport) {
-	case UPCALL_TRANSPORT_SIGNAL:
-		return upcall_signal_send(target, ev);
-	case UPCALL_TRANSPORT_NETLINK:
-		return upcall_netlink_send(id, ev);
-	default:
-		return -EINVAL;
-	}
-}
-
 /* QUEUE: the events stay for read(2); tell whoever waits for them. */
 static void upcall_sub_announce(struct upcall_sub *sub, unsigned long flags)
 	__releases(&sub->lock)
 {
 	struct eventfd_ctx *eventfd = sub->eventfd;
+	/* Edge-triggered, like a pipe: one SIGIO until the reader comes back. */
+	bool sigio = !sub->sigio_sent;
 
-	sub->draining = false;
+	sub->sigio_sent = true;
 	raw_spin_unlock_irqrestore(&sub->lock, flags);
 
 	wake_up_interruptible_poll(&sub->wait, EPOLLIN | EPOLLRDNORM);
-	kill_fasync(&sub->fasync, SIGIO, POLL_IN);
+	if (sigio)
+		kill_fasync(&sub->fasync, SIGIO, POLL_IN);
 	if (eventfd)
 		upcall_eventfd_signal(eventfd);
 }
 
-static void upcall_sub_drain(struct irq_work *work)
+static void upcall_sub_drop_all(struct upcall_sub *sub)
 {
-	struct upcall_sub *sub = container_of(work, struct upcall_sub, work);
+	sub->dropped += kfifo_len(&sub->queue);
+	kfifo_reset(&sub->queue);
+}
+
+/*
+ * Hand queued events to the transport, a batch at a time and in order.
+ * @in_task: run from @nl_work, where netlink may send; from @work (hard IRQ
+ * on most machines) NETLINK events are passed on to @nl_work.
+ */
+static void upcall_sub_deliver(struct upcall_sub *sub, bool in_task)
+{
 	struct upcall_signal_target target;
+	struct upcall_netlink_target nl;
+	unsigned int batch = in_task ? UPCALL_NETLINK_BATCH : UPCALL_DRAIN_BATCH;
 	struct upcall_event ev;
 	unsigned long flags;
 	unsigned int done;
@@ -72,43 +77,71 @@ static void upcall_sub_drain(struct irq_work *work)
 		raw_spin_unlock_irqrestore(&sub->lock, flags);
 		return;
 	}
-	sub->draining = true;
-
-	if (sub->closing) {
-		sub->dropped += kfifo_len(&sub->queue);
-		kfifo_reset(&sub->queue);
+	if (sub->closing)
+		upcall_sub_drop_all(sub);
+	if (kfifo_is_empty(&sub->queue)) {
+		raw_spin_unlock_irqrestore(&sub->lock, flags);
+		return;
 	}
-	if (sub->transport == UPCALL_TRANSPORT_QUEUE &&
-	    !kfifo_is_empty(&sub->queue)) {
+	if (sub->transport == UPCALL_TRANSPORT_QUEUE) {
 		upcall_sub_announce(sub, flags);
 		return;
 	}
+	if (sub->transport == UPCALL_TRANSPORT_NETLINK && !in_task) {
+		raw_spin_unlock_irqrestore(&sub->lock, flags);
+		queue_work(system_highpri_wq, &sub->nl_work);
+		return;
+	}
+	sub->draining = true;
 
-	for (done = 0; done < UPCALL_DRAIN_BATCH; done++) {
-		if (sub->transport == UPCALL_TRANSPORT_QUEUE ||
+	for (done = 0; done < batch; done++) {
+		transport = sub->transport;
+		if (transport == UPCALL_TRANSPORT_QUEUE ||
+		    (transport == UPCALL_TRANSPORT_NETLINK && !in_task) ||
 		    !kfifo_get(&sub->queue, &ev))
 			break;
-		transport = sub->transport;
 		target = sub->target;
+		nl = sub->nl;
 		raw_spin_unlock_irqrestore(&sub->lock, flags);
 
-		ret = upcall_deliver(transport, sub->id, &target, &ev);
+		if (transport == UPCALL_TRANSPORT_SIGNAL)
+			ret = upcall_signal_send(&target, &ev);
+		else
+			ret = upcall_netlink_send(&nl, sub->id, &ev);
 
 		raw_spin_lock_irqsave(&sub->lock, flags);
 		if (ret)
 			sub->dropped++;
 		else
 			sub->delivered++;
-		if (sub->closing) {
-			sub->dropped += kfifo_len(&sub->queue);
-			kfifo_reset(&sub->queue);
-		}
+		/* The socket is still held, so its pointer names it still. */
+		if (ret == -ECONNREFUSED && nl.sock && sub->nl.sock == nl.sock)
+			sub->nl.refused = true;
+		if (sub->closing)
+			upcall_sub_drop_all(sub);
 	}
 
 	sub->draining = false;
 	if (!kfifo_is_empty(&sub->queue))
 		irq_work_queue(&sub->work);
 	raw_spin_unlock_irqrestore(&sub->lock, flags);
+}
+
+static void upcall_sub_drain(struct irq_work *work)
+{
+	upcall_sub_deliver(container_of(work, struct upcall_sub, work), false);
+}
+
+static void upcall_sub_nl_drain(struct work_struct *work)
+{
+	upcall_sub_deliver(container_of(work, struct upcall_sub, nl_work), true);
+}
+
+/* Wait until no run of @work or @nl_work uses what was replaced. */
+static void upcall_sub_sync(struct upcall_sub *sub)
+{
+	irq_work_sync(&sub->work);
+	flush_work(&sub->nl_work);
 }
 
 static bool upcall_sub_push(struct upcall_sub *sub, u32 source, u64 value,
@@ -174,6 +207,7 @@ struct upcall_sub *upcall_sub_alloc(void)
 	init_waitqueue_head(&sub->wait);
 	raw_spin_lock_init(&sub->lock);
 	init_irq_work(&sub->work, upcall_sub_drain);
+	INIT_WORK(&sub->nl_work, upcall_sub_nl_drain);
 
 	mutex_lock(&upcall_subs_lock);
 	list_add_tail_rcu(&sub->node, &upcall_subs);
@@ -192,14 +226,18 @@ void upcall_sub_free(struct upcall_sub *sub)
 	/* After this no emitter can reach @sub... */
 	synchronize_rcu();
 
-	/* ...and after this no irq_work runs for it. */
+	/*
+	 * ...and after this no irq_work or netlink work runs for it: a run
+	 * now drops the queue, so it leaves nothing to queue another.
+	 */
 	raw_spin_lock_irqsave(&sub->lock, flags);
 	sub->closing = true;
 	raw_spin_unlock_irqrestore(&sub->lock, flags);
-	irq_work_sync(&sub->work);
+	upcall_sub_sync(sub);
 
 	if (sub->transport == UPCALL_TRANSPORT_SIGNAL)
 		upcall_signal_target_release(&sub->target);
+	upcall_netlink_target_release(&sub->nl);
 	if (sub->eventfd)
 		eventfd_ctx_put(sub->eventfd);
 	kfifo_free(&sub->queue);
@@ -220,12 +258,17 @@ int upcall_sub_subscribe(struct upcall_sub *sub,
 			 const struct upcall_subscribe *req)
 {
 	struct upcall_signal_target target = {}, old_target;
+	struct upcall_netlink_target nl = {}, old_nl;
 	DECLARE_KFIFO_PTR(queue, struct upcall_event);
 	unsigned int size;
 	unsigned long flags;
 	bool resize, had_signal;
 	int ret;
 
+	/* The socket only with UNICAST, and UNICAST only for NETLINK. */
+	if (req->flags & UPCALL_SUBSCRIBE_UNICAST ?
+	    req->transport != UPCALL_TRANSPORT_NETLINK : req->netlink_fd)
+		return -EINVAL;
 	switch (req->transport) {
 	case UPCALL_TRANSPORT_SIGNAL:
 		if (req->signo > INT_MAX)
@@ -253,22 +296,31 @@ int upcall_sub_subscribe(struct upcall_sub *sub,
 		if (ret)
 			goto free_queue;
 	}
+	if (req->flags & UPCALL_SUBSCRIBE_UNICAST) {
+		ret = upcall_netlink_target_init(&nl, req->netlink_fd);
+		if (ret)
+			goto free_queue;
+	}
 
 	raw_spin_lock_irqsave(&sub->lock, flags);
 	had_signal = sub->transport == UPCALL_TRANSPORT_SIGNAL;
 	old_target = sub->target;
 	sub->target = target;
+	old_nl = sub->nl;
+	sub->nl = nl;
 	sub->transport = req->transport;
+	sub->sigio_sent = false;
 	if (resize) {
 		sub->dropped += kfifo_len(&sub->queue);
 		swap(sub->queue.kfifo, queue.kfifo);
 	}
 	raw_spin_unlock_irqrestore(&sub->lock, flags);
 
-	/* A run that copied the old target must finish before we drop it. */
-	irq_work_sync(&sub->work);
+	/* A run that copied the old targets must finish before we drop them. */
+	upcall_sub_sync(sub);
 	if (had_signal)
 		upcall_signal_target_release(&old_target);
+	upcall_netlink_target_release(&old_nl);
 	/* Events queued under the old transport go out by the new one. */
 	irq_work_queue(&sub->work);
 	ret = 0;
@@ -289,7 +341,7 @@ int upcall_sub_set_eventfd(struct upcall_sub *sub, struct eventfd_ctx *ctx)
 	sub->eventfd = ctx;
 	raw_spin_unlock_irqrestore(&sub->lock, flags);
 
-	irq_work_sync(&sub->work);
+	upcall_sub_sync(sub);
 	if (old)
 		eventfd_ctx_put(old);
 	/* Events already queued are announced on the new eventfd too. */
@@ -342,8 +394,21 @@ int upcall_sub_pop(struct upcall_sub *sub, struct upcall_event *events,
 	}
 	n = kfifo_out(&sub->queue, events, max);
 	sub->delivered += n;
+	/* The reader came back: records queued from now on are news. */
+	sub->sigio_sent = false;
 	raw_spin_unlock_irqrestore(&sub->lock, flags);
 	return n;
+}
+
+/* O_ASYNC was turned on: announce the records already queued too. */
+void upcall_sub_fasync_on(struct upcall_sub *sub)
+{
+	unsigned long flags;
+
+	raw_spin_lock_irqsave(&sub->lock, flags);
+	sub->sigio_sent = false;
+	raw_spin_unlock_irqrestore(&sub->lock, flags);
+	irq_work_queue(&sub->work);
 }
 
 void upcall_sub_unpop(struct upcall_sub *sub, unsigned int lost)

@@ -189,8 +189,12 @@ static __poll_t upcall_poll(struct file *file, struct poll_table_struct *wait)
 static int upcall_fasync(int fd, struct file *file, int on)
 {
 	struct upcall_sub *sub = file->private_data;
+	int ret;
 
-	return fasync_helper(fd, file, on, &sub->fasync);
+	ret = fasync_helper(fd, file, on, &sub->fasync);
+	if (ret >= 0 && on)
+		upcall_sub_fasync_on(sub);
+	return ret;
 }
 
 static const struct file_operations upcall_fops = {

@@ -16,9 +16,12 @@
 #include <linux/uidgid.h>
 #include <linux/upcall.h>
 #include <linux/wait.h>
+#include <linux/workqueue.h>
 
 /* Events one irq_work run delivers before it lets the CPU go. */
 #define UPCALL_DRAIN_BATCH	64
+/* Events one run of the netlink work sends before it queues itself again. */
+#define UPCALL_NETLINK_BATCH	1024
 
 /**
  * struct upcall_signal_target - where a signal subscription sends
@@ -37,6 +40,19 @@ struct upcall_signal_target {
 };
 
 /**
+ * struct upcall_netlink_target - where a netlink subscription sends
+ * @sock: the subscriber's socket, holding its file so that its port id
+ *	stays its own; NULL for the multicast group
+ * @portid: @sock's port id
+ * @refused: the socket refused a message (ECONNREFUSED): send no more
+ */
+struct upcall_netlink_target {
+	struct socket *sock;
+	u32 portid;
+	bool refused;
+};
+
+/**
  * struct upcall_sub - one subscriber: an open file of /dev/upcall
  * @node: entry in the list of subscribers, walked under RCU by emitters
  * @id: unique while the module is loaded; tags its netlink messages
@@ -45,10 +61,13 @@ struct upcall_signal_target {
  * @lock: raw, so that emitters may take it from any context; protects
  *	every field below
  * @transport: the &enum upcall_transport in use
- * @draining: an irq_work run is delivering; others leave it alone so that
- *	events keep their order
+ * @draining: an irq_work or @nl_work run is delivering; others leave it
+ *	alone so that events keep their order
  * @closing: release has begun; undelivered events are dropped
+ * @sigio_sent: a SIGIO was sent since the last read(2): the next waits
+ *	until the reader has been back
  * @target: the signal transport's destination
+ * @nl: the netlink transport's destination
  * @eventfd: notified when a QUEUE subscriber's queue gets events, or NULL
  * @seqno: last sequence number given out
  * @emitted: events given a sequence number
@@ -56,9 +75,11 @@ struct upcall_signal_target {
  * @dropped: events lost, each counted once
  * @queue: events between emit and delivery; for QUEUE, until read(2)
  * @work: delivers or announces @queue outside the emitter's context
+ * @nl_work: delivers NETLINK events in process context, queued by @work
  *
- * @target and @eventfd are replaced under @lock, and the old ones released
- * only after irq_work_sync(): a run of @work uses them without references.
+ * @target, @nl and @eventfd are replaced under @lock, and the old ones
+ * released only after irq_work_sync() and flush_work(): a run of @work or
+ * @nl_work uses them without references.
  */
 struct upcall_sub {
 	struct list_head node;
@@ -69,7 +90,9 @@ struct upcall_sub {
 	u32 transport;
 	bool draining;
 	bool closing;
+	bool sigio_sent;
 	struct upcall_signal_target target;
+	struct upcall_netlink_target nl;
 	struct eventfd_ctx *eventfd;
 	u64 seqno;
 	u64 emitted;
@@ -77,12 +100,14 @@ struct upcall_sub {
 	u64 dropped;
 	DECLARE_KFIFO_PTR(queue, struct upcall_event);
 	struct irq_work work;
+	struct work_struct nl_work;
 };
 
 struct upcall_sub *upcall_sub_alloc(void);
 void upcall_sub_free(struct upcall_sub *sub);
 int upcall_sub_subscribe(struct upcall_sub *sub,
 			 const struct upcall_subscribe *req);
+void upcall_sub_fasync_on(struct upcall_sub *sub);
 int upcall_sub_set_eventfd(struct upcall_sub *sub, struct eventfd_ctx *ctx);
 void upcall_sub_stats(struct upcall_sub *sub, struct upcall_stats *stats);
 int upcall_sub_pop(struct upcall_sub *sub, struct upcall_event *events,
@@ -99,7 +124,10 @@ int upcall_signal_send(const struct upcall_signal_target *target,
 
 int upcall_netlink_init(void);
 void upcall_netlink_exit(void);
-int upcall_netlink_send(u64 id, const struct upcall_event *ev);
+int upcall_netlink_target_init(struct upcall_netlink_target *target, int fd);
+void upcall_netlink_target_release(struct upcall_netlink_target *target);
+int upcall_netlink_send(const struct upcall_netlink_target *target, u64 id,
+			const struct upcall_event *ev);
 
 /* Event sources: the edu PCI driver and the periodic timer. */
 int upcall_edu_init(void);

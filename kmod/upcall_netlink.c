@@ -2,13 +2,24 @@
 /*
  * upcall: the generic netlink transport.
  *
- * Events of NETLINK subscribers go to the "events" multicast group of the
- * "upcall" family, one message each, tagged with the subscriber's id.
- * Joining the group needs CAP_NET_ADMIN, as emitting over netlink does:
- * the events are no more public than /dev/upcall itself.
+ * Events of NETLINK subscribers are messages of the "upcall" family, one
+ * each, tagged with the subscriber's id.  A subscriber that handed over its
+ * socket gets its own messages by unicast, so a full socket costs only its
+ * owner; the others share the "events" multicast group.  Joining the group
+ * needs CAP_NET_ADMIN, as emitting over netlink does: the events are no
+ * more public than /dev/upcall itself.
+ *
+ * The unicast target is held by its file, as audit holds auditd's socket:
+ * a port id alone could pass to another process's socket once the first
+ * is closed.
  */
+#include <linux/net.h>
+#include <linux/netlink.h>
+#include <linux/nsproxy.h>
 #include <linux/upcall.h>
 #include <net/genetlink.h>
+#include <net/net_namespace.h>
+#include <net/sock.h>
 
 #include "upcall_internal.h"
 
@@ -81,21 +92,84 @@ static size_t upcall_netlink_msg_size(void)
 }
 
 /**
- * upcall_netlink_send() - multicast one event
+ * upcall_netlink_target_init() - take the caller's socket as a unicast target
+ * @target: filled on success
+ * @fd: the caller's bound NETLINK_GENERIC socket
+ *
+ * The family exists in the initial network namespace only, so the socket
+ * must be there, and be the caller's own namespace's.
+ *
+ * Context: process, the subscribing task.
+ * Return: 0; -EBADF or -ENOTSOCK for a descriptor that is not a socket;
+ * -EINVAL for another kind of socket, one elsewhere or one not bound.
+ */
+int upcall_netlink_target_init(struct upcall_netlink_target *target, int fd)
+{
+	struct sockaddr_nl addr = {};
+	struct socket *sock;
+	struct net *net;
+	int ret;
+
+	sock = sockfd_lookup(fd, &ret);
+	if (!sock)
+		return ret;
+
+	ret = -EINVAL;
+	if (sock->sk->sk_family != AF_NETLINK ||
+	    sock->sk->sk_protocol != NETLINK_GENERIC)
+		goto put_sock;
+	net = sock_net(sock->sk);
+	if (!net_eq(net, &init_net) || !net_eq(net, current->nsproxy->net_ns))
+		goto put_sock;
+	ret = kernel_getsockname(sock, (struct sockaddr *)&addr);
+	if (ret < 0)
+		goto put_sock;
+	/* Unbound: no port id yet, and none to send to. */
+	ret = -EINVAL;
+	if (!addr.nl_pid)
+		goto put_sock;
+
+	target->sock = sock;
+	target->portid = addr.nl_pid;
+	target->refused = false;
+	return 0;
+
+put_sock:
+	sockfd_put(sock);
+	return ret;
+}
+
+void upcall_netlink_target_release(struct upcall_netlink_target *target)
+{
+	if (target->sock)
+		sockfd_put(target->sock);
+	target->sock = NULL;
+}
+
+/**
+ * upcall_netlink_send() - send one event to its subscriber or the group
+ * @target: the subscriber's socket, or none for the multicast group
  * @id: the subscriber's id
  * @ev: the event
  *
- * Context: irq_work; allocates with GFP_ATOMIC.
- * Return: 0 when every listener took it; -ESRCH when nobody listens;
- * -ENOBUFS when a listener's receive buffer was full; -ENOMEM or
- * -EMSGSIZE when the message could not be built.
+ * Context: process (the subscriber's netlink work); never blocks on a
+ * receiver.
+ * Return: 0 when the socket, or every listener, took it; -EAGAIN when the
+ * socket's receive buffer was full; -ECONNREFUSED when it refuses messages
+ * from the kernel; -ESRCH when nobody listens to the group; -ENOBUFS when a
+ * listener's receive buffer was full; -ENOMEM or -EMSGSIZE when the message
+ * could not be built.
  */
-int upcall_netlink_send(u64 id, const struct upcall_event *ev)
+int upcall_netlink_send(const struct upcall_netlink_target *target, u64 id,
+			const struct upcall_event *ev)
 {
 	struct sk_buff *skb;
 	void *hdr;
 
-	skb = genlmsg_new(upcall_netlink_msg_size(), GFP_ATOMIC);
+	if (target->refused)
+		return -ECONNREFUSED;
+
+	skb = genlmsg_new(upcall_netlink_msg_size(), GFP_KERNEL);
 	if (!skb)
 		return -ENOMEM;
 
@@ -112,8 +186,12 @@ int upcall_netlink_send(u64 id, const struct upcall_event *ev)
 		goto cancel_msg;
 
 	genlmsg_end(skb, hdr);
+	/* Both consume @skb; unicast with MSG_DONTWAIT. */
+	if (target->sock)
+		return genlmsg_unicast(sock_net(target->sock->sk), skb,
+				       target->portid);
 	return genlmsg_multicast(&upcall_genl_family, skb, 0,
-				 UPCALL_GENL_GROUP_EVENTS, GFP_ATOMIC);
+				 UPCALL_GENL_GROUP_EVENTS, GFP_KERNEL);
 
 cancel_msg:
 	genlmsg_cancel(skb, hdr);

@@ -81,7 +81,8 @@ UPCALL_QUEUE_MIN = 2
 UPCALL_QUEUE_MAX = 65536
 
 UPCALL_SUBSCRIBE_THREAD = 1 << 0
-UPCALL_SUBSCRIBE_FLAGS = UPCALL_SUBSCRIBE_THREAD
+UPCALL_SUBSCRIBE_UNICAST = 1 << 1
+UPCALL_SUBSCRIBE_FLAGS = UPCALL_SUBSCRIBE_THREAD | UPCALL_SUBSCRIBE_UNICAST
 
 UPCALL_SOURCE_MAX = 0xFFFF
 UPCALL_SOURCE_USER = 0
@@ -120,7 +121,8 @@ UPCALL_EVENT_SIZE = EVENT_RECORD.size
 class UpcallSubscribe(ctypes.Structure):
     """``struct upcall_subscribe``; every field not set must stay zero.
 
-    ``queue_size`` 0 asks for the module's default (UPCALL_QUEUE_DEFAULT).
+    ``queue_size`` 0 asks for the module's default (UPCALL_QUEUE_DEFAULT);
+    ``netlink_fd`` is the socket of a UPCALL_SUBSCRIBE_UNICAST subscription.
     """
 
     _fields_ = (
@@ -128,7 +130,8 @@ class UpcallSubscribe(ctypes.Structure):
         ("flags", ctypes.c_uint32),
         ("signo", ctypes.c_uint32),
         ("queue_size", ctypes.c_uint32),
-        ("reserved", ctypes.c_uint32 * 4),
+        ("netlink_fd", ctypes.c_int32),
+        ("reserved", ctypes.c_uint32 * 3),
     )
 
 

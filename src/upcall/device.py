@@ -161,10 +161,19 @@ class _File:
         return self._fd < 0
 
     def subscribe(
-        self, transport: int, signo: int = 0, flags: int = 0, queue_size: int = 0
+        self,
+        transport: int,
+        signo: int = 0,
+        flags: int = 0,
+        queue_size: int = 0,
+        netlink_fd: int = 0,
     ) -> None:
         req = abi.UpcallSubscribe(
-            transport=transport, flags=flags, signo=signo, queue_size=queue_size
+            transport=transport,
+            flags=flags,
+            signo=signo,
+            queue_size=queue_size,
+            netlink_fd=netlink_fd,
         )
         _ioctl(self.fileno(), abi.UPCALL_IOC_SUBSCRIBE, req, "subscribe", self.path)
 
@@ -291,15 +300,21 @@ class Device:
         return EventfdSubscription(self._subscriber_file(_QUEUE_OPEN), queue_size)
 
     def subscribe_netlink(
-        self, *, queue_size: int | None = None, rcvbuf: int | None = None
+        self,
+        *,
+        queue_size: int | None = None,
+        rcvbuf: int | None = None,
+        multicast: bool = False,
     ) -> NetlinkSubscription:
         """Subscribe to events as generic netlink messages: :class:`NetlinkSubscription`.
 
         ``rcvbuf`` is the socket's receive buffer in bytes; None keeps the
-        system's default (``net.core.rmem_default``).
+        system's default (``net.core.rmem_default``). ``multicast`` False
+        sends the events to this subscription's socket alone; True to the
+        ``events`` group, where every listener gets them.
         """
         file = self._subscriber_file(os.O_RDONLY)
-        return NetlinkSubscription(file, queue_size=queue_size, rcvbuf=rcvbuf)
+        return NetlinkSubscription(file, queue_size=queue_size, rcvbuf=rcvbuf, multicast=multicast)
 
     def subscribe(
         self,
@@ -319,7 +334,8 @@ class Device:
           (:class:`FasyncSubscription`);
         - ``"eventfd"``: the queue, notified through an eventfd
           (:class:`EventfdSubscription`);
-        - ``"netlink"``: generic netlink multicast (:class:`NetlinkSubscription`).
+        - ``"netlink"``: generic netlink messages to a socket of this
+          subscription's own (:class:`NetlinkSubscription`).
 
         ``queue_size`` is the length of the subscriber's queue in the module,
         in events, from ``abi.UPCALL_QUEUE_MIN`` to ``abi.UPCALL_QUEUE_MAX``

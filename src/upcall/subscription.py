@@ -44,11 +44,17 @@ class SubscriberFile(Protocol):
 
     :meth:`subscribe` issues UPCALL_IOC_SUBSCRIBE *from the calling thread*
     (which matters for thread-directed signals); ``queue_size`` 0 asks for the
-    module's default. :meth:`close` ends the subscription in the kernel.
+    module's default; ``netlink_fd`` is the socket of a UNICAST netlink
+    subscription. :meth:`close` ends the subscription in the kernel.
     """
 
     def subscribe(
-        self, transport: int, signo: int = 0, flags: int = 0, queue_size: int = 0
+        self,
+        transport: int,
+        signo: int = 0,
+        flags: int = 0,
+        queue_size: int = 0,
+        netlink_fd: int = 0,
     ) -> None: ...
 
     def stats(self) -> Stats: ...

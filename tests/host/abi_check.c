@@ -37,6 +37,7 @@ int main(void)
 	NUM(UPCALL_QUEUE_MIN);
 	NUM(UPCALL_QUEUE_MAX);
 	NUM(UPCALL_SUBSCRIBE_THREAD);
+	NUM(UPCALL_SUBSCRIBE_UNICAST);
 	NUM(UPCALL_SUBSCRIBE_FLAGS);
 	NUM(UPCALL_SOURCE_MAX);
 	NUM(UPCALL_SOURCE_USER);
@@ -78,6 +79,7 @@ int main(void)
 	SCALAR(upcall_subscribe, flags);
 	SCALAR(upcall_subscribe, signo);
 	SCALAR(upcall_subscribe, queue_size);
+	SCALAR(upcall_subscribe, netlink_fd);
 	FIELD(upcall_subscribe, reserved);
 
 	SIZE(upcall_emit);

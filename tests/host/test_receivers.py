@@ -81,7 +81,12 @@ class FakeQueueFile:
         return self._r
 
     def subscribe(
-        self, transport: int, signo: int = 0, flags: int = 0, queue_size: int = 0
+        self,
+        transport: int,
+        signo: int = 0,
+        flags: int = 0,
+        queue_size: int = 0,
+        netlink_fd: int = 0,
     ) -> None:
         assert not self.closed and signo == 0 and flags == 0
         self.transport = transport
@@ -786,25 +791,33 @@ GROUP = 16  # in this private namespace, nobody else listens to nlctrl's group
 class File:
     # One NETLINK subscriber file: the id is what the messages are tagged with.
     def __init__(self): self.calls = []
-    def subscribe(self, transport, signo=0, flags=0, queue_size=0):
-        self.calls.append((transport, queue_size))
+    def subscribe(self, transport, signo=0, flags=0, queue_size=0, netlink_fd=0):
+        self.calls.append((transport, queue_size, flags, netlink_fd))
     def stats(self): return Stats(0, 0, 0, 0, 0, abi.UPCALL_TRANSPORT_NETLINK, 0, id=ME)
     def close(self): pass
 
 tx = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 16)
 tx.bind((0, 0))
-def send(seqno, sub=ME):
-    tx.sendto(message(kernel_attrs(sub=sub, seqno=seqno, value=seqno * 10)), (0, 1 << (GROUP - 1)))
+def send(seqno, sub=ME, port=0):
+    dest = (port, 0) if port else (0, 1 << (GROUP - 1))
+    tx.sendto(message(kernel_attrs(sub=sub, seqno=seqno, value=seqno * 10)), dest)
 
 out = {}
 f = File()
 with NetlinkSubscription(f, queue_size=16, family=GenlFamily(FAMILY, GROUP)) as sub:
+    # Unicast: the socket handed over is the one the events come to.
+    out["unicast_fd_ok"] = f.calls[0][3] == sub.fileno() and not sub.multicast
+    send(1, port=sub.portid); send(2, port=sub.portid)
+    out["unicast"] = [[e.seqno, e.value] for e in sub.read(10, timeout=5)]
+    out["unicast_calls"] = f.calls
+f = File()
+with NetlinkSubscription(f, queue_size=16, family=GenlFamily(FAMILY, GROUP), multicast=True) as sub:
     out["calls"] = f.calls
     send(1); send(2, sub=ME + 1); send(3)
     ev = sub.read(10, timeout=5)
     out["small"] = [[e.seqno, e.value, e.transport] for e in ev]
     out["small_foreign"] = sub.foreign
-with NetlinkSubscription(File(), rcvbuf=1, family=GenlFamily(FAMILY, GROUP)) as sub:
+with NetlinkSubscription(File(), rcvbuf=1, family=GenlFamily(FAMILY, GROUP), multicast=True) as sub:
     n = 300
     for s in range(1, n + 1):
         send(s)  # nobody reads meanwhile: the tiny buffer overflows
@@ -828,8 +841,17 @@ def test_netlink_multicast_and_overrun_in_a_private_namespace() -> None:
     out = json.loads(r.stdout)
     if "skip" in out:
         pytest.skip(f"no private network namespace here: {out['skip']}")
-    # Subscribed, then on close re-subscribed as a queue: the multicast stops.
-    assert out["calls"] == [[abi.UPCALL_TRANSPORT_NETLINK, 16], [abi.UPCALL_TRANSPORT_QUEUE, 16]]
+    # Subscribed, then on close re-subscribed as a queue: the messages stop.
+    assert out["unicast_fd_ok"] and out["unicast"] == [[1, 10], [2, 20]]
+    unicast = abi.UPCALL_SUBSCRIBE_UNICAST
+    assert [c[:3] for c in out["unicast_calls"]] == [
+        [abi.UPCALL_TRANSPORT_NETLINK, 16, unicast],
+        [abi.UPCALL_TRANSPORT_QUEUE, 16, 0],
+    ]
+    assert out["calls"] == [
+        [abi.UPCALL_TRANSPORT_NETLINK, 16, 0, 0],
+        [abi.UPCALL_TRANSPORT_QUEUE, 16, 0, 0],
+    ]
     assert out["small"] == [[1, 10, "netlink"], [3, 30, "netlink"]]
     assert out["small_foreign"] == 1
     burst = out["burst"]

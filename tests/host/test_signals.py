@@ -54,7 +54,12 @@ class FakeModule:
 
     # SubscriberFile
     def subscribe(
-        self, transport: int, signo: int = 0, flags: int = 0, queue_size: int = 0
+        self,
+        transport: int,
+        signo: int = 0,
+        flags: int = 0,
+        queue_size: int = 0,
+        netlink_fd: int = 0,
     ) -> None:
         assert not self.closed
         if self.refuse is not None:

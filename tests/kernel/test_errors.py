@@ -109,7 +109,7 @@ def test_unknown_flags_are_einval(fd: int, flags: int) -> None:
     assert subscribe(fd, SIG, flags=flags) == -errno.EINVAL
 
 
-@pytest.mark.parametrize("field", [0, 3])
+@pytest.mark.parametrize("field", [0, 2])
 def test_nonzero_reserved_subscribe_is_einval(fd: int, field: int) -> None:
     req = abi.UpcallSubscribe(transport=abi.UPCALL_TRANSPORT_QUEUE)
     req.reserved[field] = 1

@@ -179,7 +179,7 @@ static bool allowed_errno(int err)
 {
 	switch (err) {
 	case EINVAL: case EFAULT: case ENOTTY: case EBADF: case ENOMEM:
-	case EAGAIN: case EPERM: case ESRCH:
+	case EAGAIN: case EPERM: case ESRCH: case ENOTSOCK:
 		return true;
 	default:
 		return false;

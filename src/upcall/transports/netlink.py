@@ -1,12 +1,13 @@
-"""The NETLINK transport: generic netlink multicast, one message per event.
+"""The NETLINK transport: generic netlink, one message per event.
 
 The control plane uses pyroute2: it resolves the family ``upcall`` and its
 ``events`` multicast group (CTRL_CMD_GETFAMILY) and sends commands. The data
 plane does not: pyroute2 0.9 reads through an asyncio datagram endpoint, one
 datagram per call, and decodes each message into nested Python objects,
 which costs tens of microseconds an event and cannot keep up with a burst.
-So the event socket is a plain AF_NETLINK socket joined to the group and
-read with recvmmsg(2), many datagrams per system call (:mod:`.mmsg`), and the
+So the event socket is a plain AF_NETLINK socket, handed to the module
+(unicast: this subscriber's events only) or joined to the group, read with
+recvmmsg(2), many datagrams per system call (:mod:`.mmsg`), and the
 messages are parsed from the raw bytes with :mod:`struct` (:mod:`.nlmsg`).
 """
 
@@ -159,11 +160,14 @@ def send_command(cmd: int, attrs: Sequence[tuple[str, int]]) -> None:
         sock.close()
 
 
-def open_event_socket(family: GenlFamily, rcvbuf: int | None = None) -> socket.socket:
-    """A non-blocking netlink socket joined to the event group.
+def open_event_socket(
+    family: GenlFamily, rcvbuf: int | None = None, *, multicast: bool = True
+) -> socket.socket:
+    """A non-blocking, bound netlink socket; with ``multicast``, joined to the event group.
 
-    It asks for NETLINK_BROADCAST_ERROR, so that when it has no room for a
-    message the module learns of it and counts the event as dropped.
+    A group member asks for NETLINK_BROADCAST_ERROR, so that when it has no
+    room for a message the module learns of it and counts the event as
+    dropped. (A unicast socket needs no such thing: the sender is told.)
 
     ``rcvbuf`` None keeps the system default; else it is set with
     SO_RCVBUFFORCE when allowed (CAP_NET_ADMIN: beyond ``net.core.rmem_max``),
@@ -181,11 +185,12 @@ def open_event_socket(family: GenlFamily, rcvbuf: int | None = None) -> socket.s
                 sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, rcvbuf)
             except PermissionError:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        # Without it the kernel does not tell the sender that this socket had
-        # no room (it reports a failure only when nobody took the message),
-        # so the module could not count this listener's losses.
-        sock.setsockopt(SOL_NETLINK, NETLINK_BROADCAST_ERROR, 1)
-        sock.setsockopt(SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, family.group_id)
+        if multicast:
+            # Without it the kernel does not tell the sender that this socket
+            # had no room (it reports a failure only when nobody took the
+            # message), so the module could not count this listener's losses.
+            sock.setsockopt(SOL_NETLINK, NETLINK_BROADCAST_ERROR, 1)
+            sock.setsockopt(SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, family.group_id)
     except BaseException:
         sock.close()
         raise
@@ -193,20 +198,23 @@ def open_event_socket(family: GenlFamily, rcvbuf: int | None = None) -> socket.s
 
 
 class NetlinkSubscription(Subscription):
-    """Events as generic netlink multicast messages, one UPCALL_CMD_EVENT each.
+    """Events as generic netlink messages, one UPCALL_CMD_EVENT each.
 
-    Every listener of the group gets every NETLINK subscriber's messages;
-    this one keeps those whose SUBSCRIBER attribute is its own id (from
-    ``stats().id``) and counts the others in :attr:`foreign`. It joins the
-    group before subscribing, since the module drops an event nobody listens to.
-
-    When the socket's receive buffer is full the kernel drops the message,
-    counts it for its subscriber (``stats().dropped``) and reports ENOBUFS on
+    By default the module sends this subscriber's events to its own socket
+    alone (UPCALL_SUBSCRIBE_UNICAST: the socket is handed over with the
+    subscription and held by the module until :meth:`close`). When the
+    socket's receive buffer is full the kernel drops the message, counts it
+    for this subscriber only (``stats().dropped``) and reports ENOBUFS on
     the socket: that is counted in :attr:`overruns` and reading goes on; the
     lost events show as a gap in ``seqno`` (:attr:`lost`). A bigger
     ``rcvbuf`` makes that rarer. Events carry ``timestamp_ns``.
 
-    With several netlink subscribers at once, the module counts an event as
+    ``multicast=True`` joins the ``events`` group instead (CAP_NET_ADMIN),
+    before subscribing, since the module drops an event nobody listens to.
+    Every listener of the group then gets every multicast subscriber's
+    messages; this one keeps those whose SUBSCRIBER attribute is its own id
+    (from ``stats().id``) and counts the others in :attr:`foreign`. The
+    group reports one result per message, so the module counts an event as
     dropped when *any* listener's socket was full, even if its own
     subscriber got it: ``received + dropped`` may then exceed ``emitted``,
     never fall short of it.
@@ -221,10 +229,12 @@ class NetlinkSubscription(Subscription):
         queue_size: int | None = None,
         rcvbuf: int | None = None,
         family: GenlFamily | None = None,
+        multicast: bool = False,
     ) -> None:
         """Subscribe ``file``. ``queue_size`` None (or 0): the module's default;
         ``rcvbuf`` None: the system's default buffer (see :func:`open_event_socket`);
-        ``family`` None: ask the kernel (:func:`resolve_family`).
+        ``family`` None: ask the kernel (:func:`resolve_family`); ``multicast``
+        False: this socket alone gets the events, True: the group does.
         """
         super().__init__(file)
         self._sock: socket.socket | None = None
@@ -233,6 +243,7 @@ class NetlinkSubscription(Subscription):
         self._malformed = 0
         self._overruns = 0
         self._queue_size = 0
+        self._multicast = multicast
         try:
             self._queue_size = size = check_queue_size(queue_size)
             if rcvbuf is not None and (
@@ -240,10 +251,19 @@ class NetlinkSubscription(Subscription):
             ):
                 raise ValueError(f"rcvbuf must be a positive number of bytes, not {rcvbuf!r}")
             self._family = family if family is not None else resolve_family()
-            self._sock = open_event_socket(self._family, rcvbuf)
+            self._sock = open_event_socket(self._family, rcvbuf, multicast=multicast)
             self._reader = DatagramReader(self._sock.fileno(), slot_size=SLOT_SIZE, capacity=64)
             self._last_seqno = file.stats().seqno
-            file.subscribe(abi.UPCALL_TRANSPORT_NETLINK, 0, 0, size)
+            if multicast:
+                file.subscribe(abi.UPCALL_TRANSPORT_NETLINK, 0, 0, size)
+            else:
+                file.subscribe(
+                    abi.UPCALL_TRANSPORT_NETLINK,
+                    0,
+                    abi.UPCALL_SUBSCRIBE_UNICAST,
+                    size,
+                    netlink_fd=self._sock.fileno(),
+                )
             self._id = file.stats().id
         except BaseException:
             self._closed = self._finished = True
@@ -259,6 +279,16 @@ class NetlinkSubscription(Subscription):
     def id(self) -> int:
         """The subscriber id the module tags this subscription's messages with."""
         return self._id
+
+    @property
+    def multicast(self) -> bool:
+        """True if the events go to the group, False if to this socket alone."""
+        return self._multicast
+
+    @property
+    def portid(self) -> int:
+        """The socket's netlink port id: where unicast events are sent."""
+        return int(self._socket().getsockname()[0])
 
     @property
     def family(self) -> GenlFamily:
@@ -344,8 +374,9 @@ class NetlinkSubscription(Subscription):
         return choose_signal()  # a token for _thread.interrupt_main(); never sent
 
     def _detach(self) -> None:
-        # Stop the multicast of this subscriber's events (the file may live on
-        # in a forked child): every listener of the group would get them.
+        # Stop this subscriber's messages (the file may live on in a forked
+        # child): the group's listeners would get them, or the module would
+        # keep holding our socket.
         self._detach_to_queue(self._queue_size)
 
     def _teardown(self) -> None:

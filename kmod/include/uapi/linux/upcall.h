@@ -35,12 +35,17 @@
  * @UPCALL_TRANSPORT_QUEUE: records read(2) from the file; poll(2) reports
  *	EPOLLIN while any is queued.  The file also notifies, if asked, by
  *	SIGIO (fcntl F_SETOWN, F_SETSIG, O_ASYNC) and by an eventfd
- *	(UPCALL_IOC_SET_EVENTFD); an event counts as delivered once read
+ *	(UPCALL_IOC_SET_EVENTFD); an event counts as delivered once read.
+ *	SIGIO is edge-triggered: one is sent when records are queued and none
+ *	was sent since the last read(2) (or since O_ASYNC was turned on), so
+ *	after each SIGIO read until EAGAIN or records may wait unannounced
  * @UPCALL_TRANSPORT_NETLINK: one message per event on the generic netlink
- *	family %UPCALL_GENL_NAME, multicast group %UPCALL_GENL_MCGRP_EVENTS,
- *	tagged with the subscriber's id (UPCALL_ATTR_SUBSCRIBER); delivered
- *	once every listener took it, dropped if any listener's socket was full
- *	or none listens (see "Generic netlink")
+ *	family %UPCALL_GENL_NAME, tagged with the subscriber's id
+ *	(UPCALL_ATTR_SUBSCRIBER).  With %UPCALL_SUBSCRIBE_UNICAST it goes to
+ *	the subscriber's own socket only, and counts as delivered once that
+ *	socket took it; else to the multicast group %UPCALL_GENL_MCGRP_EVENTS,
+ *	delivered once every listener took it, dropped if any listener's
+ *	socket was full or none listens (see "Generic netlink")
  */
 enum upcall_transport {
 	UPCALL_TRANSPORT_NONE = 0,
@@ -78,7 +83,10 @@ struct upcall_event {
 
 /* Direct the signal at the subscribing thread instead of its process. */
 #define UPCALL_SUBSCRIBE_THREAD		(1U << 0)
-#define UPCALL_SUBSCRIBE_FLAGS		(UPCALL_SUBSCRIBE_THREAD)
+/* NETLINK: send to the socket @netlink_fd alone, not to the group. */
+#define UPCALL_SUBSCRIBE_UNICAST	(1U << 1)
+#define UPCALL_SUBSCRIBE_FLAGS		(UPCALL_SUBSCRIBE_THREAD | \
+					 UPCALL_SUBSCRIBE_UNICAST)
 
 /**
  * struct upcall_subscribe - argument of UPCALL_IOC_SUBSCRIBE
@@ -89,6 +97,12 @@ struct upcall_event {
  *	the first two or three for itself; zero for other transports
  * @queue_size: the queue's length in events, from %UPCALL_QUEUE_MIN to
  *	%UPCALL_QUEUE_MAX; 0 for %UPCALL_QUEUE_DEFAULT
+ * @netlink_fd: with %UPCALL_SUBSCRIBE_UNICAST (NETLINK only), the caller's
+ *	bound NETLINK_GENERIC socket, in the initial network namespace, that
+ *	receives this subscriber's events; else zero.  The module holds the
+ *	socket until the next SUBSCRIBE or the file's close, so its port id
+ *	cannot pass to another socket meanwhile.  EBADF or ENOTSOCK if it is
+ *	not an open socket, EINVAL if it is another kind or not bound.
  * @reserved: must be zero
  *
  * The subscriber is always the caller: the module records the calling
@@ -109,7 +123,8 @@ struct upcall_subscribe {
 	__u32 flags;
 	__u32 signo;
 	__u32 queue_size;
-	__u32 reserved[4];
+	__s32 netlink_fd;
+	__u32 reserved[3];
 };
 
 /* The largest source id; the signal layout has room for no more. */
@@ -223,13 +238,27 @@ struct upcall_eventfd {
 #define UPCALL_SI_CODE(source)	(UPCALL_SI_CODE_BASE - (int)(source))
 
 /*
- * Generic netlink.  The family %UPCALL_GENL_NAME has one multicast group,
- * %UPCALL_GENL_MCGRP_EVENTS, in the initial network namespace.  Each event
- * of a NETLINK subscriber is one UPCALL_CMD_EVENT message with the
- * attributes SUBSCRIBER, SEQNO, TIMESTAMP, VALUE and SOURCE; listeners keep
- * the messages whose SUBSCRIBER is theirs.  Joining the group needs
- * CAP_NET_ADMIN.  UPCALL_CMD_EMIT (VALUE, and optionally SOURCE) emits like
- * UPCALL_IOC_EMIT and needs CAP_NET_ADMIN.
+ * Generic netlink.  The family %UPCALL_GENL_NAME lives in the initial
+ * network namespace.  Each event of a NETLINK subscriber is one
+ * UPCALL_CMD_EVENT message with the attributes SUBSCRIBER, SEQNO,
+ * TIMESTAMP, VALUE and SOURCE, sent from a workqueue (never from the
+ * emitter's context).
+ *
+ * Unicast (UPCALL_SUBSCRIBE_UNICAST): the messages go to the subscriber's
+ * socket alone, without blocking.  A message that finds the socket's
+ * receive buffer full is dropped and counted for that subscriber only, and
+ * the socket reports ENOBUFS on its next receive; other subscribers lose
+ * nothing by it.
+ *
+ * Multicast: the messages go to the group %UPCALL_GENL_MCGRP_EVENTS
+ * (joining it needs CAP_NET_ADMIN); every listener gets every multicast
+ * subscriber's events and keeps those whose SUBSCRIBER is its own.  The
+ * group reports one result per message, so an event counts as dropped
+ * when any listener had no room (ask for NETLINK_BROADCAST_ERROR to be
+ * told) or nobody listens, even if its own subscriber got it.
+ *
+ * UPCALL_CMD_EMIT (VALUE, and optionally SOURCE) emits like UPCALL_IOC_EMIT
+ * and needs CAP_NET_ADMIN.
  */
 #define UPCALL_GENL_NAME		"upcall"
 #define UPCALL_GENL_VERSION		1
