@@ -89,8 +89,13 @@ static irqreturn_t upcall_edu_irq(int irq, void *dev_id)
 
 	/* Acknowledge only what we saw: a later raise must interrupt again. */
 	writel(status, edu->regs + EDU_REG_IRQ_ACK);
-	atomic_long_inc(&edu->irq_count);
 	upcall_emit(UPCALL_SOURCE_EDU, status);
+	/*
+	 * Count after the emit: whoever sees irq_count go up (upcall trigger)
+	 * knows the event has its seqno and is on its way.
+	 */
+	smp_mb__before_atomic();
+	atomic_long_inc(&edu->irq_count);
 	return IRQ_HANDLED;
 }
 
