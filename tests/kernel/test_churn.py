@@ -24,6 +24,7 @@ from collections.abc import Callable
 import pytest
 from accounting import check_accounting, drain
 from figures import figure
+from guest import DEBUG_KERNEL as DEBUG
 from load import emitters_on_all_cpus, kill_all
 from rawioctl import ioctl, subscribe
 
@@ -31,8 +32,6 @@ import upcall
 from upcall import abi
 from upcall.transports import netlink
 
-# The harness may not export UPCALL_DEBUG_KERNEL: the kernel's name says it too.
-DEBUG = os.environ.get("UPCALL_DEBUG_KERNEL") == "1" or "debug" in os.uname().release
 CYCLES = 200 if DEBUG else 1000
 WARM_UP = 20
 THREADS = 4

@@ -28,13 +28,12 @@ from pathlib import Path
 import pytest
 from accounting import check_accounting, drain
 from figures import figure
+from guest import DEBUG_KERNEL as DEBUG
 from rawioctl import ioctl, stats
 
 import upcall
 from upcall import abi
 
-# The harness may not export UPCALL_DEBUG_KERNEL: the kernel's name says it too.
-DEBUG = os.environ.get("UPCALL_DEBUG_KERNEL") == "1" or "debug" in os.uname().release
 DEBUGFS = Path("/sys/kernel/debug")
 FAILSLAB = DEBUGFS / "failslab"
 FAIL_PAGE = DEBUGFS / "fail_page_alloc"

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 from accounting import check_accounting, check_seqnos, drain, settle
 from figures import figure
+from guest import DEBUG_KERNEL as DEBUG
 from load import kill_all, spawn_emitter
 from rawioctl import ioctl, stats, subscribe
 
@@ -33,8 +34,6 @@ from upcall.edu import DRIVER, find_device
 from upcall.edu import sysfs_write as write
 from upcall.transports import netlink
 
-# The harness may not export UPCALL_DEBUG_KERNEL: the kernel's name says it too.
-DEBUG = os.environ.get("UPCALL_DEBUG_KERNEL") == "1" or "debug" in os.uname().release
 SIG = signal.SIGRTMIN + 7
 NOBODY = 65534
 

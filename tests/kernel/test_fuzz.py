@@ -13,11 +13,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from guest import DEBUG_KERNEL
 
 FUZZER = Path(__file__).resolve().parents[2] / "build" / "fuzz" / "upcall-fuzz"
 # A million calls per seed on the stock kernel; the debug kernel is five to
 # ten times slower, so a fifth of that there.
-DEFAULT_CALLS = 200_000 if os.environ.get("UPCALL_DEBUG_KERNEL") == "1" else 1_000_000
+DEFAULT_CALLS = 200_000 if DEBUG_KERNEL else 1_000_000
 CALLS = int(os.environ.get("UPCALL_FUZZ_CALLS", DEFAULT_CALLS))
 
 

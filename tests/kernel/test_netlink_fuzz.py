@@ -15,13 +15,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from guest import DEBUG_KERNEL as DEBUG
 
 import upcall
 from upcall import abi
 from upcall.transports.netlink import send_command
 
 FUZZER = Path(__file__).resolve().parent / "nlfuzz.py"
-DEBUG = os.environ.get("UPCALL_DEBUG_KERNEL") == "1"
 # Python builds each message: about 1.5 ms apiece under TCG, so `make test`
 # sends 20,000 (4,000 on the debug kernel) and `make soak` the larger runs.
 MESSAGES = int(os.environ.get("UPCALL_NLFUZZ_MESSAGES", 4_000 if DEBUG else 20_000))

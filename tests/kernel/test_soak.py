@@ -28,12 +28,12 @@ from typing import Any
 
 import pytest
 from accounting import check_accounting, drain
+from guest import DEBUG_KERNEL as DEBUG
 
 import upcall
 from upcall import bench
 from upcall import edu as edu_sysfs
 
-DEBUG = os.environ.get("UPCALL_DEBUG_KERNEL") == "1"
 EVENTS = int(os.environ.get("UPCALL_SOAK_EVENTS", 20_000 if DEBUG else 100_000))
 EMITTERS = int(os.environ.get("UPCALL_SOAK_EMITTERS", 2))
 THREADS = int(os.environ.get("UPCALL_SOAK_THREADS", 2))
