@@ -387,12 +387,6 @@ def _add_extra_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
 # ----------------------------------------------------------------------------
 
 
-#: Commands defined in this file: running one skips importing the others'
-#: modules (the harness, the benchmark, the BPF path), which costs seconds
-#: in an emulated guest.
-CORE_COMMANDS = frozenset({"stats", "emit", "listen", "trigger"})
-
-
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The ``upcall`` argument parser (``command``: only what that command needs)."""
     parser = _Parser(prog="upcall", description="Kernel events delivered to user space.")
@@ -512,7 +506,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print a JSON line")
     p.set_defaults(func=cmd_trigger)
 
-    if command not in CORE_COMMANDS:
+    # A command defined above needs none of the other modules (the harness,
+    # the benchmark, the BPF path), whose import costs seconds in a guest.
+    if command not in commands.choices:
         _add_extra_commands(commands)
     return parser
 
