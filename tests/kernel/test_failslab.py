@@ -8,10 +8,12 @@ Paths that run in the caller's task (open, SUBSCRIBE, SET_EVENTFD, EMIT) are
 swept with /proc/thread-self/fail-nth: the call is made with its 1st, then
 2nd, ... fallible allocation failing (failslab and fail_page_alloc both
 count), until a call passes them all. Each failure must be -ENOMEM and leave
-the subscriber as it was. Delivery (signals, netlink messages) allocates with
-GFP_ATOMIC in irq_work, outside any task, so there failslab is aimed at the
-one cache that allocation uses (cache-filter) for a few allocations; each
-failure must be a counted drop. After each, the module does a normal round
+the subscriber as it was. Delivery runs outside the caller's task: signals
+allocate with GFP_ATOMIC in irq_work, so failslab is aimed at their cache
+(cache-filter; `upcall vm` boots the debug kernel with slub_debug=A,sigqueue,
+which marks it); netlink messages are built with GFP_KERNEL by a work item on
+the high-priority workqueue, so failslab is aimed at those workers
+(task-filter). Each failure must be a counted drop. After each, the module does a normal round
 trip; kmemleak (scanned by the harness after the suite) finds no leak.
 """
 
@@ -133,22 +135,32 @@ def round_trip(dev: upcall.Device) -> None:
 @pytest.mark.usefixtures("injection")
 def test_open_fails_cleanly(dev: upcall.Device) -> None:
     null_results, _ = sweep(lambda: 0, lambda _: raw_open("/dev/null"), close_result)
-    results, final = sweep(lambda: 0, lambda _: raw_open("/dev/upcall"), close_result)
-    assert final >= 0
-    assert all(r >= 0 or r == -errno.ENOMEM for r in results), results
-    failed = [r for r in results if r < 0]
     null_failed = [r for r in null_results if r < 0]
-    # The VFS's own allocations, and then at least one of the module's
-    # (subscriber, queue): the injection reaches upcall's open. The debug
-    # kernel showed one -ENOMEM more than /dev/null, not two: why the second
-    # point is absorbed is an open question (see issue 6's note).
-    assert len(failed) >= len(null_failed) + 1, (failed, null_failed, results)
+    # Beyond the VFS's own allocations, the module's two: the subscriber
+    # (slab) and its 48 KiB queue (pages). fail-nth counts every injection
+    # point the task passes, the debug kernel's bookkeeping too: kmemleak's
+    # metadata after each allocation (absorbed by its pool: the even points)
+    # and, now and then, a page for KASAN's stack depot. When that one takes
+    # a number within a call, the numbering shifts by one and a module point
+    # goes untried in that sweep (a second sweep tries it); other rare
+    # points of the kernel's own can add a failure, never take one away.
+    sweeps = 0
+    while sweeps < 3:
+        sweeps += 1
+        results, final = sweep(lambda: 0, lambda _: raw_open("/dev/upcall"), close_result)
+        assert final >= 0
+        assert all(r >= 0 or r == -errno.ENOMEM for r in results), results
+        failed = [r for r in results if r < 0]
+        if len(failed) >= len(null_failed) + 2:
+            break
+    assert len(failed) >= len(null_failed) + 2, (failed, null_failed, results, sweeps)
     assert dev.emit(1) == 0, "a failed open left a subscriber behind"
     round_trip(dev)
     figure(
         f"allocation failure: open: {len(results)} allocations failed in turn, {len(failed)} "
-        f"made it fail ({len(failed) - len(null_failed)} more than /dev/null's), all -ENOMEM, "
-        f"the rest absorbed; no subscriber left behind, module healthy"
+        f"made it fail ({len(failed) - len(null_failed)} more than /dev/null's: at least the "
+        f"module's subscriber and queue), all -ENOMEM, the rest absorbed; no subscriber left "
+        f"behind, module healthy ({sweeps} sweep(s))"
     )
 
 
@@ -233,64 +245,110 @@ def test_set_eventfd_and_emit_allocate_nothing(dev: upcall.Device) -> None:
     )
 
 
-@contextlib.contextmanager
-def failing(cache: str, times: int) -> Iterator[str]:
-    """failslab for the next ``times`` allocations from ``cache``, by anyone.
+def highpri_kworkers() -> list[Path]:
+    """/proc entries of the high-priority workqueue's workers ("kworker/0:1H")."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            comm = (proc / "comm").read_text().strip() if proc.name.isdigit() else ""
+        except OSError:  # exited meanwhile
+            continue
+        # While running a work item the name gains "-<workqueue>".
+        if comm.startswith("kworker/") and comm.split("-")[0].endswith("H"):
+            found.append(proc)
+    return found
 
-    A cache merged with others cannot be singled out: then any atomic slab
-    allocation may fail (ignore-gfp-wait), briefly. Yields which was armed.
+
+def mark(procs: list[Path], value: str) -> None:
+    for proc in procs:
+        with contextlib.suppress(OSError):  # a worker may exit
+            knob(proc / "make-it-fail", value)
+
+
+@contextlib.contextmanager
+def failing_in_kworkers(times: int) -> Iterator[Callable[[], None]]:
+    """failslab for the next ``times`` slab allocations of the high-priority workers.
+
+    The netlink send allocates with GFP_KERNEL in a work item on
+    system_highpri_wq: no fail-nth (that is per task, and only the task
+    itself may write it) and no cache filter (skbuff_head_cache is merged)
+    reaches it, but task-filter does: only tasks whose make-it-fail is set
+    fail. Yields a function that marks workers started since.
     """
-    flag = Path(f"/sys/kernel/slab/{cache}/failslab")
+    marked: list[Path] = []
+
+    def remark() -> None:
+        new = [p for p in highpri_kworkers() if p not in marked]
+        mark(new, "1")
+        marked.extend(new)
+
     try:
-        knob(flag, "1")
-        filters = {"cache-filter": "Y"}
-        armed = f"cache {cache}"
-    except OSError:
-        filters = {"ignore-gfp-wait": "Y"}
-        armed = f"any atomic slab allocation ({cache} is merged)"
-    try:
-        for k, v in filters.items():
-            knob(FAILSLAB / k, v)
+        remark()
+        knob(FAILSLAB / "task-filter", "Y")
         knob(FAILSLAB / "times", str(times))
         knob(FAILSLAB / "probability", "100")
-        yield armed
+        yield remark
+    finally:
+        knob(FAILSLAB / "probability", "0")
+        knob(FAILSLAB / "times", "-1")
+        knob(FAILSLAB / "task-filter", "N")
+        mark(marked, "0")
+
+
+@contextlib.contextmanager
+def failing_in_cache(cache: str, times: int) -> Iterator[Callable[[], None]]:
+    """failslab for the next ``times`` allocations from ``cache``, by anyone."""
+    flag = Path(f"/sys/kernel/slab/{cache}/failslab").read_text().strip()
+    assert flag == "1", f"{cache} is not marked for failslab: boot with slub_debug=A,{cache}"
+    try:
+        knob(FAILSLAB / "cache-filter", "Y")
+        knob(FAILSLAB / "times", str(times))
+        knob(FAILSLAB / "probability", "100")
+        yield lambda: None
     finally:
         knob(FAILSLAB / "probability", "0")
         knob(FAILSLAB / "times", "-1")
         knob(FAILSLAB / "cache-filter", "N")
-        knob(FAILSLAB / "ignore-gfp-wait", "N")
-        if armed.startswith("cache"):
-            knob(flag, "0")
 
 
 @pytest.mark.usefixtures("injection")
-@pytest.mark.parametrize(
-    ("via", "cache"), [("netlink", "skbuff_head_cache"), ("signal", "sigqueue")]
-)
-def test_delivery_allocation_failure_is_counted_loss(
-    dev: upcall.Device, via: str, cache: str
-) -> None:
-    times, n = 5, 20
+@pytest.mark.parametrize("via", ["netlink", "signal"])
+def test_delivery_allocation_failure_is_counted_loss(dev: upcall.Device, via: str) -> None:
+    """Delivery fails ``times`` allocations: each is a counted drop, nothing else is lost."""
+    times, most = 5, 200
+    # Signals allocate their sigqueue in the irq_work (any CPU, atomic): aim
+    # at that cache. Netlink sends from the high-priority workers.
+    armed, aimed = (
+        ("the high-priority kworkers (task-filter)", failing_in_kworkers(times))
+        if via == "netlink"
+        else ("cache sigqueue (cache-filter)", failing_in_cache("sigqueue", times))
+    )
     with dev.subscribe(via) as sub:
         events: list[upcall.Event] = []
-        with failing(cache, times) as armed:
-            for i in range(n):
-                dev.emit(i)
-            deadline = time.monotonic() + 30
-            while sub.stats().pending:
-                assert time.monotonic() < deadline
-                time.sleep(0.01)
+        with aimed as remark:
+            # One event at a time until the armed failures are used up (a
+            # worker started after the marking would be missed: mark again).
+            sent = 0
+            while sent < most and int((FAILSLAB / "times").read_text()) > 0:
+                if sent % 10 == 0:
+                    remark()
+                dev.emit(sent)
+                sent += 1
+                deadline = time.monotonic() + 30
+                while sub.stats().pending:
+                    assert time.monotonic() < deadline, "delivery stalled"
+                    time.sleep(0.001)
+                events += sub.read(16, timeout=0)
         drain(sub, events)
         st = check_accounting(sub, events)
-        assert st.emitted == n and st.dropped <= times
-        if armed.startswith("cache"):
-            assert st.dropped >= 1, "no allocation of the armed cache failed"
-        dev.emit(n)
+        assert st.emitted == sent
+        assert 1 <= st.dropped <= times, f"no {via} delivery allocation failed in {sent} events"
+        dev.emit(sent)
         events += sub.read(1, timeout=30)
-        assert events[-1].value == n  # and the next one is delivered
+        assert events[-1].value == sent  # and the next one is delivered
         check_accounting(sub, events)
     round_trip(dev)
     figure(
-        f"allocation failure: {via} delivery with failslab on {armed} for {times} "
-        f"allocations: {st.dropped} of {n} events dropped and counted, no leak"
+        f"allocation failure: {via} delivery with failslab on {armed}: "
+        f"{st.dropped} of {sent} events dropped and counted, the next one delivered, no leak"
     )
