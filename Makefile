@@ -143,8 +143,8 @@ check: deps $(CHECKPATCH)
 		echo "sparse: clean"
 	@$(MAKE) -C kmod KDIR=$(KDIR) clean >/dev/null
 	$(MAKE) -C kmod checkpatch CHECKPATCH=$(CURDIR)/$(CHECKPATCH)
-	$(VENV)/bin/ruff check src tests examples
-	$(VENV)/bin/ruff format --check src tests examples
+	$(VENV)/bin/ruff check src tests examples bench
+	$(VENV)/bin/ruff format --check src tests examples bench
 	$(VENV)/bin/mypy
 
 clean:

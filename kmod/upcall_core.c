@@ -20,6 +20,7 @@
 #include <linux/mutex.h>
 #include <linux/poll.h>
 #include <linux/rculist.h>
+#include <linux/rcupdate.h>
 #include <linux/signal.h>
 #include <linux/slab.h>
 #include <linux/timekeeping.h>
@@ -167,9 +168,12 @@ static bool upcall_sub_push(struct upcall_sub *sub, u32 source, u64 value,
 		sub->dropped++;
 	}
 	kfifo_put(&sub->queue, ev);
-	raw_spin_unlock_irqrestore(&sub->lock, flags);
-
+	/*
+	 * Under the lock: once upcall_sub_free() has set @closing, nobody
+	 * queues the work again, so one irq_work_sync() there is enough.
+	 */
 	irq_work_queue(&sub->work);
+	raw_spin_unlock_irqrestore(&sub->lock, flags);
 	return true;
 }
 
@@ -216,6 +220,19 @@ struct upcall_sub *upcall_sub_alloc(void)
 	return sub;
 }
 
+static void upcall_sub_free_rcu(struct rcu_head *rcu)
+{
+	struct upcall_sub *sub = container_of(rcu, struct upcall_sub, rcu);
+
+	kfifo_free(&sub->queue);
+	kfree(sub);
+}
+
+/*
+ * Close without waiting for a grace period (a process that exits with many
+ * subscribers would wait for one per subscriber): stop delivery now and
+ * free the memory once no emitter can still be looking at it.
+ */
 void upcall_sub_free(struct upcall_sub *sub)
 {
 	unsigned long flags;
@@ -223,12 +240,11 @@ void upcall_sub_free(struct upcall_sub *sub)
 	mutex_lock(&upcall_subs_lock);
 	list_del_rcu(&sub->node);
 	mutex_unlock(&upcall_subs_lock);
-	/* After this no emitter can reach @sub... */
-	synchronize_rcu();
 
 	/*
-	 * ...and after this no irq_work or netlink work runs for it: a run
-	 * now drops the queue, so it leaves nothing to queue another.
+	 * An emitter that still finds @sub leaves it alone from now on, and a
+	 * run of @work or @nl_work drops the queue, so it queues neither
+	 * again: once they are synced, nothing uses the targets.
 	 */
 	raw_spin_lock_irqsave(&sub->lock, flags);
 	sub->closing = true;
@@ -240,8 +256,13 @@ void upcall_sub_free(struct upcall_sub *sub)
 	upcall_netlink_target_release(&sub->nl);
 	if (sub->eventfd)
 		eventfd_ctx_put(sub->eventfd);
-	kfifo_free(&sub->queue);
-	kfree(sub);
+	call_rcu(&sub->rcu, upcall_sub_free_rcu);
+}
+
+/* Module exit: the last upcall_sub_free_rcu() has run. */
+void upcall_core_exit(void)
+{
+	rcu_barrier();
 }
 
 static int upcall_queue_size(u32 requested, unsigned int *size)

@@ -248,6 +248,7 @@ static void __exit upcall_exit(void)
 	upcall_netlink_exit();
 	upcall_edu_exit();
 	upcall_timer_exit();
+	upcall_core_exit();
 }
 
 module_init(upcall_init);

@@ -101,10 +101,12 @@ struct upcall_sub {
 	DECLARE_KFIFO_PTR(queue, struct upcall_event);
 	struct irq_work work;
 	struct work_struct nl_work;
+	struct rcu_head rcu;
 };
 
 struct upcall_sub *upcall_sub_alloc(void);
 void upcall_sub_free(struct upcall_sub *sub);
+void upcall_core_exit(void);
 int upcall_sub_subscribe(struct upcall_sub *sub,
 			 const struct upcall_subscribe *req);
 void upcall_sub_fasync_on(struct upcall_sub *sub);
