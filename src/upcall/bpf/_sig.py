@@ -15,11 +15,11 @@ import os
 import signal
 from typing import NamedTuple
 
+from upcall import signals
+
 _libc = ctypes.CDLL(None, use_errno=True)
 
 SI_KERNEL = 0x80
-SFD_NONBLOCK = os.O_NONBLOCK
-SFD_CLOEXEC = 0o2000000
 
 
 class SigSet(ctypes.Structure):
@@ -54,9 +54,6 @@ _sigtimedwait.argtypes = (
     ctypes.POINTER(SigInfo),
     ctypes.POINTER(TimeSpec),
 )
-_signalfd = _libc.signalfd
-_signalfd.restype = ctypes.c_int
-_signalfd.argtypes = (ctypes.c_int, ctypes.POINTER(SigSet), ctypes.c_int)
 
 
 def sigset_of(signo: int) -> SigSet:
@@ -113,11 +110,7 @@ class SigWaiter:
 
     def signalfd(self) -> int:
         """A non-blocking signalfd that polls readable while the signal is pending."""
-        fd = _signalfd(-1, ctypes.byref(self._set), SFD_NONBLOCK | SFD_CLOEXEC)
-        if fd < 0:
-            err = ctypes.get_errno()
-            raise OSError(err, os.strerror(err))
-        return int(fd)
+        return signals.open_signalfd(self.signo)
 
 
 def block(signo: int) -> bool:
