@@ -4,7 +4,7 @@
  * and check that every call gets an errno the ABI allows and the module
  * stays healthy.
  *
- *   upcall_fuzz [--seed S] [--calls N] [--kcov] [--device PATH]
+ *   upcall_fuzz [--seed S] [--calls N] [--kcov [--pcs FILE]] [--device PATH]
  *
  * With --kcov (a kernel with CONFIG_KCOV and the module built with
  * KCOV_INSTRUMENT := y), inputs that reach new module code are kept in a
@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <linux/netlink.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -27,6 +28,7 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -86,10 +88,59 @@ static const unsigned int requests[] = {
 };
 #define N_REQUESTS (sizeof(requests) / sizeof(requests[0]))
 
+/*
+ * Descriptors a SUBSCRIBE may name as its netlink socket: the right kind
+ * (a bound generic netlink socket), the wrong kinds and no socket at all.
+ */
+static int subscribe_fds[7];
+
+static void setup_sockets(int efd)
+{
+	struct sockaddr_nl any = { .nl_family = AF_NETLINK };
+	int genl = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_GENERIC);
+	int route = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+
+	if (genl < 0 || route < 0 ||
+	    bind(genl, (struct sockaddr *)&any, sizeof(any)) ||
+	    bind(route, (struct sockaddr *)&any, sizeof(any))) {
+		perror("netlink socket");
+		exit(2);
+	}
+	subscribe_fds[0] = genl;
+	subscribe_fds[1] = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_GENERIC);
+	subscribe_fds[2] = route;
+	subscribe_fds[3] = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	subscribe_fds[4] = efd;
+	subscribe_fds[5] = -1;
+	subscribe_fds[6] = 1000;	/* not open */
+}
+
+/* A SUBSCRIBE that gets past the front checks, to reach what lies behind. */
+static void well_formed_subscribe(struct input *in)
+{
+	struct upcall_subscribe req = {
+		.transport = 1 + rnd() % 3,
+		.flags = rnd() % 4,	/* THREAD, UNICAST */
+		.queue_size = rnd() % 2 ? 0 : (uint32_t)interesting(),
+	};
+
+	if (req.transport == UPCALL_TRANSPORT_SIGNAL)
+		req.signo = rnd() % 2 ? (uint32_t)SIGRTMIN + rnd() % 8 : (uint32_t)interesting();
+	if (req.flags & UPCALL_SUBSCRIBE_UNICAST)
+		req.netlink_fd = subscribe_fds[rnd() % 7];
+	in->request = UPCALL_IOC_SUBSCRIBE;
+	memset(in->arg, 0, ARG_SIZE);
+	memcpy(in->arg, &req, sizeof(req));
+}
+
 static void random_input(struct input *in)
 {
 	unsigned int i;
 
+	if (rnd() % 8 == 0) {
+		well_formed_subscribe(in);
+		return;
+	}
 	switch (rnd() % 8) {
 	case 0:	/* anything at all */
 		in->request = (unsigned int)rnd();
@@ -224,6 +275,22 @@ static bool kcov_collect(void)
 	return fresh;
 }
 
+/* The module PCs reached, one hexadecimal address per line, for mapping. */
+static bool write_pcs(const char *file)
+{
+	FILE *f = fopen(file, "w");
+	unsigned int h;
+
+	if (!f) {
+		fprintf(stderr, "upcall_fuzz: %s: %s\n", file, strerror(errno));
+		return false;
+	}
+	for (h = 0; h < PC_TABLE; h++)
+		if (pcs[h])
+			fprintf(f, "%#" PRIx64 "\n", pcs[h]);
+	return fclose(f) == 0;
+}
+
 static void count_answer(long ret, int err, unsigned int request)
 {
 	calls++;
@@ -306,7 +373,7 @@ static bool round_trip(const char *path)
 
 int main(int argc, char **argv)
 {
-	const char *path = "/dev/upcall";
+	const char *path = "/dev/upcall", *pcs_path = NULL;
 	unsigned long n_calls = 100000, i;
 	uint64_t seed = 1;
 	bool use_kcov = false, kcov = false, healthy;
@@ -323,9 +390,11 @@ int main(int argc, char **argv)
 			path = argv[++a];
 		else if (!strcmp(argv[a], "--kcov"))
 			use_kcov = true;
+		else if (!strcmp(argv[a], "--pcs") && a + 1 < argc)
+			pcs_path = argv[++a];
 		else {
-			fprintf(stderr, "usage: %s [--seed S] [--calls N] [--kcov] [--device PATH]\n",
-				argv[0]);
+			fprintf(stderr, "usage: %s [--seed S] [--calls N] [--kcov [--pcs FILE]] "
+				"[--device PATH]\n", argv[0]);
 			return 2;
 		}
 	}
@@ -348,6 +417,7 @@ int main(int argc, char **argv)
 
 	fd = open_device(path);
 	efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	setup_sockets(efd);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (i = 0; i < n_calls; i++) {
 		struct input in;
@@ -390,6 +460,9 @@ int main(int argc, char **argv)
 	close(fd);
 	if (kcov)
 		ioctl(kcov_fd, KCOV_DISABLE, 0);
+
+	if (kcov && pcs_path && !write_pcs(pcs_path))
+		return 2;
 
 	healthy = round_trip(path);
 	printf("{\"seed\": %" PRIu64 ", \"calls\": %lu, \"ok\": %lu, \"einval\": %lu, "
