@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 UPCALL := $(PY) -m upcall.vm
 SHARED_KERNELS ?= $(firstword $(wildcard ../shared/kernels /work/shared/kernels))
 APT_PACKAGES := qemu-system-x86 linux-image-amd64 linux-headers-amd64 \
-	busybox-static kmod sparse gcc make
+	busybox-static kmod sparse gcc make binutils
 STAMP := build/.stamp
 
 help:
