@@ -341,7 +341,14 @@ def test_listen_interrupted_prints_summary(
     fake_device.queue = [(7, 0, False)]
     fake_device.then = [interrupt_later]
     previous = signal.getsignal(signal.SIGTERM)
-    rc, out, err = run_main(capsys, "listen")
+    # Started in the background by a non-interactive shell, this process
+    # inherits SIGINT ignored, and Python then raises no KeyboardInterrupt:
+    # give it the handler an interactive `upcall listen` has.
+    ignored = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        rc, out, err = run_main(capsys, "listen")
+    finally:
+        signal.signal(signal.SIGINT, ignored)
     for t in timers:
         t.join()
     assert (rc, err) == (0, [])
