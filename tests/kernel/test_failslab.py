@@ -134,8 +134,11 @@ def round_trip(dev: upcall.Device) -> None:
 
 @pytest.mark.usefixtures("injection")
 def test_open_fails_cleanly(dev: upcall.Device) -> None:
-    null_results, _ = sweep(lambda: 0, lambda _: raw_open("/dev/null"), close_result)
-    null_failed = [r for r in null_results if r < 0]
+    # The VFS's own points: the fewest failures of three sweeps of /dev/null.
+    vfs = min(
+        sum(r < 0 for r in sweep(lambda: 0, lambda _: raw_open("/dev/null"), close_result)[0])
+        for _ in range(3)
+    )
     # Beyond the VFS's own allocations, the module's two: the subscriber
     # (slab) and its 48 KiB queue (pages). fail-nth counts every injection
     # point the task passes, the debug kernel's bookkeeping too: kmemleak's
@@ -143,7 +146,7 @@ def test_open_fails_cleanly(dev: upcall.Device) -> None:
     # and, now and then, a page for KASAN's stack depot. When that one takes
     # a number within a call, the numbering shifts by one and a module point
     # goes untried in that sweep (a second sweep tries it); other rare
-    # points of the kernel's own can add a failure, never take one away.
+    # points of the kernel's own can add a failure, to either sweep.
     sweeps = 0
     while sweeps < 3:
         sweeps += 1
@@ -151,14 +154,14 @@ def test_open_fails_cleanly(dev: upcall.Device) -> None:
         assert final >= 0
         assert all(r >= 0 or r == -errno.ENOMEM for r in results), results
         failed = [r for r in results if r < 0]
-        if len(failed) >= len(null_failed) + 2:
+        if len(failed) >= vfs + 2:
             break
-    assert len(failed) >= len(null_failed) + 2, (failed, null_failed, results, sweeps)
+    assert len(failed) >= vfs + 2, (failed, vfs, results, sweeps)
     assert dev.emit(1) == 0, "a failed open left a subscriber behind"
     round_trip(dev)
     figure(
         f"allocation failure: open: {len(results)} allocations failed in turn, {len(failed)} "
-        f"made it fail ({len(failed) - len(null_failed)} more than /dev/null's: at least the "
+        f"made it fail ({len(failed) - vfs} more than /dev/null's: at least the "
         f"module's subscriber and queue), all -ENOMEM, the rest absorbed; no subscriber left "
         f"behind, module healthy ({sweeps} sweep(s))"
     )
