@@ -290,7 +290,9 @@ def test_edu_unbind_rebind_under_interrupts(dev: upcall.Device, edu: str) -> Non
         write(raise_path, "8")
         events: list[upcall.Event] = []
         deadline = time.monotonic() + 30
-        while not events or events[-1].value != 8:
+        # The status register ORs raises the handler has not read yet: the
+        # raiser's last 4 may come in the same interrupt (value 12).
+        while not any(e.value & 8 for e in events):
             events += sub.read(4096, timeout=1)
             assert time.monotonic() < deadline, "no interrupt after the last bind"
         drain(sub, events)
