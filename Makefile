@@ -91,10 +91,10 @@ test: deps bpf-build
 KERNEL_SUITE := $(PY) -m pytest tests/kernel -q -p no:cacheprovider -o console_output_style=classic
 
 # The suite boots with QEMU's edu device, so the hardware interrupt tests run.
-test-kernel: deps fuzz-build bench-build
+test-kernel: deps fuzz-build bench-build bpf-build
 	$(UPCALL) --edu -- $(KERNEL_SUITE)
 
-test-kernel-debug: deps fuzz-build bench-build
+test-kernel-debug: deps fuzz-build bench-build bpf-build
 	@if ls /boot/vmlinuz-*upcall-debug >/dev/null 2>&1; then \
 		$(UPCALL) --debug-kernel --edu --timeout 3300 -- $(KERNEL_SUITE); \
 	else \
