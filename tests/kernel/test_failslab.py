@@ -269,6 +269,20 @@ def mark(procs: list[Path], value: str) -> None:
 
 
 @contextlib.contextmanager
+def armed(only: str, times: int) -> Iterator[None]:
+    """failslab on for the next ``times`` allocations that pass filter ``only``; off after."""
+    try:
+        knob(FAILSLAB / only, "Y")
+        knob(FAILSLAB / "times", str(times))
+        knob(FAILSLAB / "probability", "100")
+        yield
+    finally:
+        knob(FAILSLAB / "probability", "0")
+        knob(FAILSLAB / "times", "-1")
+        knob(FAILSLAB / only, "N")
+
+
+@contextlib.contextmanager
 def failing_in_kworkers(times: int) -> Iterator[Callable[[], None]]:
     """failslab for the next ``times`` slab allocations of the high-priority workers.
 
@@ -287,14 +301,9 @@ def failing_in_kworkers(times: int) -> Iterator[Callable[[], None]]:
 
     try:
         remark()
-        knob(FAILSLAB / "task-filter", "Y")
-        knob(FAILSLAB / "times", str(times))
-        knob(FAILSLAB / "probability", "100")
-        yield remark
+        with armed("task-filter", times):
+            yield remark
     finally:
-        knob(FAILSLAB / "probability", "0")
-        knob(FAILSLAB / "times", "-1")
-        knob(FAILSLAB / "task-filter", "N")
         mark(marked, "0")
 
 
@@ -303,15 +312,8 @@ def failing_in_cache(cache: str, times: int) -> Iterator[Callable[[], None]]:
     """failslab for the next ``times`` allocations from ``cache``, by anyone."""
     flag = Path(f"/sys/kernel/slab/{cache}/failslab").read_text().strip()
     assert flag == "1", f"{cache} is not marked for failslab: boot with slub_debug=A,{cache}"
-    try:
-        knob(FAILSLAB / "cache-filter", "Y")
-        knob(FAILSLAB / "times", str(times))
-        knob(FAILSLAB / "probability", "100")
-        yield lambda: None
-    finally:
-        knob(FAILSLAB / "probability", "0")
-        knob(FAILSLAB / "times", "-1")
-        knob(FAILSLAB / "cache-filter", "N")
+    with armed("cache-filter", times):
+        yield lambda: None  # no workers to mark
 
 
 @pytest.mark.usefixtures("injection")

@@ -12,7 +12,6 @@ import json
 import os
 import re
 import subprocess
-import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -80,6 +79,7 @@ def coverage(pcs_file: Path, summary: dict[str, object]) -> None:
     pcs = [int(line, 16) for line in pcs_file.read_text().split()]
     assert len(pcs) == summary["pcs"]
     sites = instrumented_sites(ko)
+    all_sites = sum(sites.values())
     reached = reached_functions(pcs)
     missed = IOCTL_PATH - set(reached)
     assert not missed, f"functions of the ioctl path never reached: {missed}"
@@ -87,8 +87,8 @@ def coverage(pcs_file: Path, summary: dict[str, object]) -> None:
     ioctl_reached = sum(reached[f] for f in IOCTL_PATH)
     figure(
         f"ioctl fuzz coverage (KCOV, {summary['calls']} calls, seed {summary['seed']}): "
-        f"{len(pcs)} of the module's {sum(sites.values())} instrumented PCs "
-        f"({100 * len(pcs) / sum(sites.values()):.0f}%) in {len(reached)} of {len(sites)} "
+        f"{len(pcs)} of the module's {all_sites} instrumented PCs "
+        f"({100 * len(pcs) / all_sites:.0f}%) in {len(reached)} of {len(sites)} "
         f"functions; the ioctl path's {ioctl_reached} of {ioctl_sites} "
         f"({100 * ioctl_reached / ioctl_sites:.0f}%); {summary['corpus']} corpus entries kept. "
         f"Functions reached: {', '.join(f'{f} {reached[f]}/{sites[f]}' for f in sorted(reached))}"
@@ -96,11 +96,11 @@ def coverage(pcs_file: Path, summary: dict[str, object]) -> None:
 
 
 @pytest.mark.parametrize("seed", [1])
-def test_ioctl_fuzz(seed: int) -> None:
+def test_ioctl_fuzz(seed: int, tmp_path: Path) -> None:
     if not FUZZER.exists():
         pytest.fail(f"{FUZZER} is missing: run `make fuzz-build` first")
     cmd = [str(FUZZER), "--seed", str(seed), "--calls", str(CALLS)]
-    pcs_file = Path(tempfile.mkdtemp()) / "pcs.txt"
+    pcs_file = tmp_path / "pcs.txt"
     if kcov_available():
         cmd += ["--kcov", "--pcs", str(pcs_file)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600, check=False)

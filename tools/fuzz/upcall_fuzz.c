@@ -93,6 +93,7 @@ static const unsigned int requests[] = {
  * (a bound generic netlink socket), the wrong kinds and no socket at all.
  */
 static int subscribe_fds[7];
+#define N_SUBSCRIBE_FDS (sizeof(subscribe_fds) / sizeof(subscribe_fds[0]))
 
 static void setup_sockets(int efd)
 {
@@ -127,7 +128,7 @@ static void well_formed_subscribe(struct input *in)
 	if (req.transport == UPCALL_TRANSPORT_SIGNAL)
 		req.signo = rnd() % 2 ? (uint32_t)SIGRTMIN + rnd() % 8 : (uint32_t)interesting();
 	if (req.flags & UPCALL_SUBSCRIBE_UNICAST)
-		req.netlink_fd = subscribe_fds[rnd() % 7];
+		req.netlink_fd = subscribe_fds[rnd() % N_SUBSCRIBE_FDS];
 	in->request = UPCALL_IOC_SUBSCRIBE;
 	memset(in->arg, 0, ARG_SIZE);
 	memcpy(in->arg, &req, sizeof(req));
