@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """upcall: kernel events delivered to user space, with a value.
 
 Typical use::

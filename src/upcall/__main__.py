@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """``python -m upcall``: the upcall command."""
 
 from upcall.cli import main

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """The kernel ABI of /dev/upcall, mirrored from ``kmod/include/uapi/linux/upcall.h``.
 
 The header is the one source of truth; ``tests/host/test_abi.py`` compiles a C

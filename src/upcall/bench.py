@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """``upcall bench``: the module's transports, Python receiver against C, in one boot.
 
 On the host, ``upcall bench`` builds the C receiver (``bench/receiver.c``,

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """The ``upcall`` command.
 
 Exit status: 0 on success; 1 for a runtime error (no device, module not

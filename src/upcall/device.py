@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """The /dev/upcall character device: open it, emit events, subscribe."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """QEMU's edu PCI device, driven through the sysfs attributes of upcall's driver.
 
 upcall.ko binds its ``upcall_edu`` driver to the edu device (1234:11e8) and

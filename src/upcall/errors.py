@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """Exceptions raised by upcall."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """The one event type that every transport yields."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """Signal machinery CPython lacks: signalfd, siginfo decoding, per-thread masks.
 
 CPython exposes neither ``si_value`` nor ``sigqueue``; this module reaches the

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """Subscriptions: one subscriber of /dev/upcall and the ways to receive its events.
 
 :class:`Subscription` is the surface every transport shares: ``wait``,

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """The kernel harness: build the module, boot a real kernel under QEMU, run a command.
 
 This machine's own kernel may not load modules, so the module is tested in

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """upcall's module-free path: kernel hooks delivered by BPF (signal or ring buffer).
 
 >>> from upcall.bpf import BpfSubscription, Tracepoint

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """Python mirror of bpf/upcall_bpf.h (sizes checked against the object's BTF-free layout)."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """ctypes bindings for the few libbpf 1.x calls upcall needs.
 
 Why ctypes over the system ``libbpf.so.1`` and not a Python package: no

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """A BPF ring buffer consumer in Python: mmap'd positions, batch decode.
 
 Layout (kernel/bpf/ringbuf.c): page 0 is the consumer position, writable

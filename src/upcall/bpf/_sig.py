@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """sigtimedwait(2) and signalfd(2) through ctypes.
 
 A signal sent by ``bpf_send_signal_task`` has ``si_code == SI_KERNEL``;

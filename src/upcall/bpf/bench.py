@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """``upcall bench-bpf``: BPF signal and ring buffer, Python consumer against C.
 
 Both consumers load the same object and fire the same user-triggered hook,

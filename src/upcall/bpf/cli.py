@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """``upcall watch``, ``upcall doctor`` and ``upcall bench-bpf`` for the BPF path.
 
 :func:`add_commands` registers them on the main CLI's subparsers; each sets

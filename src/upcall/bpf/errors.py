@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """The BPF path's error type."""
 
 from __future__ import annotations

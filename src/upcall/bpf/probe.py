@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """What this kernel and process support for the BPF path, and why not.
 
 Each check returns a :class:`Check` (ok plus a one-line reason) so that

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """A subscription to one kernel hook through BPF, with the module's surface.
 
 One BPF object is loaded per subscription, so its programs, maps and links

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """The transports that read the module's queue, and the netlink one.
 
 One module per concern: :mod:`.records` decodes ``struct upcall_event``

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """The queue, with an eventfd that the module signals when records are queued.
 
 The VFIO / KVM irqfd pattern: user space hands an eventfd(2) to the driver

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """The queue, with a SIGIO-style signal per notification (fasync).
 
 The kernel's own way for a driver to signal a process: ``F_SETOWN`` (or

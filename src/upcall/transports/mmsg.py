@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """Many datagrams per system call: recvmmsg(2) through ctypes.
 
 CPython's socket module receives one datagram per call. A netlink multicast

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """The NETLINK transport: generic netlink, one message per event.
 
 The control plane uses pyroute2: it resolves the family ``upcall`` and its

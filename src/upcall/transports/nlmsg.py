@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """Parsing upcall's generic netlink event messages from raw bytes.
 
 A datagram holds one or more netlink messages, each ``struct nlmsghdr``

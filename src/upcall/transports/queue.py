@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """The QUEUE transport: ``struct upcall_event`` records read(2) from the file."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """Decoding of ``struct upcall_event`` records, as read(2) returns them."""
 
 from __future__ import annotations
