@@ -28,4 +28,10 @@ static inline void upcall_eventfd_signal(struct eventfd_ctx *ctx)
 #define PCI_IRQ_INTX		PCI_IRQ_LEGACY
 #endif
 
+/*
+ * 6.12 removed no_llseek. A file opened with nonseekable_open() and no
+ * .llseek fails lseek(2) with ESPIPE on every version upcall builds for, so
+ * the device leaves .llseek out and nothing here switches on it.
+ */
+
 #endif /* _UPCALL_COMPAT_H */

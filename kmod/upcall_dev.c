@@ -206,7 +206,6 @@ static const struct file_operations upcall_fops = {
 	.fasync = upcall_fasync,
 	.unlocked_ioctl = upcall_ioctl,
 	.compat_ioctl = compat_ptr_ioctl,
-	.llseek = no_llseek,
 };
 
 static struct miscdevice upcall_misc = {

@@ -1129,7 +1129,10 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--publish", metavar="DIR", help="copy the plots here (bench/ for BENCHMARKS.md)"
     )
-    p.add_argument("--kernel", help="kernel version to boot (default: newest stock one)")
+    p.add_argument(
+        "--kernel",
+        help="kernel to boot, as for `upcall vm --kernel` (default: its default flavour)",
+    )
     p.add_argument("--timeout", type=float, default=3600, help="seconds before the guest is killed")
     p.add_argument("--from-guest", action="store_true",
                    help="do not boot: report on OUT/guest/results.json again")  # fmt: skip

@@ -52,6 +52,10 @@ REPORT_PATTERNS = [
     r"kmemleak: \d+ new suspected memory leaks",
     r"unreferenced object 0x",
     r"Kernel panic",
+    # PREEMPT_RT turns spinlocks into sleeping locks: code that holds a raw
+    # lock or runs in hard IRQ context and takes one is reported so.
+    r"sleeping function called from invalid context",
+    r"scheduling while atomic",
     r"INFO: task .* blocked for more than",
     r"rcu: INFO: .* detected stalls",
 ]
@@ -127,6 +131,19 @@ def scan_kernel_log(text: str) -> list[str]:
     return [line for line in text.splitlines() if _REPORT_RE.search(line)]
 
 
+#: The kernels upcall is tested on, by flavour: each is the version that a
+#: Debian meta-package depends on, so installing another kernel never changes
+#: which one a flavour boots.
+KERNEL_FLAVOURS = {
+    "6.1": "linux-image-amd64",
+    "6.1-rt": "linux-image-rt-amd64",
+    "6.12": "linux-image-6.12-amd64",
+    "6.12-rt": "linux-image-6.12-rt-amd64",
+}
+#: What ``upcall vm`` boots when no --kernel is given.
+DEFAULT_FLAVOUR = "6.1"
+
+
 def installed_kernels() -> list[Kernel]:
     """Kernels with both an image in /boot and headers to build against."""
     kernels = []
@@ -142,29 +159,82 @@ def installed_kernels() -> list[Kernel]:
     return kernels
 
 
-def pick_kernel(spec: str | None = None, *, debug: bool = False) -> Kernel:
-    """Choose a kernel by version (or part of it), or the newest stock/debug one."""
-    kernels = installed_kernels()
-    if not kernels:
+def flavour_version(flavour: str) -> str:
+    """The kernel version behind a flavour's meta-package, as dpkg knows it.
+
+    ``linux-image-amd64`` depends on ``linux-image-6.1.0-57-amd64 (= ...)``:
+    the version is what follows ``linux-image-``.
+    """
+    package = KERNEL_FLAVOURS[flavour]
+    try:
+        depends = subprocess.run(
+            ["dpkg-query", "-W", "-f=${Depends}", package],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
         raise VmError(
-            "no kernel with headers installed: apt-get install linux-image-amd64 "
-            "linux-headers-amd64 (make deps does it)"
-        )
-    if spec:
-        matches = [k for k in kernels if spec == k.version or spec in str(k.image)]
-        if not matches:
-            have = ", ".join(k.version for k in kernels)
-            raise VmError(f"no installed kernel matches {spec!r} (installed: {have})")
-        return matches[-1]
-    wanted = [k for k in kernels if k.is_debug == debug]
-    if not wanted:
-        if debug:
+            f"kernel {flavour}: {package} is not installed "
+            f"(apt-get install {package} {package.replace('image', 'headers')}; "
+            "make deps does it)"
+        ) from None
+    for dep in depends.split(","):
+        name = dep.split()[0] if dep.split() else ""
+        if name.startswith("linux-image-"):
+            return name.removeprefix("linux-image-")
+    raise VmError(f"kernel {flavour}: {package} depends on no kernel image ({depends!r})")
+
+
+def pick_kernel(spec: str | None = None, *, debug: bool = False) -> Kernel:
+    """Choose a kernel: a flavour (``6.1``, ``6.1-rt``, ``6.12``, ``6.12-rt``),
+    an installed version (or part of its image's path), or the debug kernel.
+
+    With neither ``spec`` nor ``debug`` it is the default flavour, never
+    simply the newest kernel installed.
+    """
+    kernels = installed_kernels()
+    have = ", ".join(k.version for k in kernels) or "none"
+    if debug and not spec:
+        debug_kernels = [k for k in kernels if k.is_debug]
+        if not debug_kernels:
             raise VmError(
                 "no debug kernel installed: dpkg -i ../shared/kernels/*.deb "
-                "(see ../shared/kernels/README.md)"
+                "(see ../shared/kernels/README.md; make deps does it)"
             )
-        raise VmError("only debug kernels are installed; apt-get install linux-image-amd64")
-    return wanted[-1]
+        return debug_kernels[-1]
+    spec = spec or DEFAULT_FLAVOUR
+    if spec in KERNEL_FLAVOURS:
+        version = flavour_version(spec)
+        for k in kernels:
+            if k.version == version:
+                return k
+        raise VmError(
+            f"kernel {spec} ({version}) has no image or headers installed (installed: {have}); "
+            "make deps installs them"
+        )
+    matches = [k for k in kernels if spec == k.version or spec in str(k.image)]
+    if not matches:
+        raise VmError(f"no installed kernel matches {spec!r} (installed: {have})")
+    return matches[-1]
+
+
+_SYSTEM_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
+
+
+def tool_environment() -> dict[str, str]:
+    """The environment for the tools the harness starts.
+
+    virtme-ng's ``vng`` starts ``virtme-run`` and others through PATH, so the
+    directory of this Python (the venv's bin, where ``make deps`` installs
+    them) comes first: the harness must not depend on the caller's PATH.
+    """
+    env = dict(os.environ)
+    bindir = str(Path(sys.executable).parent)
+    rest = [d for d in env.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin").split(os.pathsep) if d]
+    # The system directories too: QEMU and kmod live there, and an
+    # environment made with env -i may name none of them.
+    rest += [d for d in _SYSTEM_PATH if d not in rest]
+    env["PATH"] = os.pathsep.join([bindir, *(d for d in rest if d != bindir)])
+    return env
 
 
 def kvm_usable() -> bool:
@@ -178,7 +248,7 @@ def kvm_usable() -> bool:
         return False
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):
         return False
-    qemu = shutil.which("qemu-system-x86_64")
+    qemu = shutil.which("qemu-system-x86_64", path=tool_environment()["PATH"])
     if qemu is None:
         return False
     probe = subprocess.Popen(
@@ -240,6 +310,7 @@ def _guest_script(modules: Sequence[Path], command: str, outdir: Path, *, debug:
 set -u
 # Unbuffered, so a slow guest shows progress and a hang shows where.
 export PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 UPCALL_IN_VM=1
+export PATH={shlex.quote(tool_environment()["PATH"])}
 export UPCALL_KO={ko} UPCALL_SAMPLES_DIR={samples}
 export UPCALL_VM_OUTDIR={out} UPCALL_DEBUG_KERNEL={int(debug)}
 mountpoint -q /sys/kernel/debug || mount -t debugfs none /sys/kernel/debug 2>/dev/null
@@ -278,13 +349,11 @@ def run(
     stream: also copy the guest's output to our stdout as it comes.
     """
     kernel = kernel or pick_kernel()
-    # Prefer the vng installed beside this Python (a venv need not be on PATH).
-    vng = shutil.which(
-        "vng", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    )
+    env = tool_environment()
+    vng = shutil.which("vng", path=env["PATH"])
     if vng is None:
         raise VmError("virtme-ng is not installed: pip install virtme-ng (make deps does it)")
-    if shutil.which("qemu-system-x86_64") is None:
+    if shutil.which("qemu-system-x86_64", path=env["PATH"]) is None:
         raise VmError("QEMU is not installed: apt-get install qemu-system-x86 (make deps does it)")
     if modules is None:
         modules = (
@@ -314,12 +383,12 @@ def run(
     args += ["--exec", f"sh {shlex.quote(str(script))}"]
 
     start = time.monotonic()
-    returncode, lines = _boot(args, timeout, stream)
+    returncode, lines = _boot(args, timeout, stream, env)
     if "--disable-kvm" not in args and _kvm_aborted(lines):
         # KVM passed the probe but aborted the guest: this host's KVM is not
         # usable after all, so boot again under TCG.
         lines.append("upcall vm: KVM aborted the guest; booting again without KVM\n")
-        retry_code, retry = _boot([*args, "--disable-kvm"], timeout, stream)
+        retry_code, retry = _boot([*args, "--disable-kvm"], timeout, stream, env)
         returncode, lines = retry_code, lines + retry
 
     result = VmResult(returncode, "".join(lines), seconds=time.monotonic() - start, outdir=outdir)
@@ -341,7 +410,9 @@ def _kvm_aborted(lines: Sequence[str]) -> bool:
     return "failed to set msr" in text or "kvm run failed" in text
 
 
-def _boot(args: Sequence[str], timeout: float, stream: bool) -> tuple[int, list[str]]:
+def _boot(
+    args: Sequence[str], timeout: float, stream: bool, env: dict[str, str]
+) -> tuple[int, list[str]]:
     """Run vng with a watchdog: (exit status, its output lines)."""
     lines: list[str] = []
     with subprocess.Popen(
@@ -350,6 +421,7 @@ def _boot(args: Sequence[str], timeout: float, stream: bool) -> tuple[int, list[
         stderr=subprocess.STDOUT,
         text=True,
         errors="replace",
+        env=env,
         start_new_session=True,  # so the watchdog can kill QEMU with vng
     ) as proc:
         assert proc.stdout is not None
@@ -388,7 +460,11 @@ def add_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
         description="Build kmod/ for an installed kernel, boot it with virtme-ng, insmod "
         "upcall.ko, run CMD, and fail on any kernel report in the guest's log.",
     )
-    p.add_argument("--kernel", help="kernel version to boot (default: newest stock one)")
+    p.add_argument(
+        "--kernel",
+        help=f"kernel to boot: a flavour ({', '.join(KERNEL_FLAVOURS)}) or an installed "
+        f"version (default: {DEFAULT_FLAVOUR})",
+    )
     p.add_argument("--debug-kernel", action="store_true", help="boot the newest debug kernel")
     p.add_argument("--edu", action="store_true", help="give the guest QEMU's edu PCI device")
     p.add_argument("--no-module", action="store_true", help="do not build or load upcall.ko")
@@ -396,6 +472,11 @@ def add_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
     p.add_argument("--memory", default="2G")
     p.add_argument("--timeout", type=float, default=1800, help="seconds before the guest is killed")
     p.add_argument("--log", action="store_true", help="print the guest's kernel log at the end")
+    p.add_argument(
+        "--print-headers",
+        action="store_true",
+        help="print the chosen kernel's headers directory and exit (no boot)",
+    )
     p.add_argument("cmd", nargs=argparse.REMAINDER, help="command to run in the guest")
     p.set_defaults(func=_cli_vm)
 
@@ -407,6 +488,9 @@ def _cli_vm(args: argparse.Namespace) -> int:
     if not cmd:
         cmd = ["cat", "/proc/version"]
     kernel = pick_kernel(args.kernel, debug=args.debug_kernel)
+    if args.print_headers:
+        print(kernel.headers)
+        return 0
     result = run(
         cmd,
         kernel=kernel,

@@ -25,6 +25,7 @@ import pytest
 from accounting import check_accounting, drain
 from figures import figure
 from guest import DEBUG_KERNEL as DEBUG
+from guest import REDUCED
 from load import emitters_on_all_cpus, kill_all
 from rawioctl import ioctl, subscribe
 
@@ -32,7 +33,7 @@ import upcall
 from upcall import abi
 from upcall.transports import netlink
 
-CYCLES = 200 if DEBUG else 1000
+CYCLES = 200 if REDUCED else 1000
 WARM_UP = 20
 THREADS = 4
 # A leaked subscriber (~0.3 KiB) or queue (48 KiB) per cycle is 300 KiB or

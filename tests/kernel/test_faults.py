@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 from accounting import check_accounting, check_seqnos, drain, settle
 from figures import figure
-from guest import DEBUG_KERNEL as DEBUG
+from guest import REDUCED
 from load import kill_all, spawn_emitter
 from rawioctl import ioctl, stats, subscribe
 
@@ -94,7 +94,7 @@ def test_emitters_killed_mid_ioctl(dev: upcall.Device) -> None:
 def test_eventfd_closed_while_the_module_holds_it(dev: upcall.Device) -> None:
     """The user closes its only eventfd descriptor mid-stream: the module's reference
     keeps the eventfd alive until SET_EVENTFD replaces it or the file closes."""
-    n = 2_000 if DEBUG else 20_000
+    n = 2_000 if REDUCED else 20_000
     fd = os.open("/dev/upcall", os.O_RDONLY | os.O_NONBLOCK)
     seqnos: list[int] = []
     try:
@@ -260,7 +260,7 @@ def edu() -> Iterator[str]:
 
 def test_edu_unbind_rebind_under_interrupts(dev: upcall.Device, edu: str) -> None:
     """Interrupts raised in a loop while the driver is unbound and bound again."""
-    cycles = 3 if DEBUG else 10
+    cycles = 3 if REDUCED else 10
     raise_path = Path(f"/sys/bus/pci/devices/{edu}/raise")
     counts = {"ok": 0, "refused": 0}
     stop = threading.Event()

@@ -23,7 +23,7 @@ from types import FrameType
 
 import pytest
 from accounting import check_accounting, drain, settle
-from guest import DEBUG_KERNEL
+from guest import REDUCED
 from rawioctl import ioctl, stats
 
 import upcall
@@ -150,7 +150,7 @@ def test_the_descriptor_to_wait_on_wakes(dev: upcall.Device, via: str) -> None:
 def test_burst_of_100000_is_accounted(dev: upcall.Device, via: str) -> None:
     # The debug kernel (KASAN, lockdep) is 5-10x slower: a tenth there, so
     # the whole suite fits CI's time on both kernels.
-    n = 10_000 if DEBUG_KERNEL else 100_000
+    n = 10_000 if REDUCED else 100_000
     with dev.subscribe(via) as sub:
         [events] = burst([sub], n)
         st = check_accounting(sub, events)
@@ -293,7 +293,7 @@ def test_netlink_listener_without_room_costs_the_others_nothing(dev: upcall.Devi
 
 def test_netlink_stuck_listener_never_read_costs_a_burst_nothing(dev: upcall.Device) -> None:
     """One subscriber's socket stays full for a whole burst; the other gets every event."""
-    n = 2_000 if DEBUG_KERNEL else 20_000
+    n = 2_000 if REDUCED else 20_000
     # Room for the whole burst in the module's queue and the reader's socket:
     # any loss of the reader's would be the stuck one's doing.
     with (
@@ -388,7 +388,7 @@ def test_fasync_burst_sends_one_sigio_until_read(dev: upcall.Device) -> None:
 
 
 def test_fasync_burst_with_a_reader_costs_few_sigios(dev: upcall.Device) -> None:
-    n = 2_000 if DEBUG_KERNEL else 20_000
+    n = 2_000 if REDUCED else 20_000
     with dev.subscribe("fasync") as sub:
         [got] = burst([sub], n)
         st = check_accounting(sub, got)
