@@ -104,7 +104,8 @@ test: deps bpf-build env-check
 env-check: deps
 	@tools/check-env
 
-KERNEL_SUITE := $(PY) -m pytest tests/kernel -q -p no:cacheprovider -o console_output_style=classic
+KERNEL_PYTEST := $(PY) -m pytest -q -p no:cacheprovider -o console_output_style=classic
+KERNEL_SUITE := $(KERNEL_PYTEST) tests/kernel
 KERNEL_BUILDS := fuzz-build bench-build bpf-build
 
 # The suite boots with QEMU's edu device, so the hardware interrupt tests run.
@@ -123,7 +124,7 @@ CORE_TESTS := $(addprefix tests/kernel/,test_signal.py test_transports.py test_e
 test-kernel-matrix: deps $(KERNEL_BUILDS)
 	@set -e; for k in $(MATRIX_KERNELS); do \
 		echo "== kernel $$k: core suite"; \
-		$(UPCALL) --kernel $$k --edu -- env UPCALL_CORE=1 $(KERNEL_SUITE) $(CORE_TESTS); \
+		$(UPCALL) --kernel $$k --edu -- env UPCALL_CORE=1 $(KERNEL_PYTEST) $(CORE_TESTS); \
 	done
 
 test-all: deps $(KERNEL_BUILDS)

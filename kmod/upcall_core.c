@@ -195,36 +195,70 @@ int upcall_emit(u32 source, u64 value)
 }
 EXPORT_SYMBOL_GPL(upcall_emit);
 
+/*
+ * A new open file: no queue and not on the emitters' list until its first
+ * SUBSCRIBE, so an open file costs one small allocation, charged, like the
+ * queue, to the opener's memory cgroup.
+ */
 struct upcall_sub *upcall_sub_alloc(void)
 {
 	struct upcall_sub *sub;
 
-	sub = kzalloc(sizeof(*sub), GFP_KERNEL);
+	sub = kzalloc(sizeof(*sub), GFP_KERNEL_ACCOUNT);
 	if (!sub)
 		return NULL;
 
-	if (kfifo_alloc(&sub->queue, UPCALL_QUEUE_DEFAULT, GFP_KERNEL)) {
-		kfree(sub);
-		return NULL;
-	}
 	sub->id = atomic64_inc_return(&upcall_next_id);
+	INIT_LIST_HEAD(&sub->node);
 	init_waitqueue_head(&sub->wait);
 	raw_spin_lock_init(&sub->lock);
 	init_irq_work(&sub->work, upcall_sub_drain);
 	INIT_WORK(&sub->nl_work, upcall_sub_nl_drain);
-
-	mutex_lock(&upcall_subs_lock);
-	list_add_tail_rcu(&sub->node, &upcall_subs);
-	mutex_unlock(&upcall_subs_lock);
-
 	return sub;
+}
+
+/* The first SUBSCRIBE puts @sub where upcall_emit() finds it. */
+static void upcall_sub_join(struct upcall_sub *sub)
+{
+	mutex_lock(&upcall_subs_lock);
+	if (!sub->listed) {
+		list_add_tail_rcu(&sub->node, &upcall_subs);
+		sub->listed = true;
+	}
+	mutex_unlock(&upcall_subs_lock);
+}
+
+/*
+ * A queue of @size records (a power of two), charged to the caller's memory
+ * cgroup; vmalloc'ed when no contiguous pages are at hand (the largest is
+ * 3 MiB).
+ */
+static int upcall_queue_alloc(struct __kfifo *fifo, unsigned int size)
+{
+	const size_t esize = sizeof(struct upcall_event);
+	void *buf;
+	int ret;
+
+	buf = kvmalloc_array(size, esize, GFP_KERNEL_ACCOUNT);
+	if (!buf)
+		return -ENOMEM;
+	ret = __kfifo_init(fifo, buf, size * esize, esize);
+	if (ret)
+		kvfree(buf);
+	return ret;
+}
+
+/* The queue's length in records; 0 before the first SUBSCRIBE. */
+static unsigned int upcall_sub_queue_size(struct upcall_sub *sub)
+{
+	return sub->queue.kfifo.data ? kfifo_size(&sub->queue) : 0;
 }
 
 static void upcall_sub_free_rcu(struct rcu_head *rcu)
 {
 	struct upcall_sub *sub = container_of(rcu, struct upcall_sub, rcu);
 
-	kfifo_free(&sub->queue);
+	kvfree(sub->queue.kfifo.data);
 	kfree(sub);
 }
 
@@ -238,7 +272,8 @@ void upcall_sub_free(struct upcall_sub *sub)
 	unsigned long flags;
 
 	mutex_lock(&upcall_subs_lock);
-	list_del_rcu(&sub->node);
+	if (sub->listed)
+		list_del_rcu(&sub->node);
 	mutex_unlock(&upcall_subs_lock);
 
 	/*
@@ -280,7 +315,7 @@ int upcall_sub_subscribe(struct upcall_sub *sub,
 {
 	struct upcall_signal_target target = {}, old_target;
 	struct upcall_netlink_target nl = {}, old_nl;
-	DECLARE_KFIFO_PTR(queue, struct upcall_event);
+	struct __kfifo queue = {};
 	unsigned int size;
 	unsigned long flags;
 	bool resize, had_signal;
@@ -308,9 +343,12 @@ int upcall_sub_subscribe(struct upcall_sub *sub,
 		return ret;
 
 	/* The queue's size changes only here, serialised by the file's users. */
-	resize = size != kfifo_size(&sub->queue);
-	if (resize && kfifo_alloc(&queue, size, GFP_KERNEL))
-		return -ENOMEM;
+	resize = size != upcall_sub_queue_size(sub);
+	if (resize) {
+		ret = upcall_queue_alloc(&queue, size);
+		if (ret)
+			return ret;
+	}
 	if (req->transport == UPCALL_TRANSPORT_SIGNAL) {
 		ret = upcall_signal_target_init(&target, req->signo,
 						req->flags & UPCALL_SUBSCRIBE_THREAD);
@@ -333,9 +371,10 @@ int upcall_sub_subscribe(struct upcall_sub *sub,
 	sub->sigio_sent = false;
 	if (resize) {
 		sub->dropped += kfifo_len(&sub->queue);
-		swap(sub->queue.kfifo, queue.kfifo);
+		swap(sub->queue.kfifo, queue);
 	}
 	raw_spin_unlock_irqrestore(&sub->lock, flags);
+	upcall_sub_join(sub);
 
 	/* A run that copied the old targets must finish before we drop them. */
 	upcall_sub_sync(sub);
@@ -347,8 +386,7 @@ int upcall_sub_subscribe(struct upcall_sub *sub,
 	ret = 0;
 
 free_queue:
-	if (resize)
-		kfifo_free(&queue);
+	kvfree(queue.data);
 	return ret;
 }
 
@@ -384,7 +422,7 @@ void upcall_sub_stats(struct upcall_sub *sub, struct upcall_stats *stats)
 	stats->transport = sub->transport;
 	if (sub->transport == UPCALL_TRANSPORT_SIGNAL)
 		stats->signo = sub->target.signo;
-	stats->queue_size = kfifo_size(&sub->queue);
+	stats->queue_size = upcall_sub_queue_size(sub);
 	stats->queued = kfifo_len(&sub->queue);
 	raw_spin_unlock_irqrestore(&sub->lock, flags);
 	stats->pending = stats->emitted - stats->delivered - stats->dropped;

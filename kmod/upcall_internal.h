@@ -55,6 +55,7 @@ struct upcall_netlink_target {
 /**
  * struct upcall_sub - one subscriber: an open file of /dev/upcall
  * @node: entry in the list of subscribers, walked under RCU by emitters
+ * @listed: on the list, from its first SUBSCRIBE; under the list's mutex
  * @id: unique while the module is loaded; tags its netlink messages
  * @wait: readers of a QUEUE subscriber sleep here
  * @fasync: SIGIO owners (fcntl O_ASYNC) of a QUEUE subscriber
@@ -73,7 +74,8 @@ struct upcall_netlink_target {
  * @emitted: events given a sequence number
  * @delivered: events the transport handed over
  * @dropped: events lost, each counted once
- * @queue: events between emit and delivery; for QUEUE, until read(2)
+ * @queue: events between emit and delivery; for QUEUE, until read(2);
+ *	no buffer before the first SUBSCRIBE
  * @work: delivers or announces @queue outside the emitter's context
  * @nl_work: delivers NETLINK events in process context, queued by @work
  *
@@ -83,6 +85,7 @@ struct upcall_netlink_target {
  */
 struct upcall_sub {
 	struct list_head node;
+	bool listed;
 	u64 id;
 	wait_queue_head_t wait;
 	struct fasync_struct *fasync;

@@ -405,9 +405,14 @@ def run(
     return result
 
 
+#: What QEMU prints when KVM cannot run the guest after all. On "KVM
+#: internal error" QEMU pauses the guest instead of exiting, so the line
+#: itself ends the boot.
+_KVM_ABORT_RE = re.compile(r"failed to set MSR|KVM run failed|KVM internal error", re.IGNORECASE)
+
+
 def _kvm_aborted(lines: Sequence[str]) -> bool:
-    text = "".join(lines[-50:]).lower()
-    return "failed to set msr" in text or "kvm run failed" in text
+    return any(_KVM_ABORT_RE.search(line) for line in lines[-200:])
 
 
 def _boot(
@@ -428,10 +433,13 @@ def _boot(
         # A watchdog, not a check per line: a guest that hangs prints nothing.
         expired = threading.Event()
 
-        def kill_guest() -> None:
-            expired.set()
+        def kill_guest_now() -> None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
+
+        def kill_guest() -> None:
+            expired.set()
+            kill_guest_now()
 
         watchdog = threading.Timer(timeout, kill_guest)
         watchdog.daemon = True
@@ -442,6 +450,8 @@ def _boot(
                 if stream:
                     sys.stdout.write(line)
                     sys.stdout.flush()
+                if "--disable-kvm" not in args and _KVM_ABORT_RE.search(line):
+                    kill_guest_now()
         finally:
             watchdog.cancel()
             returncode = proc.wait()

@@ -181,7 +181,8 @@ struct upcall_emit {
  * @transport: the current &enum upcall_transport
  * @signo: the signal of a signal subscription, else 0
  * @id: the subscriber's id, unique while the module is loaded
- * @queue_size: the queue's length in events
+ * @queue_size: the queue's length in events; 0 before the first SUBSCRIBE, which
+ *	allocates it
  * @queued: events in the queue now
  * @reserved: zero
  */
