@@ -9,8 +9,8 @@ at render time, leaving the source alone:
 - a role becomes a cross-reference when its target is an object the
   reference renders (public, in a documented package), else a code span;
 - a run of ``name: text`` lines becomes a list with the names in code;
-- a paragraph ending in ``::`` ends in ``:`` (the indented block after it
-  is a code block in Markdown already).
+- a paragraph ending in ``::`` ends in ``:``, and the indented block after
+  it becomes a fenced Python code block; so does a doctest (``>>>``).
 """
 
 from __future__ import annotations
@@ -115,15 +115,43 @@ class MarkdownDocstrings(griffe.Extension):
         out: list[str] = []
         lines = text.split("\n")
         in_fields = False
-        for i, line in enumerate(lines):
-            field = FIELD.match(line)
-            prev_blank = i == 0 or not lines[i - 1].strip() or in_fields
+        i = 0
+        while i < len(lines):
+            line = lines[i]
+            field = FIELD.match(line) if i > 0 else None  # never the summary line
+            prev_blank = not lines[i - 1].strip() or in_fields
             if field and prev_blank:
                 out.append(f"- `{field.group(1)}`: {field.group(2)}")
                 in_fields = True
             elif in_fields and line.startswith("    ") and line.strip():
                 out.append("  " + line.strip())
+            elif line.endswith("::") and not line.startswith(" ") and line.strip() != "::":
+                # A literal block: the indented lines after it, as fenced code.
+                in_fields = False
+                out.append(line[:-1])
+                j = i + 1
+                block: list[str] = []
+                while j < len(lines) and (not lines[j].strip() or lines[j].startswith("    ")):
+                    block.append(lines[j][4:])
+                    j += 1
+                while block and not block[-1].strip():
+                    block.pop()
+                while block and not block[0].strip():
+                    block.pop(0)
+                out += ["", "```python", *block, "```", ""]
+                i = j
+                continue
+            elif line.startswith(">>>"):
+                # A doctest: fenced, or Markdown reads ">>>" as quotes.
+                in_fields = False
+                j = i
+                while j < len(lines) and lines[j].strip() and not FIELD.match(lines[j]):
+                    j += 1
+                out += ["```pycon", *lines[i:j], "```"]
+                i = j
+                continue
             else:
                 in_fields = False
-                out.append(line[:-1] if line.endswith("::") and line.strip() != "::" else line)
+                out.append(line)
+            i += 1
         return "\n".join(out)
