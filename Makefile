@@ -65,6 +65,7 @@ deps: $(STAMP)/apt $(STAMP)/debug-kernel $(STAMP)/venv bpf-deps
 
 include mk/bpf.mk
 include mk/bench.mk
+include mk/docs.mk
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -190,6 +191,7 @@ check: deps $(CHECKPATCH)
 	$(VENV)/bin/ruff check src tests examples bench
 	$(VENV)/bin/ruff format --check src tests examples bench
 	$(VENV)/bin/mypy
+	$(MAKE) docs
 
 clean:
 	-$(MAKE) -C kmod KDIR=$(KDIR) clean

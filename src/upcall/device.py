@@ -22,9 +22,10 @@ from .transports.netlink import NetlinkSubscription
 from .transports.queue import QueueSubscription
 
 DEFAULT_PATH = "/dev/upcall"
+"""The device node the module creates, which :func:`open` opens by default."""
 
-#: The names :meth:`Device.subscribe` takes for ``via``.
 TRANSPORTS = ("queue", "signal", "fasync", "eventfd", "netlink")
+"""The names :meth:`Device.subscribe` takes for ``via``."""
 
 # Queue readers never block in read(2): they poll first, then read what is there.
 _QUEUE_OPEN = os.O_RDONLY | os.O_NONBLOCK
