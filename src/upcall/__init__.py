@@ -13,6 +13,7 @@ Typical use::
 
 from __future__ import annotations
 
+from ._version import __version__
 from .device import DEFAULT_PATH, TRANSPORTS, Device, Stats, open
 from .errors import ClosedError, DeviceError, SignalSetupError, UpcallError, WrongThreadError
 from .event import Event
@@ -21,8 +22,6 @@ from .transports.eventfd import EventfdSubscription
 from .transports.fasync import FasyncSubscription
 from .transports.netlink import NetlinkSubscription
 from .transports.queue import QueueSubscription
-
-__version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_PATH",

@@ -55,8 +55,8 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from ._args import parse_count, parse_wait, ranged
 from .edu import find_device, sysfs_write
-from .errors import UpcallError
 from .event import Event, monotonic_ns
 
 REPO = Path(__file__).resolve().parents[2]
@@ -1013,24 +1013,38 @@ def plots(result: Result, guest: Path, out: Path) -> list[Path]:
     return written
 
 
-def report(result: Result, guest: Path, out: Path, publish: Path | None) -> int:
-    """Tables, JSON, plots; 0 if every run's accounting is exact."""
+def report(
+    result: Result, guest: Path, out: Path, publish: Path | None, *, as_json: bool = False
+) -> int:
+    """Tables (or, with ``as_json``, the results as one JSON line), files, plots.
+
+    0 if every run's accounting is exact. With ``as_json`` stdout holds the
+    JSON alone; what was written where goes to stderr.
+    """
     summary = summarize(result)
     result = {**result, "summary": summary}
-    print_tables(result, summary)
+    note = sys.stderr if as_json else sys.stdout
+    if as_json:
+        print(json.dumps(result), flush=True)
+    else:
+        print_tables(result, summary)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(result, indent=1) + "\n")
     md = markdown(result, summary)
     (out / "module-bench.md").write_text(md + "\n")
     pngs = plots(result, guest, out)
-    print(f"wrote {out / 'results.json'}, {out / 'module-bench.md'}, " + ", ".join(map(str, pngs)))
+    written = ", ".join(map(str, [out / "results.json", out / "module-bench.md", *pngs]))
+    print(f"wrote {written}", file=note)
     if publish is not None:
         publish.mkdir(parents=True, exist_ok=True)
         for p in pngs:
             shutil.copy2(p, publish / p.name)
-        print(f"copied the plots to {publish}/")
+        print(f"copied the plots to {publish}/", file=note)
     if not summary["accounting_ok"]:
-        print("upcall bench: accounting mismatch in at least one run (see results.json)")
+        print(
+            "upcall: bench: accounting mismatch in at least one run (see results.json)",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
@@ -1076,7 +1090,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     publish = Path(args.publish).resolve() if args.publish else None
     if args.from_guest:
         result = json.loads((guest / "results.json").read_text())
-        return report(result, guest, out, publish)
+        return report(result, guest, out, publish, as_json=args.json)
 
     from . import vm
 
@@ -1092,12 +1106,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
     status = vm.report(res, kernel)
     written = res.outdir / "bench" if res.outdir else None
     if written is None or not (written / "results.json").exists():
-        sys.stderr.write("upcall bench: the guest wrote no results\n")
+        sys.stderr.write("upcall: bench: the guest wrote no results\n")
         return status or 1
     if guest.exists():
         shutil.rmtree(guest)
     shutil.copytree(written, guest)
-    return report(json.loads((guest / "results.json").read_text()), guest, out, publish) or status
+    result = json.loads((guest / "results.json").read_text())
+    return report(result, guest, out, publish, as_json=args.json) or status
 
 
 def _transport_list(text: str) -> list[str]:
@@ -1112,30 +1127,32 @@ def _transport_list(text: str) -> list[str]:
 
 def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--small", action="store_true", help="CI-sized run (2,000/20,000 events)")
-    p.add_argument("--latency-events", type=int, metavar="N", help="default 10,000")
-    p.add_argument("--throughput-events", type=int, metavar="N", help="default 200,000")
+    p.add_argument("--latency-events", type=parse_count, metavar="N", help="default 10,000")
+    p.add_argument("--throughput-events", type=parse_count, metavar="N", help="default 200,000")
     p.add_argument("--transports", type=_transport_list, default=list(TRANSPORTS),
                    metavar="LIST", help="comma-separated, default: all")  # fmt: skip
-    p.add_argument("--gap-us", type=int, default=GAP_US, metavar="US",
+    p.add_argument("--gap-us", type=ranged("gap", 0, 1_000_000), default=GAP_US, metavar="US",
                    help="the emitter's pause before each latency event")  # fmt: skip
-    p.add_argument("--rounds", type=int, default=ROUNDS, metavar="N",
+    p.add_argument("--rounds", type=ranged("rounds", 1, 10_000), default=ROUNDS, metavar="N",
                    help="interleaved rounds the latency events are split into")  # fmt: skip
     p.add_argument("--no-pin", action="store_true",
                    help="let the scheduler place emitter and receivers")  # fmt: skip
     p.add_argument("--edu", action="store_true",
                    help="also time edu interrupts through upcall and uio_pci_generic")  # fmt: skip
-    p.add_argument("--edu-events", type=int, metavar="N", help="default 10,000")
-    p.add_argument("--out", default=str(REPO / "build" / "bench"), metavar="DIR")
+    p.add_argument("--edu-events", type=parse_count, metavar="N", help="default 10,000")
+    p.add_argument("--out", default=str(REPO / "build" / "bench"), metavar="DIR",
+                   help="where results.json, the tables and the plots go")  # fmt: skip
     p.add_argument(
         "--publish", metavar="DIR", help="copy the plots here (bench/ for BENCHMARKS.md)"
     )
-    p.add_argument(
-        "--kernel",
-        help="kernel to boot, as for `upcall vm --kernel` (default: its default flavour)",
-    )
-    p.add_argument("--timeout", type=float, default=3600, help="seconds before the guest is killed")
+    p.add_argument("--kernel", metavar="KERNEL",
+                   help="kernel to boot, as for `upcall vm --kernel` (default: its default)")  # fmt: skip
+    p.add_argument("--timeout", type=parse_wait, default=3600, metavar="S",
+                   help="seconds before the guest is killed (default 3600)")  # fmt: skip
     p.add_argument("--from-guest", action="store_true",
                    help="do not boot: report on OUT/guest/results.json again")  # fmt: skip
+    p.add_argument("--json", action="store_true",
+                   help="print the results as one JSON object instead of tables")  # fmt: skip
     p.add_argument("--in-guest", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_bench)
 
@@ -1148,21 +1165,16 @@ def add_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
         description="Boot a guest kernel with the module, time every transport with a C "
         "and a Python receiver against the same emitter, print the tables, write JSON "
         "and PNG plots.",
+        epilog="examples:\n  upcall bench --small\n  upcall bench --transports queue,signal --json",
     )
     _add_arguments(p)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m upcall.bench``: the same as ``upcall bench``."""
-    parser = argparse.ArgumentParser(prog="upcall bench")
-    _add_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        status: int = args.func(args)
-    except UpcallError as exc:
-        sys.stderr.write(f"upcall bench: {exc}\n")
-        return 1
-    return status
+    from .cli import main as upcall_main
+
+    return upcall_main(["bench", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

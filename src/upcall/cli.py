@@ -11,18 +11,28 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import json
 import os
-import re
 import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
-from typing import Any, NoReturn, cast
+from typing import Any, cast
 
 from . import abi, edu
+from ._args import (
+    NEGATIVE_NUMBER,
+    Parser,
+    UsageError,
+    parse_count,
+    parse_seconds,
+    parse_wait,
+    ranged,
+)
+from ._version import __version__
 from .device import DEFAULT_PATH, TRANSPORTS, Device, Stats
 from .errors import DeviceError, UpcallError
 from .event import Event
@@ -33,48 +43,14 @@ DEVICE_ENV = "UPCALL_DEVICE"
 SYSFS_MODULE = Path("/sys/module/upcall")
 
 
-class UsageError(Exception):
-    """A bad command line: reported in one line, exit status 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are one line, not usage plus message."""
-
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(message)
-
-
-# argparse reads "-0x10" as an option; let it take negative hex numbers too.
-_NEGATIVE_NUMBER = re.compile(r"^-(\d[\d_]*|0[xX][0-9a-fA-F_]+|0[bB][01_]+|0[oO][0-7_]+)$")
-
-
-def parse_int(text: str) -> int:
-    """An integer in decimal, 0x hex, 0o octal or 0b binary, optionally negative."""
-    try:
-        return int(text.strip(), 0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-
-
-def _ranged(name: str, lo: int, hi: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        n = parse_int(text)
-        if not lo <= n <= hi:
-            raise argparse.ArgumentTypeError(f"{name} {text} out of range {lo}..{hi}")
-        return n
-
-    return parse
-
-
-parse_value = _ranged("value", abi.S64_MIN, abi.U64_MAX)
-parse_source = _ranged("source", 0, abi.UPCALL_SOURCE_MAX)
-parse_count = _ranged("count", 1, 1 << 62)
-parse_signal = _ranged("signal", int(signal.SIGRTMIN), int(signal.SIGRTMAX))
-parse_queue_size = _ranged("queue size", abi.UPCALL_QUEUE_MIN, abi.UPCALL_QUEUE_MAX)
-parse_rcvbuf = _ranged("receive buffer", 1, (1 << 31) - 1)
-parse_raise_value = _ranged("raise value", 1, 0xFFFFFFFF)
-parse_raise_count = _ranged("count", 1, 0xFFFFFFFF)
-parse_factorial = _ranged("factorial operand", 0, edu.FACTORIAL_MAX)
+parse_value = ranged("value", abi.S64_MIN, abi.U64_MAX)
+parse_source = ranged("source", 0, abi.UPCALL_SOURCE_MAX)
+parse_signal = ranged("signal", int(signal.SIGRTMIN), int(signal.SIGRTMAX))
+parse_queue_size = ranged("queue size", abi.UPCALL_QUEUE_MIN, abi.UPCALL_QUEUE_MAX)
+parse_rcvbuf = ranged("receive buffer", 1, (1 << 31) - 1)
+parse_raise_value = ranged("raise value", 1, 0xFFFFFFFF)
+parse_raise_count = ranged("count", 1, 0xFFFFFFFF)
+parse_factorial = ranged("factorial operand", 0, edu.FACTORIAL_MAX)
 
 #: The sources ``listen --source`` knows by name.
 SOURCE_NAMES = {
@@ -98,26 +74,8 @@ def parse_source_filter(text: str) -> int:
         ) from None
 
 
-def parse_seconds(text: str) -> float:
-    """A non-negative number of seconds."""
-    try:
-        s = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not s >= 0:  # also rejects nan
-        raise argparse.ArgumentTypeError(f"seconds must be 0 or more, not {text}")
-    return s
-
-
-def parse_wait(text: str) -> float:
-    """A positive number of seconds."""
-    s = parse_seconds(text)
-    if s == 0:
-        raise argparse.ArgumentTypeError("seconds must be more than 0")
-    return s
-
-
-def _out(line: str) -> None:
+def out(line: str) -> None:
+    """Print one line of results on stdout, at once."""
     sys.stdout.write(line + "\n")
     sys.stdout.flush()  # a test or pipe reads line by line
 
@@ -172,15 +130,15 @@ def cmd_stats(args: argparse.Namespace) -> int:
         st = dev.stats()
         module = _module_info()
         if args.json:
-            _out(json.dumps({"device": dev.path, "module": module, "stats": _stats_fields(st)}))
+            out(json.dumps({"device": dev.path, "module": module, "stats": _stats_fields(st)}))
             return 0
         if module is None:
-            _out("module: not listed in /sys/module (built in, or sysfs not mounted)")
+            out("module: not listed in /sys/module (built in, or sysfs not mounted)")
         else:
-            _out("module: " + " ".join(f"{k}={v}" for k, v in module.items()))
-        _out(f"device: {dev.path}")
-        _out("counters: " + " ".join(f"{k}={v}" for k, v in _stats_fields(st).items()))
-        _out(
+            out("module: " + " ".join(f"{k}={v}" for k, v in module.items()))
+        out(f"device: {dev.path}")
+        out("counters: " + " ".join(f"{k}={v}" for k, v in _stats_fields(st).items()))
+        out(
             "note: counters are per open file (one subscriber each); this fresh file is "
             "not subscribed, so they are 0: `upcall listen` prints its own when it exits"
         )
@@ -194,24 +152,24 @@ def cmd_emit(args: argparse.Namespace) -> int:
         for _ in range(args.count):
             queued += dev.emit(args.value, args.source)
     if args.json:
-        _out(
+        out(
             json.dumps(
                 {"count": args.count, "value": args.value, "source": args.source, "queued": queued}
             )
         )
     else:
-        _out(f"emitted count={args.count} value={args.value} source={args.source} queued={queued}")
+        out(f"emitted count={args.count} value={args.value} source={args.source} queued={queued}")
     return 0
 
 
-class _Terminated(Exception):
-    """SIGTERM during listen: end like Ctrl-C, with the summary."""
+class Terminated(Exception):
+    """SIGTERM during listen or watch: end like Ctrl-C, with the summary."""
 
 
 @contextmanager
-def _sigterm_ends_listen() -> Iterator[None]:
+def sigterm_ends_run() -> Iterator[None]:
     def handler(signum: int, frame: FrameType | None) -> None:
-        raise _Terminated
+        raise Terminated
 
     previous = signal.signal(signal.SIGTERM, handler)
     try:
@@ -220,7 +178,8 @@ def _sigterm_ends_listen() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _event_line(ev: Event, as_json: bool) -> str:
+def event_line(ev: Event, as_json: bool, *, transport: bool = False) -> str:
+    """One event as ``upcall listen`` and ``upcall watch`` print it (``transport``: say it)."""
     latency = ev.latency_ns
     if as_json:
         return json.dumps(
@@ -239,7 +198,8 @@ def _event_line(ev: Event, as_json: bool) -> str:
     if ev.signed_value < 0:
         value += f" ({ev.signed_value})"
     lat = "-" if latency is None else f"{latency / 1000:.1f}us"
-    return f"seqno={ev.seqno} value={value} source={ev.source} latency={lat}"
+    via = f" transport={ev.transport}" if transport else ""
+    return f"seqno={ev.seqno} value={value} source={ev.source}{via} latency={lat}"
 
 
 def cmd_listen(args: argparse.Namespace) -> int:
@@ -275,7 +235,7 @@ def cmd_listen(args: argparse.Namespace) -> int:
         if args.source is not None and ev.source != args.source:
             other += 1
             return
-        _out(_event_line(ev, args.json))
+        out(event_line(ev, args.json))
         received += 1
         if args.count is not None and received >= args.count:
             final = sub.stats()
@@ -284,16 +244,16 @@ def cmd_listen(args: argparse.Namespace) -> int:
     def done() -> bool:
         return args.count is not None and received >= args.count
 
-    with sub, _sigterm_ends_listen():
+    with sub, sigterm_ends_run():
         signo = getattr(sub, "signo", None)
         if args.json:
-            _out(
+            out(
                 json.dumps(
                     {"type": "listening", "via": args.via, "signo": signo, "pid": os.getpid()}
                 )
             )
         else:
-            _out(f"listening via={args.via} signo={signo} pid={os.getpid()}")
+            out(f"listening via={args.via} signo={signo} pid={os.getpid()}")
         try:
             if args.api == "callback":
                 sub.on_event(show)
@@ -306,7 +266,7 @@ def cmd_listen(args: argparse.Namespace) -> int:
                     show(ev)
                     if done():
                         break
-        except (KeyboardInterrupt, _Terminated):
+        except (KeyboardInterrupt, Terminated):
             pass
         if final is None:
             final = sub.stats()
@@ -314,10 +274,20 @@ def cmd_listen(args: argparse.Namespace) -> int:
     summary = {"received": received, "lost": lost, "dropped": final.dropped, "foreign": foreign}
     if args.source is not None:
         summary["other_sources"] = other
+    return finish(args, summary)
+
+
+def finish(args: argparse.Namespace, summary: dict[str, int]) -> int:
+    """Print the summary line of ``listen`` or ``watch``; return the exit status.
+
+    1 if ``--count`` was not reached (``summary["received"]`` events), or if
+    ``--timeout`` ran out before any event at all; else 0.
+    """
     if args.json:
-        _out(json.dumps({"type": "summary", **summary}))
+        out(json.dumps({"type": "summary", **summary}))
     else:
-        _out("summary " + " ".join(f"{k}={v}" for k, v in summary.items()))
+        out("summary " + " ".join(f"{k}={v}" for k, v in summary.items()))
+    received = summary["received"]
     if args.count is not None and received < args.count:
         return 1
     if args.timeout is not None and received == 0:
@@ -352,9 +322,9 @@ def cmd_trigger(args: argparse.Namespace) -> int:
         fields["values"] = "1" if args.count == 1 else f"1..{args.count}"
     fields["irq_count"] = f"{before}->{edu.irq_count(dev)}"
     if args.json:
-        _out(json.dumps({"type": "triggered", **fields}))
+        out(json.dumps({"type": "triggered", **fields}))
     else:
-        _out("triggered edu " + " ".join(f"{k}={v}" for k, v in fields.items()))
+        out("triggered edu " + " ".join(f"{k}={v}" for k, v in fields.items()))
     return 0
 
 
@@ -371,34 +341,86 @@ async def _listen_async(
 
 
 # -- Subcommands that live in their own modules ------------------------------
-# Their parsers are _Parser too, so their usage errors are one line, status 2.
+# Their parsers are Parser too, so their usage errors are one line, status 2.
 # Each sets func=<callable(args) -> int>; UpcallError and OSError become one
 # `upcall: ...` line and exit status 1; UsageError gives exit status 2.
-def _add_extra_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``vm`` (the kernel harness) and the BPF path's ``watch``/``doctor``/``bench-bpf``."""
-    from upcall.bench import add_command as add_bench_command
-    from upcall.bpf.cli import add_commands as add_bpf_commands
-    from upcall.vm import add_command as add_vm_command
+#: Where each of them is added: (module, its function adding its command(s)).
+_EXTRA_COMMANDS = {
+    "vm": ("upcall.vm", "add_command"),
+    "watch": ("upcall.bpf.cli", "add_commands"),
+    "doctor": ("upcall.bpf.cli", "add_commands"),
+    "bench-bpf": ("upcall.bpf.cli", "add_commands"),
+    "bench": ("upcall.bench", "add_command"),
+}
 
-    add_vm_command(commands)
-    add_bpf_commands(commands)
-    add_bench_command(commands)
+
+def _add_extra_commands(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], command: str | None
+) -> None:
+    """Add ``vm`` (the kernel harness), the BPF path's commands and ``bench``.
+
+    Only ``command``'s module is imported when it is one of them (an import
+    costs seconds in a guest); every one otherwise (help, a bad command).
+    """
+    wanted = [_EXTRA_COMMANDS[command]] if command in _EXTRA_COMMANDS else _EXTRA_COMMANDS.values()
+    for module, adder in dict.fromkeys(wanted):
+        getattr(importlib.import_module(module), adder)(commands)
 
 
 # ----------------------------------------------------------------------------
 
 
+def version_text() -> str:
+    """``upcall --version``: the library's version, and the loaded module's when it has one."""
+    text = f"upcall {__version__}"
+    if SYSFS_MODULE.is_dir():
+        try:
+            text += f", module {(SYSFS_MODULE / 'version').read_text().strip()}"
+        except OSError:
+            text += ", module loaded (no version)"
+    return text
+
+
+class _VersionAction(argparse.Action):
+    """--version: read the module's version only when asked."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
+        out(version_text())
+        parser.exit()
+
+
+EPILOG = """\
+examples:
+  upcall doctor                    can this kernel run the BPF path (no module)?
+  upcall watch --tracepoint sched:sched_process_exec --count 3
+  upcall listen --via queue --count 10      (needs the module: /dev/upcall)
+  upcall emit 42
+
+exit status: 0 success; 1 no device, module not loaded, permission refused,
+or fewer events than --count; 2 bad usage or a bad number."""
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The ``upcall`` argument parser (``command``: only what that command needs)."""
-    parser = _Parser(prog="upcall", description="Kernel events delivered to user space.")
-    # The subcommands' parsers are _Parser (argparse uses the parent's class);
+    parser = Parser(
+        prog="upcall", description="Kernel events delivered to user space.", epilog=EPILOG
+    )
+    parser.add_argument(
+        "--version",
+        action=_VersionAction,
+        help="print the library's version, and the loaded module's, and exit",
+    )
+    # The subcommands' parsers are Parser (argparse uses the parent's class);
     # typed as plain ArgumentParser for the add_command(s) hooks below.
     commands = cast(
         "argparse._SubParsersAction[argparse.ArgumentParser]",
         parser.add_subparsers(dest="command", required=True, metavar="COMMAND"),
     )
 
-    device = _Parser(add_help=False)
+    device = Parser(add_help=False)
     device.add_argument(
         "--device",
         metavar="PATH",
@@ -411,17 +433,29 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         parents=[device],
         help="module information and counters",
         description=cmd_stats.__doc__,
+        epilog="example:\n  upcall stats --json",
     )
     p.set_defaults(func=cmd_stats)
 
     p = commands.add_parser(
-        "emit", parents=[device], help="emit an event", description=cmd_emit.__doc__
+        "emit",
+        parents=[device],
+        help="emit an event",
+        description=cmd_emit.__doc__,
+        epilog="examples:\n  upcall emit 42 --source 3\n  upcall emit --count 10000 -0x10",
     )
-    p._negative_number_matcher = _NEGATIVE_NUMBER
+    p._negative_number_matcher = NEGATIVE_NUMBER
     p.add_argument(
         "value", type=parse_value, metavar="VALUE", help="decimal, 0x hex, may be negative"
     )
-    p.add_argument("--source", type=parse_source, default=abi.UPCALL_SOURCE_USER, metavar="N")
+    p.add_argument(
+        "--source",
+        type=parse_source,
+        default=abi.UPCALL_SOURCE_USER,
+        metavar="N",
+        help=f"the event's source id, 0..{abi.UPCALL_SOURCE_MAX} "
+        f"(default {abi.UPCALL_SOURCE_USER})",
+    )
     p.add_argument("--count", type=parse_count, default=1, metavar="N", help="emit N times")
     p.set_defaults(func=cmd_emit)
 
@@ -430,6 +464,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         parents=[device],
         help="print events as they arrive",
         description=cmd_listen.__doc__,
+        epilog="examples:\n  upcall listen --via queue --count 10\n"
+        "  upcall listen --source edu --count 5 --timeout 10 --json",
     )
     p.add_argument("--via", choices=TRANSPORTS, default="signal", help="the transport")
     p.add_argument(
@@ -479,6 +515,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         "trigger",
         help="make a device raise real interrupts (root)",
         description=cmd_trigger.__doc__,
+        epilog="examples:\n  upcall trigger edu --count 5\n  upcall trigger edu --factorial 10",
     )
     p.add_argument("what", choices=("edu",), help="the QEMU edu PCI device")
     p.add_argument(
@@ -510,7 +547,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     # A command defined above needs none of the other modules (the harness,
     # the benchmark, the BPF path), whose import costs seconds in a guest.
     if command not in commands.choices:
-        _add_extra_commands(commands)
+        _add_extra_commands(commands, command)
     return parser
 
 

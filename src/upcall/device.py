@@ -90,8 +90,9 @@ def _open_error(path: str, err: OSError) -> DeviceError:
     code = err.errno or 0
     if code == errno.ENOENT:
         msg = (
-            f"{path} does not exist: the upcall module is not loaded "
-            "(load it with `insmod upcall.ko`, or try it in a VM with `upcall vm`)"
+            f"{path} does not exist: the upcall module is not loaded (load it with "
+            "`insmod upcall.ko`, try it in a VM with `upcall vm`, or use the module-free "
+            "BPF path: `upcall watch`)"
         )
     elif code in (errno.EACCES, errno.EPERM):
         try:

@@ -377,7 +377,7 @@ def test_bad_input_one_clear_line(case: str) -> None:
     assert r.returncode != 0
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1, r.stderr
-    assert lines[0].startswith("upcall: error: ") and needle in lines[0]
+    assert lines[0].startswith("upcall: ") and needle in lines[0]
     assert _upcall_prog_ids() <= before
 
 
@@ -444,3 +444,16 @@ def test_doctor_reports_this_kernel() -> None:
     for key in ("privileges", "BTF", "kfunc", "ringbuf", "fentry", "kprobes", "tracefs"):
         assert key in names
     assert names["BTF"] == "ok" and names["ringbuf"] == "ok" and names["kfunc"] == "ok"
+
+
+def test_watch_count_not_reached_exits_1() -> None:
+    args = ["watch", "--tracepoint", "sched:sched_process_exec", "--comm", "no-such-comm"]
+    r = subprocess.run(
+        _cli(*args, "--count", "1", "--timeout", "0.3", "--json"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 1, r.stderr
+    assert json.loads(r.stdout.splitlines()[-1])["received"] == 0
+    assert r.stderr.startswith("watching ")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import errno
 import json
 import os
@@ -21,6 +22,7 @@ from test_receivers import FakeQueueFile
 from test_signals import FakeModule, signal_state_guard  # noqa: F401 - fixture
 
 from upcall import cli, edu
+from upcall._args import parse_int
 from upcall.device import Stats
 from upcall.subscription import SignalSubscription, Subscription
 from upcall.transports.eventfd import EventfdSubscription
@@ -58,6 +60,9 @@ def one_error(err: list[str]) -> str:
         (["emit", "1", "--count", "0"], "count 0 out of range"),
         (["listen", "--signal", "10"], "signal 10 out of range"),
         (["listen", "--timeout", "soon"], "not a number of seconds"),
+        (["listen", "--timeout", "nan"], "argument --timeout: seconds nan out of range 0..1000000"),
+        (["listen", "--timeout", "-1"], "argument --timeout: seconds -1 out of range 0..1000000"),
+        (["trigger", "edu", "--timeout", "0"], "argument --timeout: seconds must be more than 0"),
         (["listen", "--via", "carrier-pigeon"], "invalid choice"),
         (["listen", "--queue-size", "1"], "queue size 1 out of range 2..65536"),
         (["listen", "--queue-size", "65537"], "out of range"),
@@ -96,9 +101,9 @@ def test_numbers_accepted(capsys: pytest.CaptureFixture[str], value: str) -> Non
 
 
 def test_parse_int() -> None:
-    assert cli.parse_int("-0x10") == -16
-    assert cli.parse_int("0b101") == 5
-    assert cli.parse_int(" 42 ") == 42
+    assert parse_int("-0x10") == -16
+    assert parse_int("0b101") == 5
+    assert parse_int(" 42 ") == 42
     assert cli.parse_value("-1") == -1
 
 
@@ -111,6 +116,7 @@ def test_missing_device_option(capsys: pytest.CaptureFixture[str], command: list
     line = one_error(err)
     assert rc == 1
     assert MISSING in line and "insmod upcall.ko" in line and "upcall vm" in line
+    assert "module-free BPF path: `upcall watch`" in line
     assert out == []
 
 
@@ -609,3 +615,148 @@ def test_listen_source_edu_needs_the_device_bound(
         "seqno=2 value=64 source=2 latency=-",
         "summary received=1 lost=0 dropped=0 foreign=0 other_sources=1",
     ]
+
+
+# -- the numbers and durations of every command: one line, exit status 2 ----------------
+
+WATCH = ["watch", "--tracepoint", "sched:sched_process_exec"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        ([*WATCH, "--timeout", "nan"], "argument --timeout: seconds nan out of range 0..1000000"),
+        ([*WATCH, "--timeout", "inf"], "argument --timeout: seconds inf out of range 0..1000000"),
+        ([*WATCH, "--timeout", "1e20"], "argument --timeout: seconds 1e20 out of range 0..1000000"),
+        ([*WATCH, "--timeout", "-1"], "argument --timeout: seconds -1 out of range 0..1000000"),
+        ([*WATCH, "--timeout", "soon"], "argument --timeout: not a number of seconds: 'soon'"),
+        ([*WATCH, "--count", "0"], "argument --count: count 0 out of range 1..2**62"),
+        ([*WATCH, "--count", "many"], "argument --count: not a number: 'many'"),
+        (
+            [*WATCH, "--comm", "a-very-long-task-name"],
+            "argument --comm: comm 'a-very-long-task-name' must be 1 to 15 bytes (TASK_COMM_LEN)",
+        ),
+        (["watch", "--irq", "-3"], "argument --irq: IRQ -3 out of range 0..2147483647"),
+        (["watch"], "one of the arguments --irq --tracepoint --kprobe is required"),
+        (["bench-bpf", "--events", "0"], "argument --events: count 0 out of range 1..2**62"),
+        (["bench", "--latency-events", "x"], "argument --latency-events: not a number: 'x'"),
+        (["bench", "--timeout", "inf"], "argument --timeout: seconds inf out of range 0..1000000"),
+        (["doctor", "--bogus"], "unrecognized arguments: --bogus"),
+    ],
+)
+def test_bad_numbers_one_line(
+    capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    rc, out, err = run_main(capsys, *argv)
+    assert (rc, out) == (2, [])
+    assert one_error(err) == f"upcall: {message}"
+
+
+def test_pid_beyond_pid_max(capsys: pytest.CaptureFixture[str]) -> None:
+    rc, _, err = run_main(capsys, *WATCH, "--pid", "99999999")
+    pid_max = int(Path("/proc/sys/kernel/pid_max").read_text())
+    assert rc == 2
+    assert one_error(err) == f"upcall: argument --pid: pid 99999999 out of range 1..{pid_max}"
+
+
+@pytest.mark.parametrize("argv", [["--timeout", "nan"], ["--pid", "0"], ["--count", "-1"]])
+def test_bad_numbers_no_traceback_in_a_process(argv: list[str]) -> None:
+    r = subprocess.run(
+        [sys.executable, "-m", "upcall", *WATCH, *argv], capture_output=True, text=True, timeout=60
+    )
+    assert r.returncode == 2 and r.stdout == ""
+    assert "Traceback" not in r.stderr
+    one_error(r.stderr.splitlines())
+
+
+def test_version(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import upcall
+
+    monkeypatch.setattr(cli, "SYSFS_MODULE", Path("/nonexistent/module/upcall"))
+    rc, out, err = run_main(capsys, "--version")
+    assert (rc, out, err) == (0, [f"upcall {upcall.__version__}"], [])
+
+
+def test_version_with_the_module_loaded(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import upcall
+
+    (tmp_path / "version").write_text("0.1.0\n")
+    monkeypatch.setattr(cli, "SYSFS_MODULE", tmp_path)
+    rc, out, _ = run_main(capsys, "--version")
+    assert rc == 0 and out == [f"upcall {upcall.__version__}, module 0.1.0"]
+    (tmp_path / "version").unlink()
+    rc, out, _ = run_main(capsys, "--version")
+    assert out == [f"upcall {upcall.__version__}, module loaded (no version)"]
+
+
+COMMANDS = ["stats", "emit", "listen", "trigger", "vm", "watch", "doctor", "bench-bpf", "bench"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_option_has_help_and_every_command_an_example(command: str) -> None:
+    parser = cli.build_parser(command)
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[
+        command
+    ]
+    if command != "vm":  # upcall.vm belongs to the harness
+        assert sub.epilog and "upcall " + command in sub.epilog
+        for action in sub._actions:
+            assert action.help, f"{command} {action.option_strings or action.dest}: no help"
+
+
+@pytest.mark.parametrize("command", ["stats", "emit", "listen", "trigger", "watch", "doctor",
+                                     "bench-bpf", "bench"])  # fmt: skip
+def test_every_result_printing_command_has_json(command: str) -> None:
+    parser = cli.build_parser(command)
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[
+        command
+    ]
+    assert "--json" in sub._option_string_actions
+
+
+# -- doctor: exit 1 and the fix in one line when something needed is missing --------------
+
+
+def test_doctor_missing_object_exits_1_with_the_fix(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from upcall.bpf import probe
+
+    def checks() -> list[probe.Check]:
+        return [
+            probe.Check("kernel", True, "6.1"),
+            probe.Check("object", False, "BPF object upcall.bpf.o not found", "run make"),
+            probe.Check("BTF", True, "present"),
+            probe.Check("kprobes", False, "no kprobes"),
+        ]
+
+    monkeypatch.setattr(probe, "all_checks", checks)
+    rc, out, err = run_main(capsys, "doctor")
+    assert rc == 1
+    assert out[1] == "NO  object      BPF object upcall.bpf.o not found"
+    assert one_error(err) == "upcall: the BPF path cannot run here: object: run make"
+    rc, out, _ = run_main(capsys, "doctor", "--json")
+    doc = json.loads(out[0])
+    assert rc == 1 and doc["ok"] is False
+    assert [c["name"] for c in doc["checks"] if c["needed"] and not c["ok"]] == ["object"]
+
+
+def test_doctor_names_a_wrong_object_override(monkeypatch: pytest.MonkeyPatch) -> None:
+    from upcall.bpf import probe
+
+    monkeypatch.setenv("UPCALL_BPF_OBJ", "/nonexistent/upcall.bpf.o")
+    chk = probe.check_object()
+    assert not chk.ok and chk.needed
+    assert chk.detail.startswith("UPCALL_BPF_OBJ=/nonexistent/upcall.bpf.o: no such file")
+    assert chk.fix == "unset UPCALL_BPF_OBJ or point it at upcall.bpf.o"
+
+
+def test_netlink_without_pyroute2_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    from upcall.errors import UpcallError
+    from upcall.transports import netlink
+
+    monkeypatch.setitem(sys.modules, "pyroute2", None)  # import fails as if not installed
+    with pytest.raises(UpcallError, match=r"pip install 'upcall\[netlink\]'"):
+        netlink.resolve_family()

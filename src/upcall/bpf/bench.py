@@ -24,12 +24,14 @@ import signal
 import statistics
 import struct
 import subprocess
+import sys
 import time
 from array import array
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from upcall._progress import steps
 from upcall.event import Event, monotonic_ns
 
 from .errors import BpfError
@@ -189,38 +191,47 @@ def _pct(xs: list[int], q: float) -> float:
     return s[min(len(s) - 1, int(q * len(s)))] / 1000.0
 
 
-def run(*, events: int, latency_events: int, out: str, plots: bool) -> int:
+def run(*, events: int, latency_events: int, out: str, plots: bool, as_json: bool = False) -> int:
+    """Run the four measurements on both transports; print the table (or JSON with ``as_json``)."""
     outdir = Path(out)
     outdir.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     lats: dict[str, list[int]] = {}
-    for via in ("ringbuf", "signal"):
-        c_tp, _ = c_run(via, "throughput", events, outdir)
-        py_tp = py_throughput(via, events)
-        c_lat_res, c_lat = c_run(via, "latency", latency_events, outdir)
-        py_lat_res, py_lat = py_latency(via, latency_events)
-        for who, tp, lr, lat in (
-            ("c", c_tp, c_lat_res, c_lat),
-            ("python", py_tp, py_lat_res, py_lat),
-        ):
-            key = f"{who}-{via}"
-            lats[key] = lat
-            rows.append(
-                {
-                    "consumer": who,
-                    "via": via,
-                    "events_per_s": tp["received"] / tp["seconds"],
-                    "received": tp["received"],
-                    "dropped": tp["dropped"],
-                    "p50_us": _pct(lat, 0.50),
-                    "p90_us": _pct(lat, 0.90),
-                    "p99_us": _pct(lat, 0.99),
-                    "mean_us": statistics.fmean(lat) / 1000.0,
-                    "lat_samples": lr["received"],
-                }
-            )
+    with steps("bench-bpf", 8) as progress:
+        for via in ("ringbuf", "signal"):
+            progress.step(f"{via}: C throughput, {events:,} events")
+            c_tp, _ = c_run(via, "throughput", events, outdir)
+            progress.step(f"{via}: Python throughput, {events:,} events")
+            py_tp = py_throughput(via, events)
+            progress.step(f"{via}: C latency, {latency_events:,} events")
+            c_lat_res, c_lat = c_run(via, "latency", latency_events, outdir)
+            progress.step(f"{via}: Python latency, {latency_events:,} events")
+            py_lat_res, py_lat = py_latency(via, latency_events)
+            for who, tp, lr, lat in (
+                ("c", c_tp, c_lat_res, c_lat),
+                ("python", py_tp, py_lat_res, py_lat),
+            ):
+                key = f"{who}-{via}"
+                lats[key] = lat
+                rows.append(
+                    {
+                        "consumer": who,
+                        "via": via,
+                        "events_per_s": tp["received"] / tp["seconds"],
+                        "received": tp["received"],
+                        "dropped": tp["dropped"],
+                        "p50_us": _pct(lat, 0.50),
+                        "p90_us": _pct(lat, 0.90),
+                        "p99_us": _pct(lat, 0.99),
+                        "mean_us": statistics.fmean(lat) / 1000.0,
+                        "lat_samples": lr["received"],
+                    }
+                )
     table = _table(rows)
-    print(table)
+    if as_json:
+        print(json.dumps({"kernel": os.uname().release, "results": rows}), flush=True)
+    else:
+        print(table)
     (outdir / "bpf-bench.json").write_text(json.dumps(rows, indent=2) + "\n")
     (outdir / "bpf-bench.md").write_text(table + "\n")
     if plots:
@@ -258,7 +269,7 @@ def _plots(rows: list[dict[str, Any]], lats: dict[str, list[int]], outdir: Path)
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        print("matplotlib missing: no plots (pip install matplotlib)")
+        print("upcall: matplotlib missing: no plots (pip install 'upcall[bench]')", file=sys.stderr)
         return
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for key, lat in sorted(lats.items()):

@@ -3,20 +3,30 @@
 
 :func:`add_commands` registers them on the main CLI's subparsers; each sets
 ``func`` to a handler taking the parsed arguments and returning the exit
-status. ``python -m upcall.bpf`` runs them without the main CLI.
-Every refusal is one line on stderr and a non-zero exit.
+status. Errors are the main CLI's: a BpfError is one ``upcall: ...`` line on
+stderr and exit status 1, a bad option exit status 2.
+``python -m upcall.bpf`` runs the same commands.
 """
 
 from __future__ import annotations
 
 import argparse
-import signal
+import json
 import sys
 from collections.abc import Sequence
+from typing import Any
 
-from .errors import BpfError
+from upcall._args import parse_count, parse_pid, parse_seconds, ranged
+from upcall.cli import Terminated, event_line, finish, out, sigterm_ends_run
 
-PROG = "upcall"
+#: Interrupt lines as the kernel numbers them (``/sys/kernel/irq/N``).
+parse_irq = ranged("IRQ", 0, (1 << 31) - 1)
+
+
+def _comm(text: str) -> str:
+    if not 0 < len(text.encode()) <= 15:
+        raise argparse.ArgumentTypeError(f"comm {text!r} must be 1 to 15 bytes (TASK_COMM_LEN)")
+    return text
 
 
 def _hook_from(args: argparse.Namespace) -> object:
@@ -32,86 +42,97 @@ def _hook_from(args: argparse.Namespace) -> object:
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
+    """Print the events of one kernel hook, delivered by BPF (no module needed).
+
+    Ends after --count events, after --timeout seconds without an event, or
+    on Ctrl-C/SIGTERM, with a summary line. Exit status 1 if --count was not
+    reached, or if --timeout ran out before any event at all; else 0.
+    """
     from .subscription import BpfSubscription
 
     hook = _hook_from(args)
-    try:
-        with BpfSubscription(
+    seen = 0
+    with (
+        BpfSubscription(
             hook,  # type: ignore[arg-type]
             via=args.via,
             pid=args.pid,
             comm=args.comm,
-        ) as sub:
-            # The readiness line: tests and scripts wait for it, not a sleep.
-            print(f"watching {hook} via {args.via}", file=sys.stderr, flush=True)
-            seen = 0
+        ) as sub,
+        sigterm_ends_run(),
+    ):
+        # The readiness line, on stderr so that stdout holds only results:
+        # tests and scripts wait for it, not a sleep.
+        print(f"watching {hook} via {args.via}", file=sys.stderr, flush=True)
+        try:
             while args.count is None or seen < args.count:
                 want = 256 if args.count is None else min(256, args.count - seen)
-                for ev in sub.read(want, timeout=args.timeout):
-                    lat = ev.latency_ns
-                    print(
-                        f"seqno={ev.seqno} value={ev.value} source={ev.source} "
-                        f"transport={ev.transport}"
-                        + ("" if lat is None else f" latency_us={lat / 1000:.1f}"),
-                        flush=True,
-                    )
+                events = sub.read(want, timeout=args.timeout)
+                for ev in events:
+                    out(event_line(ev, args.json, transport=True))
                     seen += 1
-                if args.timeout is not None and seen == 0:
+                if not events:  # --timeout seconds without an event
                     break
-            st = sub.stats()
-            if st.dropped:
-                print(f"dropped {st.dropped} events (counted in the kernel)", file=sys.stderr)
-    except BpfError as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    return 0
+        except (KeyboardInterrupt, Terminated):
+            pass
+        st = sub.stats()
+    return finish(args, {"received": seen, "dropped": st.dropped, "filtered": st.filtered})
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
+    """Say what this machine offers the BPF path, one check a line.
+
+    Exit status 1, with the fix in one line on stderr, when something every
+    subscription needs is missing (libbpf, the BPF object, privileges, BTF,
+    the ring buffer, tracefs); kfunc, fentry and kprobes only narrow what
+    runs.
+    """
     from . import probe
 
-    try:
-        checks = probe.all_checks()
-    except BpfError as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
+    checks = probe.all_checks()
+    missing = [c for c in checks if c.needed and not c.ok]
+    if args.json:
+        rows: list[dict[str, Any]] = [
+            {"name": c.name, "ok": c.ok, "needed": c.needed, "detail": c.detail, "fix": c.fix}
+            for c in checks
+        ]
+        out(json.dumps({"ok": not missing, "checks": rows}))
+    else:
+        for c in checks:
+            out(f"{'ok ' if c.ok else 'NO '} {c.name:<11} {c.detail}")
+    if missing:
+        fixes = "; ".join(f"{c.name}: {c.fix}" for c in missing)
+        print(f"upcall: the BPF path cannot run here: {fixes}", file=sys.stderr, flush=True)
         return 1
-    for c in checks:
-        print(f"{'ok ' if c.ok else 'NO '} {c.name:<11} {c.detail}")
-    needed = {"privileges", "BTF", "ringbuf"}
-    return 0 if all(c.ok for c in checks if c.name in needed) else 1
+    return 0
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    """Time the BPF signal and ring buffer, a Python and a C consumer each."""
     from . import bench
 
-    try:
-        return bench.run(
-            events=args.events,
-            latency_events=args.latency_events,
-            out=args.out,
-            plots=not args.no_plots,
-        )
-    except BpfError as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
-        return 1
-
-
-def _positive(text: str) -> int:
-    n = int(text)
-    if n <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {n}")
-    return n
+    return bench.run(
+        events=args.events,
+        latency_events=args.latency_events,
+        out=args.out,
+        plots=not args.no_plots,
+        as_json=args.json,
+    )
 
 
 def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``watch``, ``doctor`` and ``bench-bpf`` on the main CLI."""
     w = subparsers.add_parser(
-        "watch", help="print kernel events from a BPF hook (no module needed)"
+        "watch",
+        help="print kernel events from a BPF hook (no module needed)",
+        description=cmd_watch.__doc__,
+        epilog="examples:\n"
+        "  upcall watch --tracepoint sched:sched_process_exec --count 3\n"
+        "  upcall watch --irq 36 --via ringbuf --comm kworker/0:1 --json\n"
+        "  upcall watch --kprobe do_sys_openat2 --pid 1234 --timeout 10",
     )
     hook = w.add_mutually_exclusive_group(required=True)
-    hook.add_argument("--irq", type=int, metavar="N", help="hardware interrupt line N")
+    hook.add_argument("--irq", type=parse_irq, metavar="N", help="hardware interrupt line N")
     hook.add_argument("--tracepoint", metavar="CAT:NAME", help="a tracepoint by name")
     hook.add_argument("--kprobe", metavar="FUNC", help="a kernel function (fentry or kprobe)")
     w.add_argument(
@@ -120,35 +141,63 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
         default="auto",
         help="with --kprobe: fentry where BTF has the function (auto), or insist on one",
     )
-    w.add_argument("--via", choices=("signal", "ringbuf"), default="ringbuf")
-    w.add_argument("--count", type=_positive, help="stop after N events")
-    w.add_argument("--pid", type=_positive, help="only events from this process (in-kernel)")
-    w.add_argument("--comm", help="only events from tasks with this comm (in-kernel)")
-    w.add_argument("--timeout", type=float, help="give up after this many seconds idle")
+    w.add_argument(
+        "--via",
+        choices=("signal", "ringbuf"),
+        default="ringbuf",
+        help="a real-time signal with the value (needs Linux 6.13 for another task), "
+        "or the BPF ring buffer (default)",
+    )
+    w.add_argument("--count", type=parse_count, metavar="N", help="stop after N events")
+    w.add_argument(
+        "--pid", type=parse_pid, metavar="PID", help="only events from this process (in-kernel)"
+    )
+    w.add_argument(
+        "--comm", type=_comm, metavar="NAME", help="only events from tasks named NAME (in-kernel)"
+    )
+    w.add_argument(
+        "--timeout", type=parse_seconds, metavar="S", help="stop after S seconds without an event"
+    )
+    w.add_argument("--json", action="store_true", help="print JSON lines")
     w.set_defaults(func=cmd_watch)
 
-    d = subparsers.add_parser("doctor", help="what this kernel supports for the BPF path")
+    d = subparsers.add_parser(
+        "doctor",
+        help="what this machine offers the BPF path, and the fix for what is missing",
+        description=cmd_doctor.__doc__,
+        epilog="example:\n  sudo upcall doctor --json",
+    )
+    d.add_argument("--json", action="store_true", help="print one JSON object")
     d.set_defaults(func=cmd_doctor)
 
     b = subparsers.add_parser(
-        "bench-bpf", help="latency and throughput of BPF signal and ring buffer, Python vs C"
+        "bench-bpf",
+        help="latency and throughput of BPF signal and ring buffer, Python vs C",
+        description=cmd_bench.__doc__,
+        epilog="example:\n  sudo upcall bench-bpf --events 20000 --latency-events 2000 --no-plots",
     )
-    b.add_argument("--events", type=_positive, default=200_000, help="throughput events")
-    b.add_argument("--latency-events", type=_positive, default=20_000)
-    b.add_argument("--out", default="build/bench", help="where results and plots go")
-    b.add_argument("--no-plots", action="store_true")
+    b.add_argument(
+        "--events",
+        type=parse_count,
+        default=200_000,
+        metavar="N",
+        help="events per throughput run (default 200,000)",
+    )
+    b.add_argument(
+        "--latency-events",
+        type=parse_count,
+        default=20_000,
+        metavar="N",
+        help="events per latency run (default 20,000)",
+    )
+    b.add_argument("--out", default="build/bench", metavar="DIR", help="where results and plots go")
+    b.add_argument("--no-plots", action="store_true", help="write no PNG plots (no matplotlib)")
+    b.add_argument("--json", action="store_true", help="print the results as one JSON object")
     b.set_defaults(func=cmd_bench)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=PROG)
-    sub = parser.add_subparsers(required=True)
-    add_commands(sub)
-    args = parser.parse_args(argv)
-    # Die quietly on a closed pipe (`upcall watch | head`).
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-    return int(args.func(args))
+    """``python -m upcall.bpf``: the main command line, errors and exit statuses included."""
+    from upcall.cli import main as upcall_main
 
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return upcall_main(argv)

@@ -25,9 +25,25 @@ CAP_BPF = 39
 
 @dataclass(frozen=True, slots=True)
 class Check:
+    """One thing the BPF path may need: whether this machine has it, and why not.
+
+    ``fix``: what to do about it, in a few words ("" when ok or nothing can be done).
+    """
+
     name: str
     ok: bool
     detail: str
+    fix: str = ""
+
+    @property
+    def needed(self) -> bool:
+        """Whether the BPF path cannot run at all without it (else it narrows what runs)."""
+        return self.name in NEEDED
+
+
+#: The checks without which no subscription can work: ``upcall doctor`` exits 1
+#: when one fails. kfunc, fentry and kprobes only narrow the hooks and transports.
+NEEDED = frozenset({"libbpf", "object", "privileges", "BTF", "ringbuf", "tracefs"})
 
 
 def btf_path() -> Path:
@@ -59,6 +75,7 @@ def check_privilege() -> Check:
         False,
         f"loading BPF programs needs root (CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN); "
         f"this process (uid {os.getuid()}) has neither",
+        "run as root (sudo upcall ...)",
     )
 
 
@@ -71,6 +88,7 @@ def check_btf() -> Check:
         False,
         f"this kernel has no BTF ({p} missing): the BPF path needs a kernel built with "
         "CONFIG_DEBUG_INFO_BTF=y",
+        "boot a kernel built with CONFIG_DEBUG_INFO_BTF=y (Debian's stock kernels are)",
     )
 
 
@@ -110,11 +128,13 @@ def check_kfunc() -> Check:
 
 def check_ringbuf() -> Check:
     if not check_privilege().ok:
-        return Check("ringbuf", False, "cannot probe without privileges")
+        return Check("ringbuf", False, "cannot probe without privileges", "run as root")
     rc = _libbpf.lib().libbpf_probe_bpf_map_type(_libbpf.BPF_MAP_TYPE_RINGBUF, None)
     if rc == 1:
         return Check("ringbuf", True, "BPF_MAP_TYPE_RINGBUF")
-    return Check("ringbuf", False, "BPF ring buffer missing (needs Linux 5.8+)")
+    return Check(
+        "ringbuf", False, "BPF ring buffer missing (needs Linux 5.8+)", "boot Linux 5.8 or later"
+    )
 
 
 def check_fentry() -> Check:
@@ -164,14 +184,43 @@ def check_tracefs() -> Check:
     try:
         ensure_tracefs()
     except BpfError as e:
-        return Check("tracefs", False, str(e))
+        return Check("tracefs", False, str(e), f"mount -t tracefs tracefs {TRACEFS}")
     return Check("tracefs", True, f"{TRACEFS}/events")
+
+
+def check_libbpf() -> Check:
+    try:
+        _libbpf.lib()
+    except BpfError as e:
+        return Check("libbpf", False, str(e), "apt-get install libbpf1")
+    return Check("libbpf", True, "the system's libbpf.so.1 loads")
+
+
+def check_object() -> Check:
+    from .subscription import OBJ_ENV, OBJ_NAME, object_path
+
+    try:
+        path = object_path()
+    except BpfError as e:
+        fix = (
+            f"unset {OBJ_ENV} or point it at {OBJ_NAME}"
+            if os.environ.get(OBJ_ENV)
+            else f"reinstall the upcall wheel (it carries {OBJ_NAME}), run `make bpf-build` "
+            f"in a source checkout, or set {OBJ_ENV}=/path/to/{OBJ_NAME}"
+        )
+        return Check("object", False, str(e), fix)
+    return Check("object", True, str(path))
 
 
 def all_checks() -> list[Check]:
     """Every check, in the order ``upcall doctor`` prints them."""
+    libbpf = check_libbpf()
+    if not libbpf.ok:  # every probe below but BTF's goes through libbpf
+        return [Check("kernel", True, kernel_release()), libbpf, check_object(), check_btf()]
     checks = [
         Check("kernel", True, kernel_release()),
+        libbpf,
+        check_object(),
         check_privilege(),
         check_btf(),
         check_kfunc(),

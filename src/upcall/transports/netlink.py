@@ -15,6 +15,7 @@ messages are parsed from the raw bytes with :mod:`struct` (:mod:`.nlmsg`).
 from __future__ import annotations
 
 import errno
+import importlib
 import os
 import socket
 import threading
@@ -54,6 +55,20 @@ _msg_class: Any = None
 _msg_class_lock = threading.Lock()
 
 
+def _pyroute2(name: str) -> Any:
+    """pyroute2's module ``pyroute2.<name>``, imported on first use.
+
+    pyroute2 is the optional extra ``upcall[netlink]``: nothing else in upcall
+    needs it, so ``import upcall`` works without it.
+    """
+    try:
+        return importlib.import_module(f"pyroute2.{name}")
+    except ImportError as e:
+        raise UpcallError(
+            f"the netlink transport needs pyroute2 >= 0.9 ({e}): pip install 'upcall[netlink]'"
+        ) from None
+
+
 def genl_message_class() -> Any:
     """pyroute2's message class for the upcall family (its attributes, by name).
 
@@ -62,7 +77,7 @@ def genl_message_class() -> Any:
     global _msg_class
     with _msg_class_lock:
         if _msg_class is None:
-            from pyroute2.netlink import genlmsg  # type: ignore[import-untyped]
+            genlmsg: Any = _pyroute2("netlink").genlmsg
 
             class UpcallGenlMsg(genlmsg):  # type: ignore[misc]
                 nla_map = (
@@ -81,17 +96,14 @@ def genl_message_class() -> Any:
 
 def _genl_socket() -> Any:
     """A pyroute2 GenericNetlinkSocket that does not log a missing family."""
-    try:
-        from pyroute2.netlink.generic import AsyncGenericNetlinkSocket, GenericNetlinkSocket  # type: ignore[import-untyped]
-    except ImportError as e:
-        raise UpcallError(
-            f"the netlink transport needs pyroute2 ({e}): pip install pyroute2"
-        ) from e
+    generic = _pyroute2("netlink.generic")
+    async_base: Any = generic.AsyncGenericNetlinkSocket
+    sync_base: Any = generic.GenericNetlinkSocket
 
-    class _QuietAsync(AsyncGenericNetlinkSocket):  # type: ignore[misc]
+    class _QuietAsync(async_base):  # type: ignore[misc]
         module_err_level = "debug"
 
-    class _Quiet(GenericNetlinkSocket):  # type: ignore[misc]
+    class _Quiet(sync_base):  # type: ignore[misc]
         async_class = _QuietAsync
 
     return _Quiet()
@@ -115,7 +127,7 @@ def resolve_family() -> GenlFamily:
     Ask again after the module was reloaded: the ids may change.
     """
     sock = _genl_socket()
-    from pyroute2.netlink.exceptions import NetlinkError  # type: ignore[import-untyped]
+    NetlinkError = _pyroute2("netlink.exceptions").NetlinkError
 
     try:
         sock.bind(abi.UPCALL_GENL_NAME, genl_message_class())
@@ -141,8 +153,9 @@ def send_command(cmd: int, attrs: Sequence[tuple[str, int]]) -> None:
     A refusal raises OSError with the kernel's errno (EINVAL, ERANGE, EPERM...).
     """
     sock = _genl_socket()
-    from pyroute2.netlink import NLM_F_ACK, NLM_F_REQUEST
-    from pyroute2.netlink.exceptions import NetlinkError
+    netlink = _pyroute2("netlink")
+    NLM_F_ACK, NLM_F_REQUEST = netlink.NLM_F_ACK, netlink.NLM_F_REQUEST
+    NetlinkError = _pyroute2("netlink.exceptions").NetlinkError
 
     msg = genl_message_class()()
     msg["cmd"] = cmd

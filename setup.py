@@ -1,0 +1,82 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""Build hook: the wheel carries the BPF object, compiled when the wheel is built.
+
+Everything else is in pyproject.toml. ``build_py`` runs ``mk/bpf.mk`` (the one
+place the compiler flags are written) to compile ``bpf/upcall.bpf.c`` against
+a ``vmlinux.h`` generated from the build machine's kernel BTF, and puts
+``upcall.bpf.o`` in the package as ``upcall/bpf/upcall.bpf.o``. The object is
+CO-RE: libbpf relocates it at load time, so one object serves every kernel
+with BTF. Without clang, bpftool, make or BTF the wheel build fails with one
+line saying what to install: a wheel without the object is useless for the
+BPF path. An editable install (``pip install -e``) builds nothing: a source
+checkout uses ``build/bpf/upcall.bpf.o`` from ``make bpf-build``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from setuptools import setup
+from setuptools.command.bdist_wheel import bdist_wheel
+from setuptools.command.build_py import build_py
+from setuptools.errors import ExecError
+
+HERE = Path(__file__).resolve().parent
+OBJ_NAME = "upcall.bpf.o"
+BTF = Path(os.environ.get("BPF_BTF", "/sys/kernel/btf/vmlinux"))
+INSTALL = "apt-get install clang llvm libbpf-dev bpftool make"
+
+
+def _missing_tool() -> str | None:
+    """The first build tool or input missing on this machine, said in one line."""
+    for tool, hint in (("make", INSTALL), ("clang", INSTALL)):
+        if shutil.which(tool) is None:
+            return f"{tool} not found ({hint})"
+    if shutil.which("bpftool") is None and not Path("/usr/sbin/bpftool").exists():
+        return f"bpftool not found ({INSTALL})"
+    if not Path("/usr/include/bpf/bpf_helpers.h").is_file():
+        return f"libbpf headers (/usr/include/bpf) not found ({INSTALL})"
+    if not BTF.is_file():
+        return f"{BTF} missing: the build machine's kernel has no BTF (CONFIG_DEBUG_INFO_BTF=y)"
+    return None
+
+
+def build_bpf_object(out_dir: Path) -> Path:
+    """Compile the BPF object into ``out_dir`` with mk/bpf.mk; return its path."""
+    why = _missing_tool()
+    if why is not None:
+        raise ExecError(f"upcall: cannot build the BPF object {OBJ_NAME}: {why}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    obj = out_dir / OBJ_NAME
+    cmd = ["make", "--no-print-directory", "-f", "mk/bpf.mk", f"BPF_OUT={out_dir}", str(obj)]
+    if subprocess.run(cmd, cwd=HERE).returncode != 0:
+        raise ExecError(f"upcall: building the BPF object failed: {' '.join(cmd)} (output above)")
+    return obj
+
+
+class BuildPyWithBpf(build_py):
+    """build_py, plus the BPF object as package data of ``upcall.bpf``."""
+
+    def run(self) -> None:
+        super().run()
+        if self.editable_mode:
+            return
+        build_temp = Path(self.get_finalized_command("build").build_temp)
+        obj = build_bpf_object(build_temp.resolve() / "bpf")
+        dest = Path(self.build_lib) / "upcall" / "bpf" / OBJ_NAME
+        self.copy_file(str(obj), str(dest))
+
+
+class PlatformWheel(bdist_wheel):
+    """Tag the wheel py3-none-<platform>: the BPF object is built for one architecture."""
+
+    def finalize_options(self) -> None:
+        super().finalize_options()
+        # Pure Python otherwise: as if --plat-name had been given (bdist set it).
+        self.plat_name_supplied = True
+
+
+setup(cmdclass={"build_py": BuildPyWithBpf, "bdist_wheel": PlatformWheel})
