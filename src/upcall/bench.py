@@ -1146,7 +1146,7 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
         "--publish", metavar="DIR", help="copy the plots here (bench/ for BENCHMARKS.md)"
     )
     p.add_argument("--kernel", metavar="KERNEL",
-                   help="kernel to boot, as for `upcall vm --kernel` (default: its default)")  # fmt: skip
+                   help="kernel to boot, as for `upcall vm --kernel`")  # fmt: skip
     p.add_argument("--timeout", type=parse_wait, default=3600, metavar="S",
                    help="seconds before the guest is killed (default 3600)")  # fmt: skip
     p.add_argument("--from-guest", action="store_true",
