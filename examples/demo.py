@@ -83,7 +83,7 @@ def signals_part() -> bool:
             )
 
     for value in VALUES:
-        emit(str(value), "--source", "3")
+        emit(str(value), "--source", "0x203")
     deadline = time.monotonic() + 10
     while len(received) < len(VALUES) and time.monotonic() < deadline:
         sub.run(timeout=0.5)

@@ -156,7 +156,8 @@ static bool upcall_sub_push(struct upcall_sub *sub, u32 source, u64 value,
 	unsigned long flags;
 
 	raw_spin_lock_irqsave(&sub->lock, flags);
-	if (sub->transport == UPCALL_TRANSPORT_NONE || sub->closing) {
+	if (sub->transport == UPCALL_TRANSPORT_NONE || sub->closing ||
+	    source < sub->source_first || source > sub->source_last) {
 		raw_spin_unlock_irqrestore(&sub->lock, flags);
 		return false;
 	}
@@ -368,6 +369,13 @@ int upcall_sub_subscribe(struct upcall_sub *sub,
 	old_nl = sub->nl;
 	sub->nl = nl;
 	sub->transport = req->transport;
+	if (req->flags & UPCALL_SUBSCRIBE_SOURCES) {
+		sub->source_first = req->source_first;
+		sub->source_last = req->source_last;
+	} else {
+		sub->source_first = 0;
+		sub->source_last = UPCALL_SOURCE_MAX;
+	}
 	sub->sigio_sent = false;
 	if (resize) {
 		sub->dropped += kfifo_len(&sub->queue);

@@ -23,6 +23,7 @@ static_assert(sizeof(struct upcall_emit) == 32);
 static_assert(sizeof(struct upcall_stats) == 80);
 static_assert(sizeof(struct upcall_event) == 48);
 static_assert(sizeof(struct upcall_eventfd) == 16);
+static_assert(sizeof(struct upcall_version) == 64);
 static_assert(UPCALL_SI_CODE(UPCALL_SOURCE_MAX) < UPCALL_SI_CODE_BASE);
 
 static bool upcall_all_zero(const __u32 *words, size_t n)
@@ -62,8 +63,12 @@ static long upcall_ioctl_subscribe(struct upcall_sub *sub, struct file *file,
 		return -EBADF;
 	if (copy_from_user(&req, argp, sizeof(req)))
 		return -EFAULT;
-	if (req.flags & ~UPCALL_SUBSCRIBE_FLAGS ||
-	    !upcall_all_zero(req.reserved, ARRAY_SIZE(req.reserved)))
+	if (req.flags & ~UPCALL_SUBSCRIBE_FLAGS || req.reserved)
+		return -EINVAL;
+	if (req.flags & UPCALL_SUBSCRIBE_SOURCES ?
+	    req.source_first > req.source_last ||
+	    req.source_last > UPCALL_SOURCE_MAX :
+	    req.source_first || req.source_last)
 		return -EINVAL;
 
 	return upcall_sub_subscribe(sub, &req);
@@ -98,7 +103,7 @@ static long upcall_ioctl_emit(struct file *file, void __user *argp)
 		return -EBADF;
 	if (copy_from_user(&req, argp, sizeof(req)))
 		return -EFAULT;
-	if (req.flags || req.source > UPCALL_SOURCE_MAX ||
+	if (req.flags || !upcall_source_user_ok(req.source) ||
 	    !upcall_all_zero(req.reserved, ARRAY_SIZE(req.reserved)))
 		return -EINVAL;
 
@@ -118,6 +123,18 @@ static long upcall_ioctl_stats(struct upcall_sub *sub, struct file *file,
 	return 0;
 }
 
+static long upcall_ioctl_version(void __user *argp)
+{
+	struct upcall_version version = {
+		.abi = UPCALL_ABI_VERSION,
+	};
+
+	strscpy(version.module, UPCALL_VERSION, sizeof(version.module));
+	if (copy_to_user(argp, &version, sizeof(version)))
+		return -EFAULT;
+	return 0;
+}
+
 static long upcall_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 {
 	struct upcall_sub *sub = file->private_data;
@@ -132,6 +149,8 @@ static long upcall_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 		return upcall_ioctl_stats(sub, file, argp);
 	case UPCALL_IOC_SET_EVENTFD:
 		return upcall_ioctl_set_eventfd(sub, file, argp);
+	case UPCALL_IOC_VERSION:
+		return upcall_ioctl_version(argp);
 	default:
 		return -ENOTTY;
 	}
@@ -256,3 +275,4 @@ module_exit(upcall_exit);
 MODULE_DESCRIPTION("Kernel events delivered to user space with a value");
 MODULE_AUTHOR("The upcall developers");
 MODULE_LICENSE("GPL");
+MODULE_VERSION(UPCALL_VERSION);

@@ -70,6 +70,8 @@ struct upcall_netlink_target {
  * @target: the signal transport's destination
  * @nl: the netlink transport's destination
  * @eventfd: notified when a QUEUE subscriber's queue gets events, or NULL
+ * @source_first: the first source id it takes
+ * @source_last: the last source id it takes
  * @seqno: last sequence number given out
  * @emitted: events given a sequence number
  * @delivered: events the transport handed over
@@ -97,6 +99,8 @@ struct upcall_sub {
 	struct upcall_signal_target target;
 	struct upcall_netlink_target nl;
 	struct eventfd_ctx *eventfd;
+	u32 source_first;
+	u32 source_last;
 	u64 seqno;
 	u64 emitted;
 	u64 delivered;
@@ -106,6 +110,14 @@ struct upcall_sub {
 	struct work_struct nl_work;
 	struct rcu_head rcu;
 };
+
+/* What user space may emit as: not one of upcall's own sources. */
+static inline bool upcall_source_user_ok(u32 source)
+{
+	return source == UPCALL_SOURCE_USER ||
+	       (source > UPCALL_SOURCE_RESERVED_MAX &&
+		source <= UPCALL_SOURCE_MAX);
+}
 
 struct upcall_sub *upcall_sub_alloc(void);
 void upcall_sub_free(struct upcall_sub *sub);

@@ -49,6 +49,11 @@ static int upcall_genl_emit(struct sk_buff *skb, struct genl_info *info)
 		return -EINVAL;
 	if (info->attrs[UPCALL_ATTR_SOURCE])
 		source = nla_get_u32(info->attrs[UPCALL_ATTR_SOURCE]);
+	if (!upcall_source_user_ok(source)) {
+		NL_SET_ERR_MSG_ATTR(info->extack, info->attrs[UPCALL_ATTR_SOURCE],
+				    "source id reserved for upcall's own sources");
+		return -EINVAL;
+	}
 
 	ret = upcall_emit(source, nla_get_u64(info->attrs[UPCALL_ATTR_VALUE]));
 	return ret < 0 ? ret : 0;

@@ -15,7 +15,14 @@ from __future__ import annotations
 
 from ._version import __version__
 from .device import DEFAULT_PATH, TRANSPORTS, Device, Stats, open
-from .errors import ClosedError, DeviceError, SignalSetupError, UpcallError, WrongThreadError
+from .errors import (
+    ClosedError,
+    DeviceError,
+    ModuleVersionError,
+    SignalSetupError,
+    UpcallError,
+    WrongThreadError,
+)
 from .event import Event
 from .subscription import SignalSubscription, Subscription
 from .transports.eventfd import EventfdSubscription
@@ -32,6 +39,7 @@ __all__ = [
     "Event",
     "EventfdSubscription",
     "FasyncSubscription",
+    "ModuleVersionError",
     "NetlinkSubscription",
     "QueueSubscription",
     "SignalSetupError",

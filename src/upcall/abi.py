@@ -83,9 +83,19 @@ UPCALL_QUEUE_MAX = 65536
 
 UPCALL_SUBSCRIBE_THREAD = 1 << 0
 UPCALL_SUBSCRIBE_UNICAST = 1 << 1
-UPCALL_SUBSCRIBE_FLAGS = UPCALL_SUBSCRIBE_THREAD | UPCALL_SUBSCRIBE_UNICAST
+UPCALL_SUBSCRIBE_SOURCES = 1 << 2
+UPCALL_SUBSCRIBE_FLAGS = (
+    UPCALL_SUBSCRIBE_THREAD | UPCALL_SUBSCRIBE_UNICAST | UPCALL_SUBSCRIBE_SOURCES
+)
+
+#: The ABI version this library speaks; the module reports its own through
+#: UPCALL_IOC_VERSION.
+UPCALL_ABI_VERSION = 1
 
 UPCALL_SOURCE_MAX = 0xFFFF
+#: Source ids 1 to this are upcall's own (its sources, its sample modules):
+#: user space emits as UPCALL_SOURCE_USER (0) or above it.
+UPCALL_SOURCE_RESERVED_MAX = 0x1FF
 UPCALL_SOURCE_USER = 0
 UPCALL_SOURCE_TIMER = 1
 UPCALL_SOURCE_EDU = 2
@@ -123,7 +133,9 @@ class UpcallSubscribe(ctypes.Structure):
     """``struct upcall_subscribe``; every field not set must stay zero.
 
     ``queue_size`` 0 asks for the module's default (UPCALL_QUEUE_DEFAULT);
-    ``netlink_fd`` is the socket of a UPCALL_SUBSCRIBE_UNICAST subscription.
+    ``netlink_fd`` is the socket of a UPCALL_SUBSCRIBE_UNICAST subscription;
+    ``source_first``..``source_last`` the sources taken, with
+    UPCALL_SUBSCRIBE_SOURCES.
     """
 
     _fields_ = (
@@ -132,7 +144,9 @@ class UpcallSubscribe(ctypes.Structure):
         ("signo", ctypes.c_uint32),
         ("queue_size", ctypes.c_uint32),
         ("netlink_fd", ctypes.c_int32),
-        ("reserved", ctypes.c_uint32 * 3),
+        ("source_first", ctypes.c_uint32),
+        ("source_last", ctypes.c_uint32),
+        ("reserved", ctypes.c_uint32),
     )
 
 
@@ -176,10 +190,22 @@ class UpcallEventfd(ctypes.Structure):
     )
 
 
+class UpcallVersion(ctypes.Structure):
+    """``struct upcall_version``, filled by UPCALL_IOC_VERSION: ``abi`` and ``module``."""
+
+    _fields_ = (
+        ("abi", ctypes.c_uint32),
+        ("flags", ctypes.c_uint32),
+        ("module", ctypes.c_char * 32),
+        ("reserved", ctypes.c_uint32 * 6),
+    )
+
+
 UPCALL_IOC_SUBSCRIBE = IOW(UPCALL_IOC_MAGIC, 0x10, UpcallSubscribe)
 UPCALL_IOC_EMIT = IOW(UPCALL_IOC_MAGIC, 0x20, UpcallEmit)
 UPCALL_IOC_STATS = IOR(UPCALL_IOC_MAGIC, 0x30, UpcallStats)
 UPCALL_IOC_SET_EVENTFD = IOW(UPCALL_IOC_MAGIC, 0x40, UpcallEventfd)
+UPCALL_IOC_VERSION = IOR(UPCALL_IOC_MAGIC, 0x50, UpcallVersion)
 
 # Generic netlink: the family, its one multicast group, commands, attributes.
 UPCALL_GENL_NAME = "upcall"

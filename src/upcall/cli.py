@@ -45,6 +45,18 @@ SYSFS_MODULE = Path("/sys/module/upcall")
 
 parse_value = ranged("value", abi.S64_MIN, abi.U64_MAX)
 parse_source = ranged("source", 0, abi.UPCALL_SOURCE_MAX)
+
+
+def parse_user_source(text: str) -> int:
+    """A source id user space may emit as: 0, or above upcall's reserved range."""
+    n = parse_source(text)
+    if 0 < n <= abi.UPCALL_SOURCE_RESERVED_MAX:
+        raise argparse.ArgumentTypeError(
+            f"source {text} is reserved for upcall's own sources (1..."
+            f"{abi.UPCALL_SOURCE_RESERVED_MAX:#x}): use 0 or "
+            f"{abi.UPCALL_SOURCE_RESERVED_MAX + 1:#x}..{abi.UPCALL_SOURCE_MAX:#x}"
+        )
+    return n
 parse_signal = ranged("signal", int(signal.SIGRTMIN), int(signal.SIGRTMAX))
 parse_queue_size = ranged("queue size", abi.UPCALL_QUEUE_MIN, abi.UPCALL_QUEUE_MAX)
 parse_rcvbuf = ranged("receive buffer", 1, (1 << 31) - 1)
@@ -207,11 +219,10 @@ def cmd_listen(args: argparse.Namespace) -> int:
 
     Ends after --count events, after --timeout seconds without an event, or on
     Ctrl-C/SIGTERM. Exit status 1 if --count was not reached, or if --timeout
-    ran out before any event at all; else 0. With --source, only that
-    source's events are printed and counted towards --count; the
-    subscription still receives the others (they keep --timeout from
-    running out, count in the module's dropped counter if the queue
-    overflows, and appear in the summary as other_sources).
+    ran out before any event at all; else 0. With --source, the module
+    queues only that source's events for this subscription: the others are
+    neither received nor counted, and cannot push its events out of the
+    queue.
     """
     signal_options = args.signal is not None or args.thread
     if signal_options and args.via not in ("signal", "fasync"):
@@ -223,18 +234,17 @@ def cmd_listen(args: argparse.Namespace) -> int:
         options.update(signo=args.signal, thread=args.thread)
     if args.rcvbuf is not None:
         options["rcvbuf"] = args.rcvbuf
+    if args.source is not None:
+        options["sources"] = args.source
     if args.source == abi.UPCALL_SOURCE_EDU:
         edu.bound_device()  # else no event would ever come: say why now
     with Device(_device_path(args)) as dev:
         sub = dev.subscribe(args.via, **options)
-    received = other = 0
+    received = 0
     final: Stats | None = None
 
     def show(ev: Event) -> None:
-        nonlocal received, other, final
-        if args.source is not None and ev.source != args.source:
-            other += 1
-            return
+        nonlocal received, final
         out(event_line(ev, args.json))
         received += 1
         if args.count is not None and received >= args.count:
@@ -272,8 +282,6 @@ def cmd_listen(args: argparse.Namespace) -> int:
             final = sub.stats()
         lost, foreign = sub.lost, getattr(sub, "foreign", 0)
     summary = {"received": received, "lost": lost, "dropped": final.dropped, "foreign": foreign}
-    if args.source is not None:
-        summary["other_sources"] = other
     return finish(args, summary)
 
 
@@ -442,7 +450,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         parents=[device],
         help="emit an event",
         description=cmd_emit.__doc__,
-        epilog="examples:\n  upcall emit 42 --source 3\n  upcall emit --count 10000 -0x10",
+        epilog="examples:\n  upcall emit 42 --source 0x200\n  upcall emit --count 10000 -0x10",
     )
     p._negative_number_matcher = NEGATIVE_NUMBER
     p.add_argument(
@@ -450,11 +458,12 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--source",
-        type=parse_source,
+        type=parse_user_source,
         default=abi.UPCALL_SOURCE_USER,
         metavar="N",
-        help=f"the event's source id, 0..{abi.UPCALL_SOURCE_MAX} "
-        f"(default {abi.UPCALL_SOURCE_USER})",
+        help=f"the event's source id: 0 (the default) or "
+        f"{abi.UPCALL_SOURCE_RESERVED_MAX + 1:#x}..{abi.UPCALL_SOURCE_MAX:#x} "
+        "(the ids between are upcall's own sources)",
     )
     p.add_argument("--count", type=parse_count, default=1, metavar="N", help="emit N times")
     p.set_defaults(func=cmd_emit)
@@ -506,8 +515,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         "--source",
         type=parse_source_filter,
         metavar="SOURCE",
-        help="print and count only events from SOURCE (user, timer, edu or a number); "
-        "the subscription still receives the other sources' events, in its counters too",
+        help="subscribe to the events of SOURCE only (user, timer, edu or a number): "
+        "the module neither queues nor counts the other sources' events for it",
     )
     p.set_defaults(func=cmd_listen)
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import builtins
 import ctypes
 import errno
 import fcntl
@@ -14,7 +15,8 @@ from types import TracebackType
 from typing import Self
 
 from . import abi
-from .errors import ClosedError, DeviceError
+from ._version import __version__
+from .errors import ClosedError, DeviceError, ModuleVersionError
 from .subscription import SignalSubscription, Subscription
 from .transports.eventfd import EventfdSubscription
 from .transports.fasync import FasyncSubscription
@@ -140,6 +142,63 @@ def _ioctl(fd: int, request: int, arg: ctypes.Structure, what: str, path: str) -
             raise DeviceError(code, f"{path}: {what} failed: {detail}") from None
 
 
+Sources = int | range | None
+"""What ``sources=`` takes: one source id, a ``range`` of them, or None for all."""
+
+
+def check_sources(sources: Sources) -> tuple[int, int] | None:
+    """The (first, last) source ids of ``sources``; ValueError if it is not a run of ids."""
+    if sources is None:
+        return None
+    if isinstance(sources, bool) or not isinstance(sources, int | range):
+        raise TypeError(f"sources must be an int or a range, not {type(sources).__name__}")
+    if isinstance(sources, int):
+        first = last = sources
+    elif sources.step != 1 or not sources:
+        raise ValueError(f"sources {sources!r} must be a non-empty range with step 1")
+    else:
+        first, last = sources.start, sources.stop - 1
+    if not 0 <= first <= last <= abi.UPCALL_SOURCE_MAX:
+        raise ValueError(f"sources {sources!r} out of range 0..{abi.UPCALL_SOURCE_MAX}")
+    return first, last
+
+
+#: Where the kernel shows a loaded module's MODULE_VERSION.
+_SYSFS_VERSION = "/sys/module/upcall/version"
+
+
+def _module_version(fd: int, path: str) -> tuple[int, str]:
+    """Ask the module at ``fd`` for its ABI and module versions.
+
+    Raises ModuleVersionError, in one line naming both sides, when the
+    module speaks another ABI than this library, and DeviceError when
+    ``path`` is not an upcall device at all.
+    """
+    ours = f"library {__version__} (ABI {abi.UPCALL_ABI_VERSION})"
+    version = abi.UpcallVersion()
+    try:
+        _ioctl(fd, abi.UPCALL_IOC_VERSION, version, "version query", path)
+    except DeviceError as e:
+        if e.errno != errno.ENOTTY:
+            raise
+        try:
+            with builtins.open(_SYSFS_VERSION) as f:
+                theirs = f"module {f.read().strip()}"
+        except OSError:
+            raise DeviceError(errno.ENOTTY, f"{path} is not an upcall device") from None
+        raise ModuleVersionError(
+            f"{path}: the loaded {theirs} predates ABI versions and does not match the {ours}: "
+            f"load the module of version {__version__}"
+        ) from None
+    module = version.module.decode(errors="replace")
+    if version.abi != abi.UPCALL_ABI_VERSION:
+        raise ModuleVersionError(
+            f"{path}: the loaded module {module} (ABI {version.abi}) does not match the {ours}: "
+            "install the library and the module of one version"
+        )
+    return version.abi, module
+
+
 class _File:
     """One open file of the device, used as one subscriber (QueueFile).
 
@@ -148,8 +207,12 @@ class _File:
     access to the device may subscribe, but not emit).
     """
 
-    def __init__(self, path: str, flags: int = os.O_RDWR) -> None:
+    def __init__(
+        self, path: str, flags: int = os.O_RDWR, sources: tuple[int, int] | None = None
+    ) -> None:
         self.path = path
+        #: The (first, last) source ids every SUBSCRIBE of this file asks for.
+        self.sources = sources
         self._fd = _open_fd(path, flags)
         self._lock = threading.Lock()
 
@@ -178,6 +241,9 @@ class _File:
             queue_size=queue_size,
             netlink_fd=netlink_fd,
         )
+        if self.sources is not None:
+            req.flags |= abi.UPCALL_SUBSCRIBE_SOURCES
+            req.source_first, req.source_last = self.sources
         _ioctl(self.fileno(), abi.UPCALL_IOC_SUBSCRIBE, req, "subscribe", self.path)
 
     def set_eventfd(self, fd: int) -> None:
@@ -209,10 +275,25 @@ class Device:
     subscriptions.
     """
 
+    module_version: str
+    """The loaded module's version, as ``modinfo`` shows it."""
+
     def __init__(self, path: str | os.PathLike[str] = DEFAULT_PATH) -> None:
-        """Open ``path``; raises DeviceError with a readable message on failure."""
+        """Open ``path`` and check that the module speaks this library's ABI.
+
+        Raises DeviceError with a readable message when it cannot open it or
+        it is no upcall device, ModuleVersionError when the module's ABI
+        differs from the library's.
+        """
         self.path = os.fspath(path)
         self._file = _File(self.path)
+        try:
+            abi_version, self.module_version = _module_version(self._file.fileno(), self.path)
+        except BaseException:
+            self._file.close()
+            raise
+        #: The ABI version the module speaks (the same as the library's).
+        self.abi_version = abi_version
 
     def fileno(self) -> int:
         """The file descriptor of this open file."""
@@ -243,7 +324,9 @@ class Device:
 
         ``value`` is anything from -2**63 to 2**64-1 (negative values travel as
         two's complement u64; ``Event.signed_value`` reads them back). ``source``
-        is 0 (a user-space emit, the default) up to ``abi.UPCALL_SOURCE_MAX``.
+        is 0 (a user-space emit, the default) or an id above
+        ``abi.UPCALL_SOURCE_RESERVED_MAX`` (the ids below are upcall's own
+        sources) up to ``abi.UPCALL_SOURCE_MAX``; ValueError for another.
         A return of 0 means no one is subscribed, not an error.
         """
         if isinstance(value, bool) or not isinstance(value, int):
@@ -253,19 +336,30 @@ class Device:
         encoded = abi.encode_value(value)
         if not 0 <= source <= abi.UPCALL_SOURCE_MAX:
             raise ValueError(f"source {source} out of range 0..{abi.UPCALL_SOURCE_MAX}")
+        if 0 < source <= abi.UPCALL_SOURCE_RESERVED_MAX:
+            raise ValueError(
+                f"source {source:#x} is reserved for upcall's own sources (1..."
+                f"{abi.UPCALL_SOURCE_RESERVED_MAX:#x}): emit as 0 or "
+                f"{abi.UPCALL_SOURCE_RESERVED_MAX + 1:#x}..{abi.UPCALL_SOURCE_MAX:#x}"
+            )
         return self._file.emit(encoded, source)
 
     def stats(self) -> Stats:
         """The counters of this open file (all 0 for a Device: it is not subscribed)."""
         return self._file.stats()
 
-    def _subscriber_file(self, flags: int) -> _File:
+    def _subscriber_file(self, flags: int, sources: Sources) -> _File:
         if self.closed:
             raise ClosedError(f"{self.path} is closed")
-        return _File(self.path, flags)
+        return _File(self.path, flags, check_sources(sources))
 
     def subscribe_signal(
-        self, signo: int | None = None, *, thread: bool = False, queue_size: int | None = None
+        self,
+        signo: int | None = None,
+        *,
+        thread: bool = False,
+        queue_size: int | None = None,
+        sources: Sources = None,
     ) -> SignalSubscription:
         """Subscribe to events as real-time signals, received through a signalfd.
 
@@ -277,17 +371,24 @@ class Device:
         them at the calling thread, which then reads them. Either way the
         signal is blocked here and must be blocked in every other thread
         already (SignalSetupError otherwise). ``queue_size``: see
-        :meth:`subscribe`. See :class:`SignalSubscription`.
+        :meth:`subscribe`, as is ``sources``. See :class:`SignalSubscription`.
         """
-        file = self._subscriber_file(os.O_RDONLY)
+        file = self._subscriber_file(os.O_RDONLY, sources)
         return SignalSubscription(file, signo, thread=thread, queue_size=queue_size)
 
-    def subscribe_queue(self, *, queue_size: int | None = None) -> QueueSubscription:
+    def subscribe_queue(
+        self, *, queue_size: int | None = None, sources: Sources = None
+    ) -> QueueSubscription:
         """Subscribe to events as records read(2) from the file: :class:`QueueSubscription`."""
-        return QueueSubscription(self._subscriber_file(_QUEUE_OPEN), queue_size)
+        return QueueSubscription(self._subscriber_file(_QUEUE_OPEN, sources), queue_size)
 
     def subscribe_fasync(
-        self, signo: int | None = None, *, thread: bool = False, queue_size: int | None = None
+        self,
+        signo: int | None = None,
+        *,
+        thread: bool = False,
+        queue_size: int | None = None,
+        sources: Sources = None,
     ) -> FasyncSubscription:
         """The queue, with a SIGIO-style real-time signal per notification.
 
@@ -295,12 +396,14 @@ class Device:
         process subscription may be made and read in any thread.
         See :class:`FasyncSubscription`.
         """
-        file = self._subscriber_file(_QUEUE_OPEN)
+        file = self._subscriber_file(_QUEUE_OPEN, sources)
         return FasyncSubscription(file, signo, thread=thread, queue_size=queue_size)
 
-    def subscribe_eventfd(self, *, queue_size: int | None = None) -> EventfdSubscription:
+    def subscribe_eventfd(
+        self, *, queue_size: int | None = None, sources: Sources = None
+    ) -> EventfdSubscription:
         """The queue, with an eventfd as the descriptor to wait on: :class:`EventfdSubscription`."""
-        return EventfdSubscription(self._subscriber_file(_QUEUE_OPEN), queue_size)
+        return EventfdSubscription(self._subscriber_file(_QUEUE_OPEN, sources), queue_size)
 
     def subscribe_netlink(
         self,
@@ -308,6 +411,7 @@ class Device:
         queue_size: int | None = None,
         rcvbuf: int | None = None,
         multicast: bool = False,
+        sources: Sources = None,
     ) -> NetlinkSubscription:
         """Subscribe to events as generic netlink messages: :class:`NetlinkSubscription`.
 
@@ -316,7 +420,7 @@ class Device:
         sends the events to this subscription's socket alone; True to the
         ``events`` group, where every listener gets them.
         """
-        file = self._subscriber_file(os.O_RDONLY)
+        file = self._subscriber_file(os.O_RDONLY, sources)
         return NetlinkSubscription(file, queue_size=queue_size, rcvbuf=rcvbuf, multicast=multicast)
 
     def subscribe(
@@ -327,6 +431,7 @@ class Device:
         signo: int | None = None,
         thread: bool = False,
         rcvbuf: int | None = None,
+        sources: Sources = None,
     ) -> Subscription:
         """Subscribe with the transport named by ``via``, one of :data:`TRANSPORTS`.
 
@@ -346,7 +451,10 @@ class Device:
         (``abi.UPCALL_QUEUE_DEFAULT``). When it is full the oldest event is
         dropped and counted. ``signo`` and ``thread`` are for ``"signal"`` and
         ``"fasync"`` only, ``rcvbuf`` for ``"netlink"`` only (ValueError
-        otherwise). Every subscription has the same reading surface
+        otherwise). ``sources``, a source id or a ``range`` of them, makes
+        the module queue only those sources' events: the others are not
+        counted and take no room in the queue; None takes every source.
+        Every subscription has the same reading surface
         (:class:`Subscription`) and yields the same :class:`Event`.
         """
         if via not in TRANSPORTS:
@@ -356,14 +464,18 @@ class Device:
         if rcvbuf is not None and via != "netlink":
             raise ValueError(f"rcvbuf applies to via='netlink', not {via!r}")
         if via == "signal":
-            return self.subscribe_signal(signo, thread=thread, queue_size=queue_size)
+            return self.subscribe_signal(
+                signo, thread=thread, queue_size=queue_size, sources=sources
+            )
         if via == "fasync":
-            return self.subscribe_fasync(signo, thread=thread, queue_size=queue_size)
+            return self.subscribe_fasync(
+                signo, thread=thread, queue_size=queue_size, sources=sources
+            )
         if via == "queue":
-            return self.subscribe_queue(queue_size=queue_size)
+            return self.subscribe_queue(queue_size=queue_size, sources=sources)
         if via == "eventfd":
-            return self.subscribe_eventfd(queue_size=queue_size)
-        return self.subscribe_netlink(queue_size=queue_size, rcvbuf=rcvbuf)
+            return self.subscribe_eventfd(queue_size=queue_size, sources=sources)
+        return self.subscribe_netlink(queue_size=queue_size, rcvbuf=rcvbuf, sources=sources)
 
     def __repr__(self) -> str:
         return f"<upcall.Device {self.path!r}{' closed' if self.closed else ''}>"

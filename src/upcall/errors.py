@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import errno
+
 
 class UpcallError(Exception):
     """Base class of every error upcall raises on purpose."""
@@ -17,6 +19,19 @@ class DeviceError(UpcallError, OSError):
 
     ``errno`` is the system error number, as for :class:`OSError`.
     """
+
+
+class ModuleVersionError(DeviceError):
+    """The loaded module speaks another ABI version than this library.
+
+    The message names both versions; ``errno`` is EPROTO.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(errno.EPROTO, message)
+
+    def __str__(self) -> str:
+        return str(self.strerror)
 
 
 class SignalSetupError(UpcallError):

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ._version import __version__
 from .errors import UpcallError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -281,6 +282,8 @@ def build_module(kernel: Kernel, *, extra: Sequence[str] = ()) -> Path:
         dirs_exist_ok=True,
         ignore=shutil.ignore_patterns("*.o", "*.ko", "*.mod*", ".*.cmd", "Module.symvers"),
     )
+    # The copy has no src/upcall/_version.py beside it: hand it the version.
+    (out / "VERSION").write_text(f"{__version__}\n")
     cmd = ["make", "-C", str(kernel.headers), f"M={out}", "W=1", *extra, "modules"]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:

@@ -29,6 +29,8 @@ int main(void)
 	NUM(UPCALL_IOC_EMIT);
 	NUM(UPCALL_IOC_STATS);
 	NUM(UPCALL_IOC_SET_EVENTFD);
+	NUM(UPCALL_IOC_VERSION);
+	NUM(UPCALL_ABI_VERSION);
 	NUM(UPCALL_TRANSPORT_NONE);
 	NUM(UPCALL_TRANSPORT_SIGNAL);
 	NUM(UPCALL_TRANSPORT_QUEUE);
@@ -38,8 +40,10 @@ int main(void)
 	NUM(UPCALL_QUEUE_MAX);
 	NUM(UPCALL_SUBSCRIBE_THREAD);
 	NUM(UPCALL_SUBSCRIBE_UNICAST);
+	NUM(UPCALL_SUBSCRIBE_SOURCES);
 	NUM(UPCALL_SUBSCRIBE_FLAGS);
 	NUM(UPCALL_SOURCE_MAX);
+	NUM(UPCALL_SOURCE_RESERVED_MAX);
 	NUM(UPCALL_SOURCE_USER);
 	NUM(UPCALL_SOURCE_TIMER);
 	NUM(UPCALL_SOURCE_EDU);
@@ -80,7 +84,9 @@ int main(void)
 	SCALAR(upcall_subscribe, signo);
 	SCALAR(upcall_subscribe, queue_size);
 	SCALAR(upcall_subscribe, netlink_fd);
-	FIELD(upcall_subscribe, reserved);
+	SCALAR(upcall_subscribe, source_first);
+	SCALAR(upcall_subscribe, source_last);
+	SCALAR(upcall_subscribe, reserved);
 
 	SIZE(upcall_emit);
 	ALIGN(upcall_emit);
@@ -108,5 +114,12 @@ int main(void)
 	SCALAR(upcall_eventfd, fd);
 	SCALAR(upcall_eventfd, flags);
 	FIELD(upcall_eventfd, reserved);
+
+	SIZE(upcall_version);
+	ALIGN(upcall_version);
+	SCALAR(upcall_version, abi);
+	SCALAR(upcall_version, flags);
+	FIELD(upcall_version, module);
+	FIELD(upcall_version, reserved);
 	return 0;
 }

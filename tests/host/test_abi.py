@@ -25,6 +25,7 @@ STRUCTS: dict[str, type[ctypes.Structure]] = {
     "upcall_emit": abi.UpcallEmit,
     "upcall_stats": abi.UpcallStats,
     "upcall_eventfd": abi.UpcallEventfd,
+    "upcall_version": abi.UpcallVersion,
 }
 
 NUMBERS = [
@@ -33,6 +34,8 @@ NUMBERS = [
     "UPCALL_IOC_EMIT",
     "UPCALL_IOC_STATS",
     "UPCALL_IOC_SET_EVENTFD",
+    "UPCALL_IOC_VERSION",
+    "UPCALL_ABI_VERSION",
     "UPCALL_TRANSPORT_NONE",
     "UPCALL_TRANSPORT_SIGNAL",
     "UPCALL_TRANSPORT_QUEUE",
@@ -42,8 +45,10 @@ NUMBERS = [
     "UPCALL_QUEUE_MAX",
     "UPCALL_SUBSCRIBE_THREAD",
     "UPCALL_SUBSCRIBE_UNICAST",
+    "UPCALL_SUBSCRIBE_SOURCES",
     "UPCALL_SUBSCRIBE_FLAGS",
     "UPCALL_SOURCE_MAX",
+    "UPCALL_SOURCE_RESERVED_MAX",
     "UPCALL_SOURCE_USER",
     "UPCALL_SOURCE_TIMER",
     "UPCALL_SOURCE_EDU",

@@ -244,8 +244,17 @@ class FakeDevice:
         signo: int | None = None,
         thread: bool = False,
         rcvbuf: int | None = None,
+        sources: int | None = None,
     ) -> Subscription:
-        self.calls.append({"via": via, "queue_size": queue_size, "signo": signo, "thread": thread})
+        call: dict[str, object] = {
+            "via": via,
+            "queue_size": queue_size,
+            "signo": signo,
+            "thread": thread,
+        }
+        if sources is not None:
+            call["sources"] = sources
+        self.calls.append(call)
         sub: Subscription
         if via == "signal":
             sub = SignalSubscription(self.module, signo, thread=thread, queue_size=queue_size)
@@ -261,7 +270,8 @@ class FakeDevice:
                 sub = QueueSubscription(qfile, queue_size)
             emit = qfile.emit
         for value, source, drop in self.queue:
-            emit(value, source, drop=drop)
+            if sources is None or source == sources:  # the module's source filter
+                emit(value, source, drop=drop)
         for action in self.then:
             action()
         return sub
@@ -374,10 +384,14 @@ def test_emit_output(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.Mon
             return 2
 
     monkeypatch.setattr(cli, "Device", Dev)
-    rc, out, _ = run_main(capsys, "emit", "-0x10", "--source", "3", "--count", "3")
+    rc, out, _ = run_main(capsys, "emit", "-0x10", "--source", "0x203", "--count", "3")
     assert rc == 0
-    assert calls == [(-16, 3)] * 3
-    assert out == ["emitted count=3 value=-16 source=3 queued=6"]
+    assert calls == [(-16, 0x203)] * 3
+    assert out == ["emitted count=3 value=-16 source=515 queued=6"]
+    # upcall's own sources are refused before any emit
+    rc, out, err = run_main(capsys, "emit", "1", "--source", "2")
+    assert rc == 2 and out == [] and calls == [(-16, 0x203)] * 3
+    assert "source 2 is reserved for upcall's own sources" in one_error(err)
 
 
 def test_stats_output(capsys: pytest.CaptureFixture[str], fake_device: type[FakeDevice]) -> None:
@@ -600,9 +614,11 @@ def test_listen_source_filters(
     fake_device.queue = [(10, 0, False), (11, 3, False), (12, 1, False), (13, 3, False)]
     rc, out, err = run_main(capsys, "listen", "--source", source, "--timeout", "0.1")
     assert (rc, err) == (0, [])
+    # The module filters: the CLI asks for the one source at subscribe.
+    assert fake_device.calls[0]["sources"] == number
     want = [f"value={v} source={s}" for v, s, _ in fake_device.queue if s == number]
     assert [line.split(" ", 1)[1].removesuffix(" latency=-") for line in out[1:-1]] == want
-    assert out[-1].endswith(f"other_sources={4 - len(want)}")
+    assert out[-1] == f"summary received={len(want)} lost=0 dropped=0 foreign=0"
 
 
 def test_listen_source_edu_needs_the_device_bound(
@@ -612,8 +628,8 @@ def test_listen_source_edu_needs_the_device_bound(
     rc, out, _ = run_main(capsys, "listen", "--source", "edu", "--count", "1")
     assert rc == 0
     assert out[1:] == [
-        "seqno=2 value=64 source=2 latency=-",
-        "summary received=1 lost=0 dropped=0 foreign=0 other_sources=1",
+        "seqno=1 value=64 source=2 latency=-",
+        "summary received=1 lost=0 dropped=0 foreign=0",
     ]
 
 

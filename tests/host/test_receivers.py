@@ -20,6 +20,7 @@ import asyncio
 import errno
 import json
 import os
+import re
 import select
 import signal
 import socket
@@ -37,7 +38,7 @@ from hypothesis import strategies as st
 from test_signals import reads_in_main_thread, signal_state_guard  # noqa: F401 - fixture
 
 import upcall
-from upcall import abi, signals
+from upcall import abi, device, signals
 from upcall.device import Stats
 from upcall.errors import ClosedError, DeviceError, SignalSetupError, WrongThreadError
 from upcall.event import Event, monotonic_ns
@@ -636,17 +637,57 @@ def test_eventfd_refused_leaves_nothing_open(file: FakeQueueFile) -> None:
         ("fasync", {"queue_size": 70000}, "out of range"),
     ],
 )
-def test_subscribe_arguments_checked(via: str, kw: dict[str, object], needle: str) -> None:
-    with upcall.open("/dev/null") as dev, pytest.raises(ValueError, match=needle):
-        dev.subscribe(via, **kw)  # type: ignore[arg-type]
+def test_subscribe_arguments_checked(
+    via: str, kw: dict[str, object], needle: str, stand_in_device: upcall.Device
+) -> None:
+    with pytest.raises(ValueError, match=needle):
+        stand_in_device.subscribe(via, **kw)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def stand_in_device(monkeypatch: pytest.MonkeyPatch) -> Iterator[upcall.Device]:
+    """/dev/null as the device, past the version check: for what fails before the kernel."""
+    monkeypatch.setattr(device, "_module_version", lambda fd, path: (abi.UPCALL_ABI_VERSION, "0"))
+    with upcall.open("/dev/null") as dev:
+        yield dev
+
+
+def test_open_of_a_device_without_upcall() -> None:
+    before = set(os.listdir("/proc/self/fd"))
+    with pytest.raises(DeviceError, match="/dev/null is not an upcall device"):
+        upcall.open("/dev/null")
+    assert set(os.listdir("/proc/self/fd")) <= before
+
+
+@pytest.mark.parametrize(("abi_version", "needle"), [(2, r"module 9\.9 \(ABI 2\)"), (None, "")])
+def test_open_names_both_versions_when_they_differ(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, abi_version: int | None, needle: str
+) -> None:
+    """A module of another ABI, or one older than the version query: one line, both versions."""
+
+    def answer(fd: int, request: int, arg: abi.UpcallVersion, what: str, path: str) -> int:
+        if abi_version is None:  # no UPCALL_IOC_VERSION: ENOTTY, and sysfs names it
+            raise DeviceError(errno.ENOTTY, "no such ioctl")
+        arg.abi, arg.module = abi_version, b"9.9"
+        return 0
+
+    sysfs = tmp_path / "version"
+    sysfs.write_text("0.1.0\n")
+    monkeypatch.setattr(device, "_ioctl", answer)
+    monkeypatch.setattr(device, "_SYSFS_VERSION", str(sysfs))
+    with pytest.raises(upcall.ModuleVersionError) as e:
+        upcall.open("/dev/null")
+    line = str(e.value)
+    assert "\n" not in line and f"library {upcall.__version__}" in line
+    assert re.search(needle or r"module 0\.1\.0 predates ABI versions", line), line
 
 
 @pytest.mark.parametrize("via", ["queue", "fasync", "eventfd"])
-def test_subscribe_on_a_device_without_upcall(via: str) -> None:
+def test_subscribe_on_a_device_without_upcall(via: str, stand_in_device: upcall.Device) -> None:
     before = set(os.listdir("/proc/self/fd"))
-    with upcall.open("/dev/null") as dev, pytest.raises(DeviceError, match="not an upcall device"):
-        dev.subscribe(via)
-    assert set(os.listdir("/proc/self/fd")) <= before
+    with pytest.raises(DeviceError, match="not an upcall device"):
+        stand_in_device.subscribe(via)
+    assert set(os.listdir("/proc/self/fd")) - before <= {str(stand_in_device.fileno())}
 
 
 # -- netlink: parsing hand-built messages --------------------------------------------------
@@ -748,11 +789,13 @@ def test_no_family_without_the_module() -> None:
         send_command(abi.UPCALL_CMD_EMIT, [("UPCALL_ATTR_VALUE", 1)])
 
 
-def test_netlink_subscription_without_the_module_leaves_nothing_open() -> None:
+def test_netlink_subscription_without_the_module_leaves_nothing_open(
+    stand_in_device: upcall.Device,
+) -> None:
     before = set(os.listdir("/proc/self/fd"))
-    with upcall.open("/dev/null") as dev, pytest.raises(DeviceError, match="module loaded"):
-        dev.subscribe("netlink")
-    assert set(os.listdir("/proc/self/fd")) <= before
+    with pytest.raises(DeviceError, match="module loaded"):
+        stand_in_device.subscribe("netlink")
+    assert set(os.listdir("/proc/self/fd")) - before <= {str(stand_in_device.fileno())}
 
 
 def test_recvmmsg_takes_many_datagrams_per_call() -> None:

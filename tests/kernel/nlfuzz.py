@@ -80,7 +80,10 @@ def valid_emit(rng: random.Random) -> bytes:
     value = NLA_HDR.pack(12, abi.UPCALL_ATTR_VALUE) + struct.pack("=Q", rng.getrandbits(64))
     if rng.random() < 0.5:
         return value
-    source = rng.randrange(abi.UPCALL_SOURCE_MAX + 1)
+    # A source user space may emit as: 0, or above upcall's own.
+    source = rng.choice(
+        (0, rng.randrange(abi.UPCALL_SOURCE_RESERVED_MAX + 1, abi.UPCALL_SOURCE_MAX + 1))
+    )
     return value + NLA_HDR.pack(8, abi.UPCALL_ATTR_SOURCE) + struct.pack("=I", source)
 
 

@@ -22,7 +22,18 @@ from upcall.bpf import BpfError, BpfSubscription, Kprobe, Tracepoint, Trigger, s
 from upcall.bpf._abi import SRC_KPROBE
 
 HAS_BTF = Path("/sys/kernel/btf/vmlinux").is_file()
-FDS = list(range(900, 905))  # closing fds that are not open: close_fd(fd) -> -EBADF
+FDS = list(range(900, 905))  # closing fds that are not open: close(fd) -> -EBADF
+
+
+def _close_function() -> str:
+    """The kernel function close(2) hands its fd to: close_fd() on 6.1,
+    file_close_fd() on 6.12 (which keeps close_fd() for other callers)."""
+    with open("/proc/kallsyms") as f:
+        names = {line.split()[2] for line in f}
+    return "file_close_fd" if "file_close_fd" in names else "close_fd"
+
+
+CLOSE_FN = _close_function()
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -68,13 +79,13 @@ def _refused_for_no_btf(hook: subscription.Hook, via: str) -> None:
 @pytest.mark.parametrize("attach", ["fentry", "kprobe"])
 @pytest.mark.usefixtures("nothing_left_attached")
 def test_kernel_function_hook_carries_its_first_argument(attach: str) -> None:
-    """fentry and kprobe on close_fd(): the child's fds arrive, in order, exactly."""
+    """fentry and kprobe on close(2)'s fd function: the child's fds arrive, in order, exactly."""
     if not HAS_BTF:
-        _refused_for_no_btf(Kprobe("close_fd", attach=attach), "ringbuf")
+        _refused_for_no_btf(Kprobe(CLOSE_FN, attach=attach), "ringbuf")
         return
     pid, go = _child_closing(FDS)
     try:
-        with BpfSubscription(Kprobe("close_fd", attach=attach), via="ringbuf", pid=pid) as sub:
+        with BpfSubscription(Kprobe(CLOSE_FN, attach=attach), via="ringbuf", pid=pid) as sub:
             os.write(go, b"g")
             os.waitpid(pid, 0)
             events = sub.read(len(FDS) + 10, timeout=30)
@@ -121,7 +132,7 @@ def test_watch_cli_on_this_kernel() -> None:
                 "upcall",
                 "watch",
                 "--kprobe",
-                "close_fd",
+                CLOSE_FN,
                 "--pid",
                 str(pid),
                 "--count",

@@ -127,9 +127,9 @@ def close_result(_: int, ret: int) -> None:
 
 def round_trip(dev: upcall.Device) -> None:
     with dev.subscribe("queue") as sub:
-        assert dev.emit(4242, source=9) >= 1
+        assert dev.emit(4242, source=0x209) >= 1
         [ev] = sub.read(1, timeout=30)
-        assert (ev.value, ev.source) == (4242, 9)
+        assert (ev.value, ev.source) == (4242, 0x209)
 
 
 @pytest.mark.usefixtures("injection")

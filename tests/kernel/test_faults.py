@@ -40,9 +40,9 @@ NOBODY = 65534
 
 def round_trip(dev: upcall.Device) -> None:
     with dev.subscribe("queue") as sub:
-        assert dev.emit(4242, source=9) >= 1
+        assert dev.emit(4242, source=0x209) >= 1
         [ev] = sub.read(1, timeout=30)
-        assert (ev.seqno, ev.value, ev.source) == (1, 4242, 9)
+        assert (ev.seqno, ev.value, ev.source) == (1, 4242, 0x209)
 
 
 def read_records(fd: int) -> list[int]:

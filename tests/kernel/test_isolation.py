@@ -80,12 +80,12 @@ def test_read_only_subscriber_receives(device_mode: None) -> None:
     assert line.strip() == "ready", child.stderr.read() if child.stderr else ""
     fd = os.open("/dev/upcall", os.O_WRONLY)
     try:
-        assert ioctl(fd, abi.UPCALL_IOC_EMIT, abi.UpcallEmit(value=77, source=5)) == 1
+        assert ioctl(fd, abi.UPCALL_IOC_EMIT, abi.UpcallEmit(value=77, source=0x205)) == 1
     finally:
         os.close(fd)
     out, err = child.communicate(timeout=120)
     assert child.returncode == 0, err
-    assert out.split() == ["77", "5", "1"]
+    assert out.split() == ["77", str(0x205), "1"]
 
 
 NOBODY_LISTENER = """
@@ -139,12 +139,12 @@ def test_subscriber_in_new_pid_and_user_namespace() -> None:
     fd = os.open("/dev/upcall", os.O_WRONLY)
     try:
         for source in (1, 2, 3):
-            ioctl(fd, abi.UPCALL_IOC_EMIT, abi.UpcallEmit(value=source, source=source + 10))
+            ioctl(fd, abi.UPCALL_IOC_EMIT, abi.UpcallEmit(value=source, source=0x200 + source))
     finally:
         os.close(fd)
     out, err = child.communicate(timeout=120)
     assert child.returncode == 0, err
-    expected = [f"{seq}:{abi.UPCALL_SI_CODE_BASE - (seq + 10)}" for seq in (1, 2, 3)]
+    expected = [f"{seq}:{abi.UPCALL_SI_CODE_BASE - (0x200 + seq)}" for seq in (1, 2, 3)]
     assert out.split() == expected
 
 

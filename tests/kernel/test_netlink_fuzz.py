@@ -46,9 +46,11 @@ def fuzz(seed: int, messages: int, user: int | None) -> dict[str, object]:
 
 def round_trip(dev: upcall.Device) -> None:
     with dev.subscribe("netlink") as sub:
-        send_command(abi.UPCALL_CMD_EMIT, [("UPCALL_ATTR_VALUE", 77), ("UPCALL_ATTR_SOURCE", 5)])
+        send_command(
+            abi.UPCALL_CMD_EMIT, [("UPCALL_ATTR_VALUE", 77), ("UPCALL_ATTR_SOURCE", 0x205)]
+        )
         [ev] = sub.read(1, timeout=30)
-        assert (ev.value, ev.source, ev.seqno) == (77, 5, 1)
+        assert (ev.value, ev.source, ev.seqno) == (77, 0x205, 1)
 
 
 @pytest.mark.parametrize(("seed", "user"), [(1, None), (2, NOBODY)], ids=["root", "nobody"])

@@ -25,11 +25,11 @@ U64 = (1 << 64) - 1
 )
 def test_value_round_trip(dev: upcall.Device, value: int) -> None:
     with dev.subscribe_signal(SIG) as sub:
-        assert dev.emit(value, source=7) == 1
+        assert dev.emit(value, source=0x207) == 1
         [ev] = sub.read(1, timeout=10)
     assert ev.value == value & U64
     assert ev.signed_value == (value if value < 2**63 else value - 2**64)
-    assert ev.source == 7
+    assert ev.source == 0x207
     assert ev.seqno == 1
     assert ev.signo == SIG
     assert ev.transport == "signal"

@@ -102,16 +102,16 @@ def burst(subs: list[upcall.Subscription], n: int) -> list[list[upcall.Event]]:
 
 def round_trip(dev: upcall.Device, via: str) -> None:
     with dev.subscribe(via) as sub:
-        assert dev.emit(4242, source=9) >= 1
+        assert dev.emit(4242, source=0x209) >= 1
         [ev] = sub.read(1, timeout=30)
-        assert (ev.value, ev.source) == (4242, 9)
+        assert (ev.value, ev.source) == (4242, 0x209)
 
 
 # -- every transport -------------------------------------------------------------------
 
 
 def test_round_trip(dev: upcall.Device, via: str) -> None:
-    sent = [(0, 0), (-1, 7), (U64, abi.UPCALL_SOURCE_MAX)]
+    sent = [(0, 0), (-1, 0x207), (U64, abi.UPCALL_SOURCE_MAX)]
     with dev.subscribe(via) as sub:
         for value, source in sent:
             assert dev.emit(value, source) == 1
@@ -120,7 +120,7 @@ def test_round_trip(dev: upcall.Device, via: str) -> None:
             events += sub.read(10, timeout=30)
     assert [(e.seqno, e.value, e.source) for e in events] == [
         (1, 0, 0),
-        (2, U64, 7),
+        (2, U64, 0x207),
         (3, U64, abi.UPCALL_SOURCE_MAX),
     ]
     assert [e.signed_value for e in events] == [0, -1, -1]
@@ -497,10 +497,12 @@ def test_set_eventfd_minus_one_stops_the_notifications(dev: upcall.Device) -> No
 
 def test_netlink_emit_command(dev: upcall.Device) -> None:
     with dev.subscribe("queue") as sub:
-        send_command(abi.UPCALL_CMD_EMIT, [("UPCALL_ATTR_VALUE", U64), ("UPCALL_ATTR_SOURCE", 300)])
+        send_command(
+            abi.UPCALL_CMD_EMIT, [("UPCALL_ATTR_VALUE", U64), ("UPCALL_ATTR_SOURCE", 0x300)]
+        )
         send_command(abi.UPCALL_CMD_EMIT, [("UPCALL_ATTR_VALUE", 5)])
         events = sub.read(2, timeout=30)
-    assert [(e.value, e.source) for e in events] == [(U64, 300), (5, 0)]
+    assert [(e.value, e.source) for e in events] == [(U64, 0x300), (5, 0)]
 
 
 # -- bad input: each gets its errno and leaves the module healthy -------------------------

@@ -357,7 +357,7 @@ static bool round_trip(const char *path)
 	struct upcall_subscribe sub = {
 		.transport = UPCALL_TRANSPORT_QUEUE, .queue_size = 16,
 	};
-	struct upcall_emit emit = { .value = 0x0123456789abcdefULL, .source = 9 };
+	struct upcall_emit emit = { .value = 0x0123456789abcdefULL, .source = 0x209 };
 	struct upcall_event ev;
 	struct upcall_stats st;
 	int fd = open(path, O_RDWR);
@@ -368,7 +368,7 @@ static bool round_trip(const char *path)
 	    ioctl(fd, UPCALL_IOC_STATS, &st))
 		return false;
 	close(fd);
-	return ev.value == emit.value && ev.source == 9 && ev.seqno == 1 &&
+	return ev.value == emit.value && ev.source == 0x209 && ev.seqno == 1 &&
 	       st.emitted == st.delivered + st.dropped + st.pending;
 }
 

@@ -11,8 +11,9 @@
 
 /**
  * upcall_emit() - send an event to every subscriber of /dev/upcall
- * @source: what emitted it, at most %UPCALL_SOURCE_MAX; ids below 0x100
- *	are reserved for upcall's own sources
+ * @source: what emitted it: an id above %UPCALL_SOURCE_RESERVED_MAX and at
+ *	most %UPCALL_SOURCE_MAX (ids up to %UPCALL_SOURCE_RESERVED_MAX are
+ *	upcall's own sources and samples)
  * @value: the payload
  *
  * Context: any context but NMI, hard interrupt and raw spinlock sections

@@ -85,8 +85,11 @@ struct upcall_event {
 #define UPCALL_SUBSCRIBE_THREAD		(1U << 0)
 /* NETLINK: send to the socket @netlink_fd alone, not to the group. */
 #define UPCALL_SUBSCRIBE_UNICAST	(1U << 1)
+/* Only events of the sources @source_first to @source_last. */
+#define UPCALL_SUBSCRIBE_SOURCES	(1U << 2)
 #define UPCALL_SUBSCRIBE_FLAGS		(UPCALL_SUBSCRIBE_THREAD | \
-					 UPCALL_SUBSCRIBE_UNICAST)
+					 UPCALL_SUBSCRIBE_UNICAST | \
+					 UPCALL_SUBSCRIBE_SOURCES)
 
 /**
  * struct upcall_subscribe - argument of UPCALL_IOC_SUBSCRIBE
@@ -103,6 +106,10 @@ struct upcall_event {
  *	socket until the next SUBSCRIBE or the file's close, so its port id
  *	cannot pass to another socket meanwhile.  EBADF or ENOTSOCK if it is
  *	not an open socket, EINVAL if it is another kind or not bound.
+ * @source_first: with %UPCALL_SUBSCRIBE_SOURCES, the first source id the
+ *	subscriber takes; else zero
+ * @source_last: with %UPCALL_SUBSCRIBE_SOURCES, the last source id the
+ *	subscriber takes, from @source_first to %UPCALL_SOURCE_MAX; else zero
  * @reserved: must be zero
  *
  * The subscriber is always the caller: the module records the calling
@@ -114,6 +121,12 @@ struct upcall_event {
  * returns 0 and the subscriber's id, which netlink messages carry, is
  * in UPCALL_IOC_STATS.
  *
+ * Source filter.  With %UPCALL_SUBSCRIBE_SOURCES the subscriber takes the
+ * events of the sources @source_first to @source_last only: the others
+ * are not queued and not counted (no sequence number, no drop), so one
+ * source's flood cannot push another's events out of this queue.  Without
+ * it, every source's events.
+ *
  * Process-directed signals are queued on the thread group leader (the main
  * thread): the functions that queue a payload-carrying signal on a whole
  * thread group are not exported to modules.
@@ -124,11 +137,21 @@ struct upcall_subscribe {
 	__u32 signo;
 	__u32 queue_size;
 	__s32 netlink_fd;
-	__u32 reserved[3];
+	__u32 source_first;
+	__u32 source_last;
+	__u32 reserved;
 };
 
 /* The largest source id; the signal layout has room for no more. */
 #define UPCALL_SOURCE_MAX	0xffffU
+/*
+ * Source ids 1 to UPCALL_SOURCE_RESERVED_MAX are upcall's own: its
+ * sources (&enum upcall_source) below 0x100, its sample and example
+ * modules from 0x100.  User space (UPCALL_IOC_EMIT, UPCALL_CMD_EMIT) may
+ * emit only as %UPCALL_SOURCE_USER or above that range, so no emitter can
+ * pose as them; other kernel code takes its ids from above it too.
+ */
+#define UPCALL_SOURCE_RESERVED_MAX	0x1ffU
 
 /**
  * enum upcall_source - well-known event sources
@@ -140,8 +163,8 @@ struct upcall_subscribe {
  *	value is the device's interrupt status register (the bits written
  *	to its raise register, or 1 when a factorial computation finished)
  *
- * Other kernel code passes its own id, up to %UPCALL_SOURCE_MAX, to
- * upcall_emit(); ids below 0x100 are reserved for upcall itself.
+ * Other kernel code passes its own id, above %UPCALL_SOURCE_RESERVED_MAX
+ * and up to %UPCALL_SOURCE_MAX, to upcall_emit().
  */
 enum upcall_source {
 	UPCALL_SOURCE_USER = 0,
@@ -152,8 +175,9 @@ enum upcall_source {
 /**
  * struct upcall_emit - argument of UPCALL_IOC_EMIT
  * @value: the payload delivered to every subscriber
- * @source: the source id reported with the event, at most
- *	%UPCALL_SOURCE_MAX
+ * @source: the source id reported with the event: %UPCALL_SOURCE_USER, or
+ *	above %UPCALL_SOURCE_RESERVED_MAX and at most %UPCALL_SOURCE_MAX;
+ *	EINVAL for another
  * @flags: must be zero
  * @reserved: must be zero
  *
@@ -217,10 +241,35 @@ struct upcall_eventfd {
 	__u32 reserved[2];
 };
 
+/*
+ * The ABI's version: raised when a change would make a caller written for
+ * the previous one wrong.  Additions that old callers cannot see (a new
+ * flag, a new ioctl) leave it as it is.
+ */
+#define UPCALL_ABI_VERSION	1
+
+/**
+ * struct upcall_version - argument of UPCALL_IOC_VERSION, filled by the module
+ * @abi: the module's %UPCALL_ABI_VERSION
+ * @flags: zero
+ * @module: the module's version (as modinfo shows it), NUL-terminated
+ * @reserved: zero
+ *
+ * Any open file may ask, whatever its mode.  A module without this ioctl
+ * (ENOTTY) predates ABI version 1.
+ */
+struct upcall_version {
+	__u32 abi;
+	__u32 flags;
+	char module[32];
+	__u32 reserved[6];
+};
+
 #define UPCALL_IOC_SUBSCRIBE	_IOW(UPCALL_IOC_MAGIC, 0x10, struct upcall_subscribe)
 #define UPCALL_IOC_EMIT		_IOW(UPCALL_IOC_MAGIC, 0x20, struct upcall_emit)
 #define UPCALL_IOC_STATS	_IOR(UPCALL_IOC_MAGIC, 0x30, struct upcall_stats)
 #define UPCALL_IOC_SET_EVENTFD	_IOW(UPCALL_IOC_MAGIC, 0x40, struct upcall_eventfd)
+#define UPCALL_IOC_VERSION	_IOR(UPCALL_IOC_MAGIC, 0x50, struct upcall_version)
 
 /*
  * Signal layout.  Each event is one signal whose siginfo carries:
