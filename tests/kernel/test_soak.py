@@ -23,12 +23,12 @@ import os
 import subprocess
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
 from accounting import check_accounting, drain
 from guest import DEBUG_KERNEL as DEBUG
+from modules import TIMER_HZ as TIMER
 
 import upcall
 from upcall import bench
@@ -41,7 +41,6 @@ TIMER_HZ = int(os.environ.get("UPCALL_SOAK_TIMER_HZ", 1000))
 # One edu raise per this many ioctl events: the interrupt path is the slow one.
 EDU_RATIO = 50
 SHARE = 20  # the Python receiver reads EVENTS / SHARE events
-TIMER = Path("/sys/module/upcall/parameters/timer_hz")
 
 
 def start_receiver(transport: str, stop_r: int, ready_w: int) -> subprocess.Popen[str]:
