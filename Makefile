@@ -115,12 +115,14 @@ test-kernel: deps $(KERNEL_BUILDS)
 
 # The other kernels: a core suite each, in its own boot, at reduced counts
 # (UPCALL_CORE=1): every transport, accounting, the edu interrupt, churn,
-# faults, isolation, the BPF-in-guest tests. `make test-all` runs the whole
-# suite on each instead.
+# faults, isolation, source filters, the BPF-in-guest tests, and the soak:
+# hard-IRQ emitters (edu, hrtimer) beside ioctl emitters with exact
+# accounting, which matters most on PREEMPT_RT. `make test-all` runs the
+# whole suite on each instead.
 MATRIX_KERNELS := 6.1-rt 6.12 6.12-rt
 CORE_TESTS := $(addprefix tests/kernel/,test_signal.py test_transports.py test_edu.py \
 	test_churn.py test_faults.py test_isolation.py test_bpf_guest.py test_errors.py \
-	test_sample.py test_timer.py test_unload.py)
+	test_sample.py test_timer.py test_sources.py test_soak.py test_unload.py)
 
 test-kernel-matrix: deps $(KERNEL_BUILDS)
 	@set -e; for k in $(MATRIX_KERNELS); do \

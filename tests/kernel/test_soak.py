@@ -27,14 +27,14 @@ from typing import Any
 
 import pytest
 from accounting import check_accounting, drain
-from guest import DEBUG_KERNEL as DEBUG
+from guest import REDUCED
 from modules import TIMER_HZ as TIMER
 
 import upcall
 from upcall import bench
 from upcall import edu as edu_sysfs
 
-EVENTS = int(os.environ.get("UPCALL_SOAK_EVENTS", 20_000 if DEBUG else 100_000))
+EVENTS = int(os.environ.get("UPCALL_SOAK_EVENTS", 20_000 if REDUCED else 100_000))
 EMITTERS = int(os.environ.get("UPCALL_SOAK_EMITTERS", 2))
 THREADS = int(os.environ.get("UPCALL_SOAK_THREADS", 2))
 TIMER_HZ = int(os.environ.get("UPCALL_SOAK_TIMER_HZ", 1000))
