@@ -179,16 +179,21 @@ $(CHECKPATCH):
 		linux-source-6.1/scripts/const_structs.checkpatch
 	touch $@
 
+# W=1 and sparse on every kernel the tests boot: each must build clean.
+CHECK_KERNELS := 6.1 $(MATRIX_KERNELS)
+
 check: deps $(CHECKPATCH)
-	@set -o pipefail; $(MAKE) -C kmod KDIR=$(KDIR) clean >/dev/null
-	@set -o pipefail; out=$$($(MAKE) -C kmod KDIR=$(KDIR) w1 2>&1) || { echo "$$out"; exit 1; }; \
-		if grep -q "warning:" <<<"$$out"; then echo "$$out"; echo "W=1 warnings"; exit 1; fi; \
-		echo "W=1: no warnings"
-	@$(MAKE) -C kmod KDIR=$(KDIR) clean >/dev/null
-	@out=$$($(MAKE) -C kmod KDIR=$(KDIR) sparse 2>&1) || { echo "$$out"; exit 1; }; \
-		if grep -E "warning:|error:" <<<"$$out"; then echo "sparse complaints"; exit 1; fi; \
-		echo "sparse: clean"
-	@$(MAKE) -C kmod KDIR=$(KDIR) clean >/dev/null
+	@set -o pipefail; for k in $(CHECK_KERNELS); do \
+		kdir=$$($(UPCALL) --kernel $$k --print-headers) || exit 1; \
+		$(MAKE) -C kmod KDIR=$$kdir clean >/dev/null; \
+		out=$$($(MAKE) -C kmod KDIR=$$kdir w1 2>&1) || { echo "$$out"; exit 1; }; \
+		if grep -q "warning:" <<<"$$out"; then echo "$$out"; echo "$$k: W=1 warnings"; exit 1; fi; \
+		$(MAKE) -C kmod KDIR=$$kdir clean >/dev/null; \
+		out=$$($(MAKE) -C kmod KDIR=$$kdir sparse 2>&1) || { echo "$$out"; exit 1; }; \
+		if grep -E "warning:|error:" <<<"$$out"; then echo "$$k: sparse complaints"; exit 1; fi; \
+		$(MAKE) -C kmod KDIR=$$kdir clean >/dev/null; \
+		echo "$$k ($$(basename $$kdir)): W=1 no warnings, sparse clean"; \
+	done
 	$(MAKE) -C kmod checkpatch CHECKPATCH=$(CURDIR)/$(CHECKPATCH)
 	$(VENV)/bin/ruff check src tests examples bench
 	$(VENV)/bin/ruff format --check src tests examples bench
