@@ -239,13 +239,18 @@ def tool_environment() -> dict[str, str]:
 
 
 def kvm_usable() -> bool:
-    """Whether QEMU can run a guest with KVM here.
+    """Whether to run the guest with KVM: only when asked (UPCALL_VM_KVM=1)
+    and QEMU can start with it.
 
-    /dev/kvm may exist yet abort every guest ("failed to set MSR"), so ask
-    QEMU itself: a broken KVM fails within a fraction of a second, a working
-    one is still running after a moment.
+    Software emulation (TCG) is the default because it works everywhere the
+    same way: /dev/kvm may exist yet abort a guest ("failed to set MSR",
+    "KVM internal error"), or hang it silently after the BIOS hands over,
+    which no probe tells apart from a slow boot. Where KVM works, the
+    variable makes the runs much faster. QEMU is asked whether it starts at
+    all: a broken KVM fails within a fraction of a second, a working one is
+    still running after a moment.
     """
-    if os.environ.get("UPCALL_VM_KVM") == "0":  # force TCG
+    if os.environ.get("UPCALL_VM_KVM") != "1":
         return False
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):
         return False
