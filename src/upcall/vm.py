@@ -385,11 +385,17 @@ def run(
             "--rwdir", str(outdir), "--user", "root"]  # fmt: skip
     if not kvm_usable():
         args.append("--disable-kvm")
+    # The guest shares the host's /lib/modules: a build of upcall installed
+    # there (the DKMS package) must not be loaded by alias (udev, for the
+    # edu device) in place of the one under test. An explicit modprobe by
+    # name still loads it.
+    append = [f"modprobe.blacklist={','.join(MODULES)}"]
     if kernel.is_debug:
         # failslab's cache filter marks a cache only at boot (6.1's
         # /sys/kernel/slab/*/failslab is read-only): the allocation failure
         # tests aim at the signal's sigqueue cache.
-        args += ["--append", "no5lvl slub_debug=A,sigqueue"]
+        append += ["no5lvl", "slub_debug=A,sigqueue"]
+    args += ["--append", " ".join(append)]
     if edu:
         args += ["--disable-microvm", "--qemu-opts=-device edu"]
     # virtme-ng passes --exec on the kernel command line, which x86 cuts at
