@@ -238,14 +238,9 @@ static int __init upcall_init(void)
 {
 	int ret;
 
-	/* The sources first: /dev/upcall appears with everything working. */
-	upcall_timer_init();
-	ret = upcall_edu_init();
-	if (ret)
-		goto stop_timer;
 	ret = upcall_netlink_init();
 	if (ret)
-		goto unregister_edu;
+		return ret;
 	ret = misc_register(&upcall_misc);
 	if (ret)
 		goto unregister_netlink;
@@ -253,10 +248,6 @@ static int __init upcall_init(void)
 
 unregister_netlink:
 	upcall_netlink_exit();
-unregister_edu:
-	upcall_edu_exit();
-stop_timer:
-	upcall_timer_exit();
 	return ret;
 }
 
@@ -264,8 +255,6 @@ static void __exit upcall_exit(void)
 {
 	misc_deregister(&upcall_misc);
 	upcall_netlink_exit();
-	upcall_edu_exit();
-	upcall_timer_exit();
 	upcall_core_exit();
 }
 

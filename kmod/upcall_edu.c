@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * upcall: a driver for QEMU's edu PCI device (1234:11e8), whose interrupt
- * handler emits an event: a real hardware interrupt, end to end.
+ * upcall_edu: a driver for QEMU's edu PCI device (1234:11e8), whose
+ * interrupt handler emits an event: a real hardware interrupt, end to end.
+ * A module of its own, a client of upcall_emit() like any other driver.
  *
  * The device is described in QEMU's docs/specs/edu.rst.  Writing a value to
  * its raise register ORs it into the interrupt status register and raises
@@ -10,8 +11,8 @@
  * also raise an interrupt when it finishes (status bit 0x1).
  *
  * The interrupt is MSI when the device and the kernel allow it, else the
- * legacy INTx line, which may be shared; the module parameter
- * edu_force_intx makes the next probe use INTx.  sysfs attributes on the
+ * legacy INTx line, which may be shared; the module parameter force_intx
+ * makes the next probe use INTx.  sysfs attributes on the
  * PCI device trigger interrupts and show what happened:
  *
  *	raise		(write) a non-zero u32 to OR into the status register
@@ -29,8 +30,9 @@
 #include <linux/pci.h>
 #include <linux/sysfs.h>
 
+#include <linux/upcall.h>
+
 #include "upcall_compat.h"
-#include "upcall_internal.h"
 
 #define EDU_DRV_NAME		"upcall_edu"
 #define EDU_VENDOR_ID		0x1234
@@ -54,8 +56,8 @@
 #define EDU_COMPUTE_TIMEOUT_US	100000
 
 static bool edu_force_intx;
-module_param(edu_force_intx, bool, 0644);
-MODULE_PARM_DESC(edu_force_intx,
+module_param_named(force_intx, edu_force_intx, bool, 0644);
+MODULE_PARM_DESC(force_intx,
 		 "Use the edu device's legacy INTx line even where MSI works (read at probe)");
 
 /**
@@ -282,12 +284,9 @@ static struct pci_driver upcall_edu_driver = {
 	.dev_groups = upcall_edu_groups,
 };
 
-int upcall_edu_init(void)
-{
-	return pci_register_driver(&upcall_edu_driver);
-}
+module_pci_driver(upcall_edu_driver);
 
-void upcall_edu_exit(void)
-{
-	pci_unregister_driver(&upcall_edu_driver);
-}
+MODULE_DESCRIPTION("upcall: QEMU's edu PCI device, whose interrupts become upcall events");
+MODULE_AUTHOR("The upcall developers");
+MODULE_LICENSE("GPL");
+MODULE_VERSION(UPCALL_VERSION);

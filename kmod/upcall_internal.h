@@ -146,10 +146,4 @@ void upcall_netlink_target_release(struct upcall_netlink_target *target);
 int upcall_netlink_send(const struct upcall_netlink_target *target, u64 id,
 			const struct upcall_event *ev);
 
-/* Event sources: the edu PCI driver and the periodic timer. */
-int upcall_edu_init(void);
-void upcall_edu_exit(void);
-void upcall_timer_init(void);
-void upcall_timer_exit(void);
-
 #endif /* _UPCALL_INTERNAL_H */

@@ -1,13 +1,14 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * upcall: a periodic hrtimer that emits events, a load generator.
+ * upcall_timer: a periodic hrtimer that emits events, a load generator; a
+ * module of its own, a client of upcall_emit() like any other.
  *
- * Writing a rate in Hz to /sys/module/upcall/parameters/timer_hz starts
+ * Writing a rate in Hz to /sys/module/upcall_timer/parameters/hz starts
  * the timer (or changes its rate); 0 stops it.  Each tick emits one event
  * with UPCALL_SOURCE_TIMER whose value is the number of ticks since the
  * module was loaded, so a subscriber sees consecutive values unless events
  * were dropped.  The rate may also be given at load time
- * (insmod upcall.ko timer_hz=100).
+ * (modprobe upcall_timer hz=100).
  *
  * The timer is HRTIMER_MODE_REL, not _HARD: its callback runs in hard
  * interrupt context on most kernels and in softirq context on PREEMPT_RT.
@@ -16,10 +17,10 @@
 #include <linux/hrtimer.h>
 #include <linux/kernel.h>
 #include <linux/ktime.h>
+#include <linux/module.h>
 #include <linux/moduleparam.h>
 #include <linux/mutex.h>
-
-#include "upcall_internal.h"
+#include <linux/upcall.h>
 
 /* The highest rate accepted: one tick every 10 us. */
 #define UPCALL_TIMER_MAX_HZ	100000U
@@ -90,11 +91,11 @@ static const struct kernel_param_ops upcall_timer_hz_ops = {
 	.set = upcall_timer_hz_set,
 	.get = upcall_timer_hz_get,
 };
-module_param_cb(timer_hz, &upcall_timer_hz_ops, NULL, 0644);
-MODULE_PARM_DESC(timer_hz,
+module_param_cb(hz, &upcall_timer_hz_ops, NULL, 0644);
+MODULE_PARM_DESC(hz,
 		 "Rate in Hz of the periodic UPCALL_SOURCE_TIMER events; 0 (default) stops them, at most 100000");
 
-void upcall_timer_init(void)
+static int __init upcall_timer_init(void)
 {
 	mutex_lock(&upcall_timer_lock);
 	hrtimer_init(&upcall_timer, CLOCK_MONOTONIC, HRTIMER_MODE_REL);
@@ -102,12 +103,21 @@ void upcall_timer_init(void)
 	upcall_timer_ready = true;
 	upcall_timer_apply();
 	mutex_unlock(&upcall_timer_lock);
+	return 0;
 }
 
-void upcall_timer_exit(void)
+static void __exit upcall_timer_exit(void)
 {
 	mutex_lock(&upcall_timer_lock);
 	upcall_timer_ready = false;
 	hrtimer_cancel(&upcall_timer);
 	mutex_unlock(&upcall_timer_lock);
 }
+
+module_init(upcall_timer_init);
+module_exit(upcall_timer_exit);
+
+MODULE_DESCRIPTION("upcall: a periodic hrtimer that emits upcall events");
+MODULE_AUTHOR("The upcall developers");
+MODULE_LICENSE("GPL");
+MODULE_VERSION(UPCALL_VERSION);

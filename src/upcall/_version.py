@@ -7,4 +7,4 @@ follow it (read it from here, e.g. with
 ``sed -n 's/^__version__ = "\\(.*\\)"/\\1/p' src/upcall/_version.py``).
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

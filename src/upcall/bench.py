@@ -56,7 +56,9 @@ from pathlib import Path
 from typing import Any
 
 from ._args import parse_count, parse_wait, ranged
-from .edu import find_device, sysfs_write
+from .edu import DRIVER as EDU_DRIVER
+from .edu import FORCE_INTX, find_device, sysfs_write
+from .edu import PCI_ID as EDU_ID
 from .event import Event, monotonic_ns
 
 REPO = Path(__file__).resolve().parents[2]
@@ -366,10 +368,7 @@ def accounting_ok(r: Result) -> bool:
 
 # -- edu and UIO (phase 2) ----------------------------------------------------
 
-EDU_DRIVER = Path("/sys/bus/pci/drivers/upcall_edu")
 UIO_DRIVER = Path("/sys/bus/pci/drivers/uio_pci_generic")
-FORCE_INTX = Path("/sys/module/upcall/parameters/edu_force_intx")
-EDU_ID = "1234 11e8"
 
 
 def _driver_of(dev: Path) -> str | None:

@@ -1,8 +1,9 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 """QEMU's edu PCI device, driven through the sysfs attributes of upcall's driver.
 
-upcall.ko binds its ``upcall_edu`` driver to the edu device (1234:11e8) and
-adds attributes to the PCI device's sysfs directory (see kmod/upcall_edu.c):
+upcall_edu.ko, a client module of upcall.ko, binds its ``upcall_edu`` driver
+to the edu device (1234:11e8) and adds attributes to the PCI device's sysfs
+directory (see kmod/upcall_edu.c):
 ``raise`` and ``factorial`` (write, root only) make the device interrupt,
 ``irq_count`` and ``irq_mode`` tell what happened. The interrupt handler
 emits each interrupt's status value with source ``UPCALL_SOURCE_EDU``.
@@ -19,7 +20,7 @@ from .errors import UpcallError
 
 PCI_DEVICES = Path("/sys/bus/pci/devices")
 DRIVER = Path("/sys/bus/pci/drivers/upcall_edu")
-FORCE_INTX = Path("/sys/module/upcall/parameters/edu_force_intx")
+FORCE_INTX = Path("/sys/module/upcall_edu/parameters/force_intx")
 VENDOR_ID = 0x1234
 DEVICE_ID = 0x11E8
 #: The ids as the drivers' ``new_id``/``remove_id`` files take them.

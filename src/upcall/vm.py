@@ -239,13 +239,18 @@ def tool_environment() -> dict[str, str]:
 
 
 def kvm_usable() -> bool:
-    """Whether QEMU can run a guest with KVM here.
+    """Whether to run the guest with KVM: only when asked (UPCALL_VM_KVM=1)
+    and QEMU can start with it.
 
-    /dev/kvm may exist yet abort every guest ("failed to set MSR"), so ask
-    QEMU itself: a broken KVM fails within a fraction of a second, a working
-    one is still running after a moment.
+    Software emulation (TCG) is the default because it works everywhere the
+    same way: /dev/kvm may exist yet abort a guest ("failed to set MSR",
+    "KVM internal error"), or hang it silently after the BIOS hands over,
+    which no probe tells apart from a slow boot. Where KVM works, the
+    variable makes the runs much faster. QEMU is asked whether it starts at
+    all: a broken KVM fails within a fraction of a second, a working one is
+    still running after a moment.
     """
-    if os.environ.get("UPCALL_VM_KVM") == "0":  # force TCG
+    if os.environ.get("UPCALL_VM_KVM") != "1":
         return False
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):
         return False
@@ -267,8 +272,14 @@ def kvm_usable() -> bool:
     return False
 
 
-def build_module(kernel: Kernel, *, extra: Sequence[str] = ()) -> Path:
-    """Build kmod/ for ``kernel`` in build/kmod/<version>/; return upcall.ko's path.
+#: The modules kmod/ builds, in the order they load: the core, then upcall's
+#: own sources, which are clients of its upcall_emit().
+MODULES = ("upcall", "upcall_edu", "upcall_timer")
+
+
+def build_module(kernel: Kernel, *, extra: Sequence[str] = ()) -> list[Path]:
+    """Build kmod/ for ``kernel`` in build/kmod/<version>/; return the paths of
+    :data:`MODULES`' .ko files, upcall.ko first.
 
     Each kernel gets its own copy of the sources, so builds for different
     kernels never mix their objects.
@@ -291,7 +302,7 @@ def build_module(kernel: Kernel, *, extra: Sequence[str] = ()) -> Path:
     warnings = [line for line in proc.stderr.splitlines() if "warning:" in line]
     if warnings:
         raise VmError("module build has warnings:\n" + "\n".join(warnings))
-    return out / "upcall.ko"
+    return [out / f"{name}.ko" for name in MODULES]
 
 
 def _guest_script(modules: Sequence[Path], command: str, outdir: Path, *, debug: bool) -> str:
@@ -347,7 +358,8 @@ def run(
     """Boot ``kernel`` with the module loaded, run ``command`` and return the result.
 
     command: a shell command line, or an argv list.
-    modules: the .ko files to insmod in order; None builds and loads upcall.ko.
+    modules: the .ko files to insmod in order; None builds and loads
+        :data:`MODULES` (upcall.ko and its source modules).
     edu: give the guest QEMU's edu PCI device (needs the full, non-microvm machine).
     stream: also copy the guest's output to our stdout as it comes.
     """
@@ -360,7 +372,9 @@ def run(
         raise VmError("QEMU is not installed: apt-get install qemu-system-x86 (make deps does it)")
     if modules is None:
         modules = (
-            [build_module(kernel)] if build else [BUILD_DIR / "kmod" / kernel.version / "upcall.ko"]
+            build_module(kernel)
+            if build
+            else [BUILD_DIR / "kmod" / kernel.version / f"{name}.ko" for name in MODULES]
         )
     if not isinstance(command, str):
         command = shlex.join(command)
@@ -471,7 +485,8 @@ def add_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
         "vm",
         help="build the module, boot a kernel under QEMU, run a command inside",
         description="Build kmod/ for an installed kernel, boot it with virtme-ng, insmod "
-        "upcall.ko, run CMD, and fail on any kernel report in the guest's log.",
+        "upcall.ko and its source modules, run CMD, and fail on any kernel report in the "
+        "guest's log.",
     )
     p.add_argument(
         "--kernel",
@@ -480,7 +495,7 @@ def add_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
     )
     p.add_argument("--debug-kernel", action="store_true", help="boot the newest debug kernel")
     p.add_argument("--edu", action="store_true", help="give the guest QEMU's edu PCI device")
-    p.add_argument("--no-module", action="store_true", help="do not build or load upcall.ko")
+    p.add_argument("--no-module", action="store_true", help="do not build or load the modules")
     p.add_argument("--cpus", type=int, default=2)
     p.add_argument("--memory", default="2G")
     p.add_argument("--timeout", type=float, default=1800, help="seconds before the guest is killed")

@@ -39,3 +39,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def dev() -> Iterator[upcall.Device]:
     with upcall.open() as device:
         yield device
+
+
+@pytest.fixture
+def no_source_modules() -> Iterator[None]:
+    """upcall.ko alone: its source modules unloaded, loaded back afterwards."""
+    from modules import sources_unloaded
+
+    with sources_unloaded():
+        yield

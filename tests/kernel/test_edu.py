@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 from accounting import settle
+from modules import insmod, rmmod
 
 import upcall
 from upcall import abi
@@ -193,38 +194,28 @@ def test_unbind_while_raising(edu_dev: Path) -> None:
     assert (edu_dev / "irq_mode").read_text().strip() == "msi"
 
 
-def rmmod_upcall() -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["rmmod", "upcall"], capture_output=True, text=True, check=False)
-
-
 def test_rmmod_insmod_with_edu_bound(edu_dev: Path) -> None:
-    ko = os.environ.get("UPCALL_KO")
-    if not ko:
-        pytest.fail("UPCALL_KO is not set: run through `make test-kernel`")
+    """upcall_edu holds the core; unloading it with an interrupt pending is clean."""
     bind(edu_dev, "intx")
-    dev = upcall.open()
-    try:
-        with dev.subscribe_signal(SIG) as sub:
-            write(edu_dev / "raise", "5")
-            busy = rmmod_upcall()
-            assert busy.returncode != 0 and "in use" in busy.stderr
-            # The refused rmmod left the driver working.
-            [ev] = sub.read(1, timeout=10)
-            assert ev.value == 5
-            write(edu_dev / "raise", "6")
-            [ev] = sub.read(1, timeout=10)
-            assert ev.value == 6
-            # An interrupt pending at rmmod must be handled or lowered by remove.
-            write(edu_dev / "factorial", "12")
-    finally:
-        dev.close()
-    try:
-        gone = rmmod_upcall()
-        assert gone.returncode == 0, gone.stderr
-        assert not DRIVER.exists()
-        assert not (edu_dev / "driver").exists()
-    finally:
-        subprocess.run(["insmod", ko], check=True)
+    with upcall.open() as dev, dev.subscribe_signal(SIG) as sub:
+        write(edu_dev / "raise", "5")
+        busy = rmmod("upcall")
+        assert busy.returncode != 0 and "upcall_edu" in busy.stderr, busy.stderr
+        # The refused rmmod left the driver working.
+        [ev] = sub.read(1, timeout=10)
+        assert ev.value == 5
+        write(edu_dev / "raise", "6")
+        [ev] = sub.read(1, timeout=10)
+        assert ev.value == 6
+        # An interrupt pending at rmmod must be handled or lowered by remove.
+        write(edu_dev / "factorial", "12")
+        try:
+            gone = rmmod("upcall_edu")
+            assert gone.returncode == 0, gone.stderr
+            assert not DRIVER.exists()
+            assert not (edu_dev / "driver").exists()
+        finally:
+            insmod("upcall_edu")
     # Loading binds the device again, in MSI mode (the parameter's default).
     assert (edu_dev / "irq_mode").read_text().strip() == "msi"
     with upcall.open() as dev, dev.subscribe_signal(SIG) as sub:

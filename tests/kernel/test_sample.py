@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from modules import insmod
 
 import upcall
 
@@ -136,10 +137,8 @@ def test_timer_sample_emits_and_holds_upcall(dev: upcall.Device) -> None:
     assert len(events) == st.delivered
 
 
+@pytest.mark.usefixtures("no_source_modules")
 def test_samples_need_upcall() -> None:
-    ko = os.environ.get("UPCALL_KO")
-    if not ko:
-        pytest.fail("UPCALL_KO is not set: run through `make test-kernel`")
     gone = run("rmmod", "upcall")
     assert gone.returncode == 0, gone.stderr
     try:
@@ -148,4 +147,4 @@ def test_samples_need_upcall() -> None:
             assert refused.returncode != 0
             assert "Unknown symbol" in refused.stderr, refused.stderr
     finally:
-        subprocess.run(["insmod", ko], check=True)
+        insmod("upcall")

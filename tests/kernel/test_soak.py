@@ -23,25 +23,24 @@ import os
 import subprocess
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
 from accounting import check_accounting, drain
-from guest import DEBUG_KERNEL as DEBUG
+from guest import REDUCED
+from modules import TIMER_HZ as TIMER
 
 import upcall
 from upcall import bench
 from upcall import edu as edu_sysfs
 
-EVENTS = int(os.environ.get("UPCALL_SOAK_EVENTS", 20_000 if DEBUG else 100_000))
+EVENTS = int(os.environ.get("UPCALL_SOAK_EVENTS", 20_000 if REDUCED else 100_000))
 EMITTERS = int(os.environ.get("UPCALL_SOAK_EMITTERS", 2))
 THREADS = int(os.environ.get("UPCALL_SOAK_THREADS", 2))
 TIMER_HZ = int(os.environ.get("UPCALL_SOAK_TIMER_HZ", 1000))
 # One edu raise per this many ioctl events: the interrupt path is the slow one.
 EDU_RATIO = 50
 SHARE = 20  # the Python receiver reads EVENTS / SHARE events
-TIMER = Path("/sys/module/upcall/parameters/timer_hz")
 
 
 def start_receiver(transport: str, stop_r: int, ready_w: int) -> subprocess.Popen[str]:

@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 
 import pytest
+from modules import TIMER_HZ
 from rawioctl import ioctl, stats
 
 import upcall
@@ -159,7 +160,7 @@ def test_a_range_of_sources(dev: upcall.Device) -> None:
 
 def test_the_kernel_sources_pass_a_filter_for_them(dev: upcall.Device) -> None:
     """upcall's own timer (source 1) reaches a subscriber filtered to it, user emits do not."""
-    hz = Path("/sys/module/upcall/parameters/timer_hz")
+    hz = TIMER_HZ
     with dev.subscribe("queue", sources=abi.UPCALL_SOURCE_TIMER) as sub:
         dev.emit(7)
         hz.write_text("1000")

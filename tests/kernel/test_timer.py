@@ -1,4 +1,4 @@
-"""The periodic hrtimer source: /sys/module/upcall/parameters/timer_hz.
+"""The periodic hrtimer source, upcall_timer.ko: /sys/module/upcall_timer/parameters/hz.
 
 Rates are checked by counting events, never by timing them: the guest is
 emulated and its clock says little about how fast the host runs it.
@@ -9,18 +9,16 @@ from __future__ import annotations
 import errno
 import os
 import signal
-import subprocess
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
+from modules import TIMER_HZ, insmod, rmmod
 
 import upcall
 from upcall import abi
 
 SIG = signal.SIGRTMIN + 7
-TIMER_HZ = Path("/sys/module/upcall/parameters/timer_hz")
 MAX_HZ = 100_000
 
 
@@ -123,15 +121,12 @@ def test_rejects_bad_rates(text: str) -> None:
 
 
 def test_unload_while_running_and_rate_at_load() -> None:
-    ko = os.environ.get("UPCALL_KO")
-    if not ko:
-        pytest.fail("UPCALL_KO is not set: run through `make test-kernel`")
     set_hz(2000)
-    gone = subprocess.run(["rmmod", "upcall"], capture_output=True, text=True, check=False)
+    gone = rmmod("upcall_timer")
     try:
         assert gone.returncode == 0, gone.stderr
     finally:
-        subprocess.run(["insmod", ko, "timer_hz=300"], check=True)
+        insmod("upcall_timer", "hz=300")
     assert get_hz() == 300
     with upcall.open() as dev, dev.subscribe_signal(SIG) as sub:
         events = collect(sub, 50)

@@ -17,6 +17,8 @@ import pytest
 from accounting import check_accounting, drain
 from figures import figure
 from load import emitters_on_all_cpus, kill_all
+from modules import insmod
+from modules import rmmod as rmmod_module
 
 import upcall
 
@@ -24,7 +26,7 @@ REFCNT = Path("/sys/module/upcall/refcnt")
 
 
 def rmmod() -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["rmmod", "upcall"], capture_output=True, text=True, check=False)
+    return rmmod_module("upcall")
 
 
 def delete_module() -> int:
@@ -34,6 +36,7 @@ def delete_module() -> int:
     return ctypes.get_errno() if ret else 0
 
 
+@pytest.mark.usefixtures("no_source_modules")
 def test_rmmod_refused_under_load() -> None:
     """Emitters on every CPU and a subscriber: each rmmod is refused, nothing breaks."""
     attempts = 5
@@ -64,10 +67,8 @@ def test_rmmod_refused_under_load() -> None:
     )
 
 
+@pytest.mark.usefixtures("no_source_modules")
 def test_rmmod_refused_while_open_then_clean() -> None:
-    ko = os.environ.get("UPCALL_KO")
-    if not ko:
-        pytest.fail("UPCALL_KO is not set: run through `make test-kernel`")
     dev = upcall.open()
     with dev.subscribe_signal() as sub:
         dev.emit(1)
@@ -76,9 +77,11 @@ def test_rmmod_refused_while_open_then_clean() -> None:
         assert busy.returncode != 0 and "in use" in busy.stderr
     dev.close()
     gone = rmmod()
-    assert gone.returncode == 0, gone.stderr
-    assert not os.path.exists("/dev/upcall")
-    subprocess.run(["insmod", ko], check=True)
+    try:
+        assert gone.returncode == 0, gone.stderr
+        assert not os.path.exists("/dev/upcall")
+    finally:
+        insmod("upcall")
     with upcall.open() as dev, dev.subscribe_signal() as sub:
         dev.emit(2)
         [ev] = sub.read(1, timeout=10)
