@@ -16,7 +16,8 @@ KERNEL_PACKAGES := linux-image-amd64 linux-headers-amd64 \
 	linux-image-6.12-amd64 linux-headers-6.12-amd64 \
 	linux-image-6.12-rt-amd64 linux-headers-6.12-rt-amd64
 APT_PACKAGES := qemu-system-x86 $(KERNEL_PACKAGES) \
-	busybox-static kmod sparse gcc make binutils python3-venv
+	busybox-static kmod sparse gcc make binutils python3-venv \
+	dkms dh-dkms debhelper dpkg-dev fakeroot
 STAMP := build/.stamp
 
 help:
@@ -95,8 +96,11 @@ fuzz-build: $(FUZZER)
 demo: deps
 	$(UPCALL) --kernel 6.1 --edu -- $(PY) examples/demo.py
 
+# The host pass includes the DKMS package test (tests/host/test_dkms.py):
+# it installs upcall-dkms here, builds it for every kernel, loads it in a
+# guest and removes it.
 test: deps bpf-build env-check
-	$(PY) -m pytest tests/host -q
+	UPCALL_TEST_DKMS=1 $(PY) -m pytest tests/host -q
 	$(MAKE) test-kernel
 	$(MAKE) test-kernel-matrix
 	$(MAKE) test-kernel-debug

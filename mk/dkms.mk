@@ -18,8 +18,6 @@ DKMS_DEB_VERSION := $(shell echo '$(DKMS_VERSION)' | sed -E 's/\.?(a|b|rc|dev)([
 DKMS_DIR := build/dkms
 DKMS_TREE := $(DKMS_DIR)/upcall-dkms-$(DKMS_DEB_VERSION)
 DKMS_DEB := $(DKMS_DIR)/upcall-dkms_$(DKMS_DEB_VERSION)_all.deb
-# What building the package needs (dkms itself only where it is installed).
-DKMS_APT_PACKAGES := dkms dh-dkms debhelper dpkg-dev fakeroot
 
 # The module's sources as the package ships them: no build products.
 DKMS_KMOD_FILES := kmod/Kbuild kmod/Makefile kmod/dkms.conf \
@@ -29,18 +27,7 @@ DKMS_PACKAGING_FILES := $(shell find packaging -type f 2>/dev/null)
 DKMS_CLIENT_FILES := $(shell find examples/client-module -type f \
 	\( -name '*.c' -o -name Makefile -o -name '*.md' \) 2>/dev/null)
 
-$(STAMP)/dkms-apt: mk/dkms.mk
-	@mkdir -p $(@D)
-	@missing=$$(for p in $(DKMS_APT_PACKAGES); do \
-		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q "install ok installed" || echo $$p; done); \
-	if [ -n "$$missing" ]; then \
-		echo "installing Debian packages:" $$missing; \
-		$(SUDO) apt-get update -q && \
-		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
-	fi
-	@touch $@
-
-$(DKMS_DEB): $(STAMP)/dkms-apt src/upcall/_version.py mk/dkms.mk \
+$(DKMS_DEB): $(STAMP)/apt src/upcall/_version.py mk/dkms.mk \
 		$(DKMS_KMOD_FILES) $(DKMS_PACKAGING_FILES) $(DKMS_CLIENT_FILES)
 	@test -n "$(DKMS_VERSION)" || { echo "no version in src/upcall/_version.py"; exit 1; }
 	rm -rf $(DKMS_DIR)
