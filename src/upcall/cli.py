@@ -57,6 +57,8 @@ def parse_user_source(text: str) -> int:
             f"{abi.UPCALL_SOURCE_RESERVED_MAX + 1:#x}..{abi.UPCALL_SOURCE_MAX:#x}"
         )
     return n
+
+
 parse_signal = ranged("signal", int(signal.SIGRTMIN), int(signal.SIGRTMAX))
 parse_queue_size = ranged("queue size", abi.UPCALL_QUEUE_MIN, abi.UPCALL_QUEUE_MAX)
 parse_rcvbuf = ranged("receive buffer", 1, (1 << 31) - 1)
