@@ -642,7 +642,7 @@ def test_subscribe_arguments_checked(
     via: str, kw: dict[str, object], needle: str, stand_in_device: upcall.Device
 ) -> None:
     with pytest.raises(ValueError, match=needle):
-        stand_in_device.subscribe(via, **kw)  # type: ignore[arg-type]
+        stand_in_device.subscribe(via, **kw)  # type: ignore[call-overload]
 
 
 @pytest.fixture
