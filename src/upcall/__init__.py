@@ -13,6 +13,7 @@ Typical use::
 
 from __future__ import annotations
 
+from ._batch import Batch
 from ._version import __version__
 from .device import DEFAULT_PATH, TRANSPORTS, Device, Stats, open
 from .errors import (
@@ -33,6 +34,7 @@ from .transports.queue import QueueSubscription
 __all__ = [
     "DEFAULT_PATH",
     "TRANSPORTS",
+    "Batch",
     "ClosedError",
     "Device",
     "DeviceError",

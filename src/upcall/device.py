@@ -12,7 +12,7 @@ import stat
 import threading
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Self
+from typing import Literal, Self, get_args, overload
 
 from . import abi
 from ._version import __version__
@@ -26,8 +26,11 @@ from .transports.queue import QueueSubscription
 DEFAULT_PATH = "/dev/upcall"
 """The device node the module creates, which :func:`open` opens by default."""
 
-TRANSPORTS = ("queue", "signal", "fasync", "eventfd", "netlink")
-"""The names :meth:`Device.subscribe` takes for ``via``."""
+Via = Literal["queue", "signal", "fasync", "eventfd", "netlink"]
+"""The names :meth:`Device.subscribe` takes for ``via``, as a type."""
+
+TRANSPORTS: tuple[Via, ...] = get_args(Via)
+"""The names :meth:`Device.subscribe` takes for ``via``; the first is the default."""
 
 # Queue readers never block in read(2): they poll first, then read what is there.
 _QUEUE_OPEN = os.O_RDONLY | os.O_NONBLOCK
@@ -423,9 +426,81 @@ class Device:
         file = self._subscriber_file(os.O_RDONLY, sources)
         return NetlinkSubscription(file, queue_size=queue_size, rcvbuf=rcvbuf, multicast=multicast)
 
+    @overload
     def subscribe(
         self,
-        via: str = "signal",
+        via: Literal["queue"] = "queue",
+        *,
+        queue_size: int | None = None,
+        signo: int | None = None,
+        thread: bool = False,
+        rcvbuf: int | None = None,
+        sources: Sources = None,
+    ) -> QueueSubscription: ...
+
+    @overload
+    def subscribe(
+        self,
+        via: Literal["signal"],
+        *,
+        queue_size: int | None = None,
+        signo: int | None = None,
+        thread: bool = False,
+        rcvbuf: int | None = None,
+        sources: Sources = None,
+    ) -> SignalSubscription: ...
+
+    @overload
+    def subscribe(
+        self,
+        via: Literal["fasync"],
+        *,
+        queue_size: int | None = None,
+        signo: int | None = None,
+        thread: bool = False,
+        rcvbuf: int | None = None,
+        sources: Sources = None,
+    ) -> FasyncSubscription: ...
+
+    @overload
+    def subscribe(
+        self,
+        via: Literal["eventfd"],
+        *,
+        queue_size: int | None = None,
+        signo: int | None = None,
+        thread: bool = False,
+        rcvbuf: int | None = None,
+        sources: Sources = None,
+    ) -> EventfdSubscription: ...
+
+    @overload
+    def subscribe(
+        self,
+        via: Literal["netlink"],
+        *,
+        queue_size: int | None = None,
+        signo: int | None = None,
+        thread: bool = False,
+        rcvbuf: int | None = None,
+        sources: Sources = None,
+    ) -> NetlinkSubscription: ...
+
+    @overload
+    def subscribe(
+        self,
+        via: str,
+        *,
+        queue_size: int | None = None,
+        signo: int | None = None,
+        thread: bool = False,
+        rcvbuf: int | None = None,
+        sources: Sources = None,
+    ) -> Subscription: ...
+
+    def subscribe(
+        self,
+        via: str = "queue",
         *,
         queue_size: int | None = None,
         signo: int | None = None,
@@ -434,6 +509,8 @@ class Device:
         sources: Sources = None,
     ) -> Subscription:
         """Subscribe with the transport named by ``via``, one of :data:`TRANSPORTS`.
+
+        The default is ``"queue"``, the fastest from Python (see BENCHMARKS.md).
 
         - ``"queue"``: records read(2) from the file, which poll(2) reports
           readable (:class:`QueueSubscription`);

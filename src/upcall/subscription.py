@@ -28,6 +28,7 @@ from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, ClassVar, Protocol, Self, cast
 
 from . import abi, signals
+from ._batch import Batch
 from .errors import ClosedError, SignalSetupError, UpcallError, WrongThreadError
 from .event import Event, make_event, monotonic_ns
 
@@ -140,6 +141,8 @@ class Subscription(abc.ABC):
         self._closed = False
         self._finished = False
         self._busy = 0
+        # The last read found the kernel's queue empty: wait before reading.
+        self._drained = True
         self._last_seqno = 0
         self._received = 0
         self._lost = 0
@@ -274,14 +277,12 @@ class Subscription(abc.ABC):
     def _enter(self, dispatching: bool = False) -> None:
         """Mark the subscription busy (undo with :meth:`_leave`)."""
         with self._lock:
-            if self._closed:
+            if not dispatching:
+                self._check_readable()
+            elif self._closed:
                 raise ClosedError(f"the {self.transport} subscription is closed")
-            if not dispatching and self._callbacks:
-                raise UpcallError(
-                    "this subscription dispatches its events to on_event() callbacks; "
-                    "use run() or another subscription to read events"
-                )
-            self._check_thread()
+            else:
+                self._check_thread()
             self._busy += 1
 
     def _leave(self) -> None:
@@ -308,6 +309,7 @@ class Subscription(abc.ABC):
             if self._closed:
                 return 0
             events = self._read_records(max_records)
+            self._drained = len(events) < max_records
             self._buffer.extend(events)
         return len(events)
 
@@ -371,37 +373,130 @@ class Subscription(abc.ABC):
 
         Waits for the first event at most ``timeout`` seconds (None: for ever,
         0: not at all), then takes whatever else is already pending, with one
-        read(2) of the kernel for the whole batch. ``block=False`` is
-        ``timeout=0``.
+        read(2) of the kernel for the whole batch (at least
+        :data:`DEFAULT_BATCH` records: what is not taken now waits in the
+        subscription for the next call, which then costs no system call).
+        ``block=False`` is ``timeout=0``.
         """
         if max_events < 1:
             raise ValueError("max_events must be at least 1")
-        return self._get(max_events, max_events, 0.0 if not block else timeout)
+        return self._get(
+            max_events,
+            max_events if max_events > DEFAULT_BATCH else DEFAULT_BATCH,
+            timeout if block else 0.0,
+        )
 
-    def _get(self, take: int, batch: int, timeout: float | None) -> list[Event]:
+    def read_batch(self, max_events: int = 1024, timeout: float | None = None) -> Batch:
+        """Up to ``max_events`` events as one :class:`Batch`: columns, no object per event.
+
+        Waits as :meth:`read` does (``timeout`` None: for ever, 0: not at
+        all); an empty batch (false) if none came in time. Events already
+        read by :meth:`read` or :meth:`poll` and not yet taken come first.
+        """
+        if max_events < 1:
+            raise ValueError("max_events must be at least 1")
+        if self._buffer:
+            return Batch.from_events(self._get(max_events, 0, 0.0), self.transport, monotonic_ns())
         self._enter()
         try:
-            deadline = _deadline(timeout)
+            deadline: float | None = None
+            first = True
             while True:
-                if self._buffer:
-                    if len(self._buffer) < batch:
-                        self._collect(batch - len(self._buffer))
-                    return self._take(take)
-                # Nothing buffered (the common case): what one read returns
-                # goes to the caller as is, not through the buffer.
-                with self._lock:
-                    events = [] if self._closed else self._read_records(batch)
-                    if len(events) > take:
-                        self._buffer.extend(events[take:])
-                        del events[take:]
-                if events:
+                if not (first and self._drained and timeout != 0):
+                    with self._lock:
+                        if self._closed:
+                            raise ClosedError(f"the {self.transport} subscription was closed")
+                        batch = self._read_batch(max_events)
+                        self._drained = len(batch) < max_events
+                    if batch:
+                        return batch
+                first = False
+                waited, deadline = self._wait_step(timeout, deadline)
+                if not waited:
+                    return Batch.empty(self.transport)
+        finally:
+            self._leave()
+
+    def _read_batch(self, max_records: int) -> Batch:
+        """Read up to ``max_records`` without blocking, as a Batch (accounted).
+
+        Called with the lock held. This default decodes events and packs
+        them back; a transport whose records are the queue's overrides it.
+        """
+        return Batch.from_events(self._read_records(max_records), self.transport, monotonic_ns())
+
+    def _check_readable(self) -> None:
+        """Raise unless the calling thread may read events now (lock held)."""
+        if self._closed:
+            raise ClosedError(f"the {self.transport} subscription is closed")
+        if self._callbacks:
+            raise UpcallError(
+                "this subscription dispatches its events to on_event() callbacks; "
+                "use run() or another subscription to read events"
+            )
+        self._check_thread()
+
+    def _wait_step(
+        self, timeout: float | None, deadline: float | None
+    ) -> tuple[bool, float | None]:
+        """Wait until readable within ``timeout`` (the deadline set on the first call).
+
+        (False, deadline) once the deadline has passed, without waiting;
+        ClosedError if the subscription was closed meanwhile.
+        """
+        remaining = None
+        if timeout is not None:
+            if deadline is None:
+                deadline = time.monotonic() + max(0.0, timeout)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False, deadline
+        self._wait_readable(remaining)
+        if self._closed:
+            raise ClosedError(f"the {self.transport} subscription was closed")
+        return True, deadline
+
+    def _get(self, take: int, batch: int, timeout: float | None) -> list[Event]:
+        buffer = self._buffer
+        with self._lock:
+            self._check_readable()
+            n = len(buffer)
+            if n and (n >= take or batch == 0):
+                # Read before and not taken yet: no system call at all.
+                if take == 1:
+                    return [buffer.popleft()]
+                if take >= n:
+                    events = list(buffer)
+                    buffer.clear()
                     return events
-                remaining = _remaining(deadline)
-                if remaining == 0.0:
-                    return events
-                self._wait_readable(remaining)
-                if self._closed:
-                    raise ClosedError(f"the {self.transport} subscription was closed")
+                return [buffer.popleft() for _ in range(take)]
+            self._busy += 1
+        try:
+            deadline: float | None = None
+            # The last read emptied the kernel's queue: wait first (poll says
+            # at once if something came meanwhile) rather than read, find
+            # nothing, then wait: one system call saved per waiting call.
+            first = self._drained and timeout != 0
+            while True:
+                if not first:
+                    with self._lock:
+                        if self._closed:
+                            raise ClosedError(f"the {self.transport} subscription was closed")
+                        want = batch - len(buffer)
+                        events = self._read_records(want)
+                        self._drained = len(events) < want
+                        if buffer:
+                            buffer.extend(events)
+                            return self._take(take)
+                        if len(events) > take:
+                            buffer.extend(events[take:])
+                            del events[take:]
+                    if events:
+                        return events
+                first = False
+                waited, deadline = self._wait_step(timeout, deadline)
+                if not waited:
+                    return []
         finally:
             self._leave()
 
@@ -448,18 +543,22 @@ class Subscription(abc.ABC):
         return await self._aget(max_events, max_events, timeout)
 
     async def _aget(self, take: int, batch: int, timeout: float | None) -> list[Event]:
+        if not self._drained or self._buffer or timeout == 0:
+            events = self._get(take, batch, 0.0)
+            if events or timeout == 0:
+                return events
         loop = asyncio.get_running_loop()
         deadline = _deadline(timeout)
+        # Busy while waiting: a close() meanwhile keeps the descriptors open
+        # (the loop watches them) until this returns.
         with self._using():
             while True:
-                if self._fill(batch, _deadline(0.0)):
-                    return self._take(take)
-                remaining = _remaining(deadline)
-                if remaining == 0.0:
-                    return []
-                await self._readable(loop, remaining)
+                await self._readable(loop, _remaining(deadline))
                 if self._closed:
                     raise ClosedError(f"the {self.transport} subscription was closed")
+                events = self._get(take, batch, 0.0)
+                if events or _remaining(deadline) == 0.0:
+                    return events
 
     async def _readable(self, loop: asyncio.AbstractEventLoop, timeout: float | None) -> None:
         if self._async_waiting:

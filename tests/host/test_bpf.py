@@ -457,3 +457,23 @@ def test_watch_count_not_reached_exits_1() -> None:
     assert r.returncode == 1, r.stderr
     assert json.loads(r.stdout.splitlines()[-1])["received"] == 0
     assert r.stderr.startswith("watching ")
+
+
+@pytest.mark.parametrize("via", VIAS)
+def test_read_batch(via: str) -> None:
+    from upcall.bpf import BpfSubscription, Trigger
+
+    with BpfSubscription(Trigger(), via=via) as sub:
+        sub.trigger(100, count=50, seq=True)
+        got: list[int] = []
+        seqnos: list[int] = []
+        deadline = time.monotonic() + 10
+        while len(got) < 50 and time.monotonic() < deadline:
+            batch = sub.read_batch(1024, timeout=1)
+            got += batch.value.tolist()
+            seqnos += batch.seqno.tolist()
+            assert all(e.transport == sub.transport for e in batch)
+        assert got == list(range(100, 150))
+        assert seqnos == list(range(1, 51))
+        assert sub.stats().received == 50
+        assert not sub.read_batch(8, timeout=0)

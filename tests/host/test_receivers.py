@@ -17,6 +17,7 @@ only), multicast to a real group to see ENOBUFS counted as loss.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import errno
 import json
 import os
@@ -641,7 +642,7 @@ def test_subscribe_arguments_checked(
     via: str, kw: dict[str, object], needle: str, stand_in_device: upcall.Device
 ) -> None:
     with pytest.raises(ValueError, match=needle):
-        stand_in_device.subscribe(via, **kw)  # type: ignore[arg-type]
+        stand_in_device.subscribe(via, **kw)  # type: ignore[call-overload]
 
 
 @pytest.fixture
@@ -902,3 +903,72 @@ def test_netlink_multicast_and_overrun_in_a_private_namespace() -> None:
     assert burst["last"] == 301 and burst["seqnos_rise"]
     assert burst["received"] + burst["lost"] == 301
     assert burst["lost"] > 0
+
+
+# -- batches ----------------------------------------------------------------------------
+
+
+def test_read_batch_is_columns_over_the_records(
+    file: FakeQueueFile, sub: QueueSubscription
+) -> None:
+    for v in range(100):
+        file.emit(v, source=0x300 + v % 3, timestamp_ns=1000 + v)
+    batch = sub.read_batch(64, timeout=5)
+    assert len(batch) == 64 and batch
+    assert batch.seqno.tolist() == list(range(1, 65))
+    assert batch.value.tolist() == list(range(64))
+    assert batch.source.tolist() == [0x300 + v % 3 for v in range(64)]
+    assert batch.timestamp_ns.tolist() == [1000 + v for v in range(64)]
+    assert batch.flags.tolist() == [0] * 64
+    assert len(batch.records) == 64 * abi.UPCALL_EVENT_SIZE
+    events = list(batch)
+    assert events == batch.events() and batch[-1] == events[-1] and batch[0] == events[0]
+    assert {e.transport for e in events} == {sub.transport}
+    assert values(sub.read(100, timeout=5)) == list(range(64, 100))
+    assert sub.received == 100 and sub.lost == 0
+    assert not sub.read_batch(10, timeout=0)
+
+
+def test_read_batch_takes_what_read_left_first(file: FakeQueueFile, sub: QueueSubscription) -> None:
+    for v in range(10):
+        file.emit(v)
+    assert values(sub.read(1, timeout=5)) == [0]  # the rest waits in the subscription
+    file.emit(10, drop=True)
+    file.emit(11)
+    got = sub.read_batch(100, timeout=5).value.tolist()
+    got += sub.read_batch(100, timeout=5).value.tolist()
+    assert got == [*range(1, 10), 11]
+    assert sub.lost == 1
+
+
+def test_read_batch_waits_and_times_out(file: FakeQueueFile, sub: QueueSubscription) -> None:
+    t = time.monotonic()
+    assert len(sub.read_batch(8, timeout=0.05)) == 0
+    assert time.monotonic() - t >= 0.04
+    timer = threading.Timer(0.05, file.emit, (9,))
+    timer.start()
+    try:
+        assert sub.read_batch(8, timeout=5).value.tolist() == [9]
+    finally:
+        timer.join()
+
+
+def test_read_batch_dtype_is_the_records_layout(
+    file: FakeQueueFile, sub: QueueSubscription
+) -> None:
+    # numpy.dtype(batch.dtype) over batch.records; numpy itself is not imported
+    # here: its threads would leave the signals unblocked for the fasync tests.
+    file.emit(3, source=0x200)
+    dtype = sub.read_batch(5, timeout=5).dtype
+    assert dtype["itemsize"] == ctypes.sizeof(abi.UpcallEvent)
+    assert dtype["offsets"] == [getattr(abi.UpcallEvent, name).offset for name in dtype["names"]]
+
+
+def test_many_read_one_after_a_burst_cost_no_extra_reads(
+    file: FakeQueueFile, sub: QueueSubscription
+) -> None:
+    for v in range(50):
+        file.emit(v)
+    got = [sub.read(1, timeout=5)[0].value for _ in range(50)]
+    assert got == list(range(50))
+    assert sub.read(1, timeout=0) == []

@@ -183,4 +183,4 @@ def test_the_library_checks_sources(
     dev: upcall.Device, sources: object, error: type[Exception]
 ) -> None:
     with pytest.raises(error):
-        dev.subscribe("queue", sources=sources)  # type: ignore[arg-type]
+        dev.subscribe("queue", sources=sources)  # type: ignore[call-overload]

@@ -13,6 +13,7 @@ import contextlib
 import os
 from typing import ClassVar
 
+from .._batch import Batch
 from ..errors import ClosedError
 from ..event import Event
 from ..subscription import QueueFile
@@ -58,10 +59,17 @@ class EventfdSubscription(QueueSubscription):
             raise ClosedError("the eventfd subscription is closed")
         return self._efd
 
-    def _read_records(self, max_records: int) -> list[Event]:
+    def _take_counter(self) -> None:
         with contextlib.suppress(BlockingIOError):
             self._signalled += os.eventfd_read(self._efd)
+
+    def _read_records(self, max_records: int) -> list[Event]:
+        self._take_counter()
         return self._read_queue(max_records)
+
+    def _read_batch(self, max_records: int) -> Batch:
+        self._take_counter()
+        return self._read_queue_batch(max_records)
 
     def _detach(self) -> None:
         # The module keeps the eventfd while the file lives, maybe in a child.

@@ -19,6 +19,7 @@ from collections import Counter
 from typing import ClassVar
 
 from .. import signals
+from .._batch import Batch
 from ..errors import ClosedError, SignalSetupError, WrongThreadError
 from ..event import Event
 from ..subscription import QueueFile, choose_signal, release_signal, reserve_signal
@@ -212,6 +213,12 @@ class FasyncSubscription(QueueSubscription):
             if len(batch) < want:
                 break
         return events
+
+    def _read_batch(self, max_records: int) -> Batch:
+        # A full batch leaves records queued that no new SIGIO announces:
+        # the subscription then reads again before it waits (_drained).
+        self._take_notifications()
+        return self._read_queue_batch(max_records)
 
     def _choose_dispatch_signal(self) -> int:
         return self._signo

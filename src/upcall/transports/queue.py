@@ -5,19 +5,22 @@ from __future__ import annotations
 
 import fcntl
 import os
+import struct
 from typing import ClassVar
 
 from .. import abi
+from .._batch import Batch
 from ..errors import ClosedError
 from ..event import Event, monotonic_ns
 from ..subscription import (
-    DEFAULT_BATCH,
     QueueFile,
     Subscription,
     check_queue_size,
     choose_signal,
 )
 from .records import RECORD_SIZE, decode
+
+_seqno_at = struct.Struct("=Q").unpack_from
 
 
 class QueueSubscription(Subscription):
@@ -44,7 +47,6 @@ class QueueSubscription(Subscription):
         self._qfile = file
         self._fd = -1
         self._queue_size = 0
-        self._rbuf = bytearray(RECORD_SIZE * DEFAULT_BATCH)
         try:
             self._queue_size = check_queue_size(queue_size)
             self._fd = file.fileno()
@@ -89,16 +91,8 @@ class QueueSubscription(Subscription):
         return self._qfile.fileno()
 
     def _read_queue(self, max_records: int) -> list[Event]:
-        size = RECORD_SIZE * max_records
-        data: bytes | memoryview
         try:
-            if max_records <= DEFAULT_BATCH:
-                data = os.read(self._fd, size)  # small: cheaper than a view per call
-            else:
-                # Large: into a kept buffer, not a fresh bytes object per read.
-                if len(self._rbuf) < size:
-                    self._rbuf = bytearray(size)
-                data = memoryview(self._rbuf)[: os.readv(self._fd, [memoryview(self._rbuf)[:size]])]
+            data = os.read(self._fd, RECORD_SIZE * max_records)
         except BlockingIOError:
             return []
         if not data:
@@ -106,6 +100,22 @@ class QueueSubscription(Subscription):
         events = decode(data, self.transport, monotonic_ns())
         self._account_run(events[0].seqno, events[-1].seqno, len(events))
         return events
+
+    def _read_queue_batch(self, max_records: int) -> Batch:
+        """One read(2) of up to ``max_records`` records, kept as they are: a Batch."""
+        try:
+            data = os.read(self._fd, RECORD_SIZE * max_records)
+        except BlockingIOError:
+            data = b""
+        batch = Batch(data, self.transport, monotonic_ns())
+        if data:
+            self._account_run(
+                _seqno_at(data, 0)[0], _seqno_at(data, len(data) - RECORD_SIZE)[0], len(batch)
+            )
+        return batch
+
+    def _read_batch(self, max_records: int) -> Batch:
+        return self._read_queue_batch(max_records)
 
     def _read_records(self, max_records: int) -> list[Event]:
         return self._read_queue(max_records)
