@@ -155,8 +155,9 @@ def test_watch_cli_on_this_kernel() -> None:
         os.waitpid(pid, 0)
     if HAS_BTF:
         assert proc.returncode == 0, err
-        lines = out.splitlines()
+        *lines, summary = out.splitlines()
         assert [line.split()[1] for line in lines] == [f"value={fd}" for fd in FDS[:2]]
+        assert summary.startswith("summary received=2 dropped=0"), summary
     else:
         lines = (ready + err).strip().splitlines()
         assert proc.returncode == 1

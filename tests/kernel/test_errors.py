@@ -109,10 +109,9 @@ def test_unknown_flags_are_einval(fd: int, flags: int) -> None:
     assert subscribe(fd, SIG, flags=flags) == -errno.EINVAL
 
 
-@pytest.mark.parametrize("field", [0, 2])
-def test_nonzero_reserved_subscribe_is_einval(fd: int, field: int) -> None:
-    req = abi.UpcallSubscribe(transport=abi.UPCALL_TRANSPORT_QUEUE)
-    req.reserved[field] = 1
+@pytest.mark.parametrize("value", [1, 1 << 31])
+def test_nonzero_reserved_subscribe_is_einval(fd: int, value: int) -> None:
+    req = abi.UpcallSubscribe(transport=abi.UPCALL_TRANSPORT_QUEUE, reserved=value)
     assert ioctl(fd, abi.UPCALL_IOC_SUBSCRIBE, req) == -errno.EINVAL
 
 
