@@ -58,6 +58,7 @@ deps: $(STAMP)/apt $(STAMP)/debug-kernel $(STAMP)/venv bpf-deps
 
 include mk/bpf.mk
 include mk/bench.mk
+include mk/kselftest.mk
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
