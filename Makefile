@@ -17,7 +17,7 @@ KERNEL_PACKAGES := linux-image-amd64 linux-headers-amd64 \
 	linux-image-6.12-rt-amd64 linux-headers-6.12-rt-amd64
 APT_PACKAGES := qemu-system-x86 $(KERNEL_PACKAGES) \
 	busybox-static kmod sparse gcc make binutils python3-venv \
-	dkms dh-dkms debhelper dpkg-dev fakeroot
+	dkms dh-dkms debhelper dpkg-dev fakeroot linux-source-6.1
 STAMP := build/.stamp
 
 help:
@@ -68,6 +68,7 @@ include mk/bpf.mk
 include mk/bench.mk
 include mk/docs.mk
 include mk/dkms.mk
+include mk/kselftest.mk
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -112,7 +113,7 @@ env-check: deps
 
 KERNEL_PYTEST := $(PY) -m pytest -q -p no:cacheprovider -o console_output_style=classic
 KERNEL_SUITE := $(KERNEL_PYTEST) tests/kernel
-KERNEL_BUILDS := fuzz-build bench-build bpf-build
+KERNEL_BUILDS := fuzz-build bench-build bpf-build kselftest-build
 
 # The suite boots with QEMU's edu device, so the hardware interrupt tests run.
 test-kernel: deps $(KERNEL_BUILDS)

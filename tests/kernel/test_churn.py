@@ -127,8 +127,10 @@ def cycle_netlink(family: netlink.GenlFamily) -> int:
 def churn(cycle: Callable[[], int]) -> int:
     """CYCLES cycles in THREADS threads; the events they took.
 
-    Each close waits for an RCU grace period (the emitters walk the
-    subscribers under RCU); threads let those waits overlap, as concurrent
+    A close unlinks its subscriber, waits for the subscriber's own delivery
+    work to finish and leaves the memory to call_rcu() (the emitters walk the
+    subscribers under RCU), without waiting for a grace period; threads
+    make the closes overlap each other and the emitters, as concurrent
     closes of many processes would.
     """
     taken = [0] * THREADS

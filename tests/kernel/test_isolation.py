@@ -226,32 +226,62 @@ def test_nobody_cannot_attach_to_another_users_subscriber(device_mode: None) -> 
 
 
 def test_nobody_cannot_aim_signals_at_another_process(device_mode: None) -> None:
-    """SUBSCRIBE names no process; F_SETOWN at root's process sends it nothing."""
+    """SUBSCRIBE names no process; F_SETOWN at root's process sends it nothing.
+
+    Nobody's file aimed at root's process (the victim) announces its records
+    like any other: its eventfd, which the module signals after kill_fasync()
+    in the same announcement, says the attempt was made before the victim
+    looks. The victim looks only then, when told, not after a fixed wait; a
+    file nobody aims at itself shows that the same F_SETSIG does reach a
+    process nobody may signal.
+    """
     os.chown("/dev/upcall", 0, NOBODY)
     os.chmod("/dev/upcall", 0o640)
-    r, w = os.pipe()
+    ready_r, ready_w = os.pipe()
+    look_r, look_w = os.pipe()
     victim = os.fork()
-    if victim == 0:  # root's process: counts any SIG in 5 s, reports by exit code
-        signal.pthread_sigmask(signal.SIG_BLOCK, {SIG, signal.SIGIO})
-        os.write(w, b"r")
-        os._exit(2 if signal.sigtimedwait({SIG, signal.SIGIO}, 5) else 0)
+    if victim == 0:  # root's process: reports by exit code what is pending when told to look
+        exit_code = 3
+        try:
+            os.close(look_w)  # so that the read below ends if the test does
+            signal.pthread_sigmask(signal.SIG_BLOCK, {SIG, signal.SIGIO})
+            os.write(ready_w, b"r")
+            if os.read(look_r, 1) == b"l":
+                got = signal.sigtimedwait({SIG, signal.SIGIO}, 0)
+                exit_code = 2 if got or signal.sigpending() & {SIG, signal.SIGIO} else 0
+        finally:
+            os._exit(exit_code)
+    reaped = False
     try:
-        assert os.read(r, 1) == b"r"
+        assert os.read(ready_r, 1) == b"r"
         code = f"""
-            import fcntl
+            import fcntl, select
             signal.pthread_sigmask(signal.SIG_BLOCK, {{{SIG}}})
-            fd = os.open("/dev/upcall", os.O_RDONLY | os.O_NONBLOCK)
-            assert subscribe(fd, 0, transport=abi.UPCALL_TRANSPORT_QUEUE) == 0
-            fcntl.fcntl(fd, fcntl.F_SETOWN, {victim})  # the kernel checks at send time
-            fcntl.fcntl(fd, 10, {SIG})  # F_SETSIG
-            fcntl.fcntl(fd, fcntl.F_SETFL, os.O_NONBLOCK | fcntl.FASYNC)
+            def aimed(pid):
+                f = os.open("/dev/upcall", os.O_RDONLY | os.O_NONBLOCK)
+                assert subscribe(f, 0, transport=abi.UPCALL_TRANSPORT_QUEUE) == 0
+                fcntl.fcntl(f, fcntl.F_SETOWN, pid)  # the kernel checks at send time
+                fcntl.fcntl(f, 10, {SIG})  # F_SETSIG
+                fcntl.fcntl(f, fcntl.F_SETFL, os.O_NONBLOCK | fcntl.FASYNC)
+                return f
+            fd = aimed({victim})
+            efd = os.eventfd(0, os.EFD_NONBLOCK)
+            assert ioctl(fd, abi.UPCALL_IOC_SET_EVENTFD, abi.UpcallEventfd(fd=efd)) == 0
+            mine = aimed(os.getpid())
             own = os.open("/dev/upcall", os.O_RDONLY)
             assert subscribe(own, {SIG}) == 0  # signals for the caller: nobody itself
             print("ready", flush=True)
             sys.stdin.readline()
-            got = [signal.sigtimedwait({{{SIG}}}, 30) for _ in range(3)]
-            assert all(i is not None and i.si_pid == 0 for i in got), got
-            assert len(os.read(fd, 48 * 4)) == 48 * 3  # the queue has them too
+            # Announced: kill_fasync() towards the victim has run.
+            assert select.select([efd], [], [], 60)[0] == [efd], "no announcement"
+            announced = os.eventfd_read(efd)
+            got = [signal.sigtimedwait({{{SIG}}}, 30) for _ in range(4)]
+            assert all(i is not None for i in got), got
+            codes = sorted(i.si_code for i in got)
+            assert codes == [abi.UPCALL_SI_CODE_BASE] * 3 + [1], codes  # + POLL_IN from mine
+            assert all(i.si_pid == 0 for i in got if i.si_code != 1), got
+            records = len(os.read(fd, 48 * 4)) // 48
+            print(f"announced {{announced}} records {{records}} own {{len(got) - 1}}", flush=True)
             """
         child = subprocess.Popen(
             [sys.executable, "-c", as_nobody(code)],
@@ -267,16 +297,23 @@ def test_nobody_cannot_aim_signals_at_another_process(device_mode: None) -> None
         fd = os.open("/dev/upcall", os.O_WRONLY)
         try:
             for i in range(3):
-                assert ioctl(fd, abi.UPCALL_IOC_EMIT, abi.UpcallEmit(value=i)) == 2
+                # Nobody's three subscribers, and no other.
+                assert ioctl(fd, abi.UPCALL_IOC_EMIT, abi.UpcallEmit(value=i)) == 3
         finally:
             os.close(fd)
-        _, err = child.communicate("go\n", timeout=120)
+        out, err = child.communicate("go\n", timeout=120)
         assert child.returncode == 0, err
+        announced, records, own = (int(w) for w in out.split()[1::2])
+        assert announced >= 1 and (records, own) == (3, 3), out
+        os.write(look_w, b"l")
         _, status = os.waitpid(victim, 0)
+        reaped = True
         assert os.waitstatus_to_exitcode(status) == 0, "root's process received a signal"
     finally:
-        os.close(r)
-        os.close(w)
+        for end in (ready_r, ready_w, look_r, look_w):
+            os.close(end)
+        if not reaped:
+            os.waitpid(victim, 0)  # it reads EOF and exits
 
 
 def test_nobody_cannot_listen_or_emit_over_netlink() -> None:

@@ -13,7 +13,8 @@ import pytest
 from accounting import check_accounting, settle
 
 import upcall
-from upcall import abi
+from upcall import abi, signals
+from upcall.bpf import _sig
 
 SIG = signal.SIGRTMIN + 4
 U64 = (1 << 64) - 1
@@ -35,23 +36,55 @@ def test_value_round_trip(dev: upcall.Device, value: int) -> None:
     assert ev.transport == "signal"
 
 
-def test_si_int_carries_low_32_bits(dev: upcall.Device) -> None:
-    """The classic receiver reads si_int: it must be the value's low 32 bits."""
+def sigwaitinfo_raw(signo: int, timeout: int) -> _sig.SigInfo:
+    """sigtimedwait(2) through ctypes: the whole siginfo, which CPython's wrapper hides."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    info = _sig.SigInfo()
+    sigset = _sig.sigset_of(signo)
+    ts = _sig.TimeSpec(timeout, 0)
+    if libc.sigtimedwait(ctypes.byref(sigset), ctypes.byref(info), ctypes.byref(ts)) != signo:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    return info
+
+
+@pytest.mark.parametrize("value", [-7, 0x123456789ABCDEF0, 0x7FFFFFFF_00000000, 0x80000000])
+def test_si_int_carries_low_32_bits(dev: upcall.Device, value: int) -> None:
+    """The classic receiver reads si_int: it must be the value's low 32 bits.
+
+    Read twice, by sigtimedwait's siginfo (si_int, si_ptr) and by signalfd
+    (ssi_int, ssi_ptr); the values chosen have high halves that differ from
+    the sign extension of their low ones, so a kernel that sent the wrong half
+    or truncated si_ptr is caught.
+    """
+    low = ctypes.c_int(value & 0xFFFFFFFF).value  # the signed 32-bit si_int
     signal.pthread_sigmask(signal.SIG_BLOCK, {SIG})
     fd = os.open("/dev/upcall", os.O_RDWR)
+    sfd = -1
     try:
         from rawioctl import subscribe
 
         assert subscribe(fd, SIG) == 0
-        dev.emit(-7)
-        info = signal.sigtimedwait({SIG}, 10)
-        assert info is not None
-        # CPython's struct_siginfo has no si_int, but si_errno and si_code
-        # come through: the seqno's low bits and the source.
-        assert info.si_errno == 1
-        assert info.si_code == abi.UPCALL_SI_CODE_BASE - 0
+        assert dev.emit(value, source=3) == 1
+        info = sigwaitinfo_raw(SIG, 10)
+        assert (info.si_signo, info.si_errno) == (SIG, 1)  # seqno 1
+        assert info.si_code == abi.si_code_for_source(3)
+        # si_int is the union's int member: the first 4 bytes of si_ptr.
+        si_int = ctypes.c_int.from_buffer(info, _sig.SigInfo.si_value.offset).value
+        assert si_int == low
+        assert info.si_value == value & U64  # si_ptr
+
+        sfd = signals.open_signalfd(SIG)
+        assert dev.emit(value, source=3) == 1
+        assert select.select([sfd], [], [], 10)[0] == [sfd]
+        [ssi] = signals.read_siginfos(sfd, 4)
+        assert (ssi.signo, ssi.errno, ssi.code) == (SIG, 2, abi.si_code_for_source(3))
+        assert ctypes.c_int(ssi.int_).value == low
+        assert ssi.ptr == value & U64
     finally:
         os.close(fd)
+        if sfd >= 0:
+            os.close(sfd)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {SIG})
 
 

@@ -71,11 +71,32 @@ def stopped_timer() -> Iterator[None]:
         set_hz(0)
 
 
-def test_default_is_stopped(dev: upcall.Device) -> None:
+def reload_module(*params: str) -> None:
+    """rmmod upcall_timer, then insmod it again with ``params`` (none: the defaults)."""
+    gone = rmmod("upcall_timer")
+    try:
+        assert gone.returncode == 0, gone.stderr
+    finally:
+        insmod("upcall_timer", *params)
+
+
+def test_default_is_stopped() -> None:
+    """Loaded without hz, the timer does not run: read before anyone writes the rate.
+
+    The fixture's write of 0 is undone by the reload, so what is read here
+    is the module's own default, not the fixture's value.
+    """
+    reload_module()
     assert get_hz() == 0
-    with dev.subscribe_signal(SIG) as sub:
+    with upcall.open() as dev, dev.subscribe_signal(SIG) as sub:
+        # A user event as a marker: had the timer run, its ticks would come
+        # first or take the seqnos around it.
+        assert dev.emit(5) == 1
+        [ev] = sub.read(1, timeout=10)
+        assert (ev.seqno, ev.source, ev.value) == (1, abi.UPCALL_SOURCE_USER, 5)
         assert not sub.read(1, timeout=0.5)
-        assert sub.stats().emitted == 0
+        st = sub.stats()
+    assert (st.emitted, st.delivered, st.dropped) == (1, 1, 0)
 
 
 def test_count_events_then_stop(dev: upcall.Device) -> None:
@@ -122,11 +143,7 @@ def test_rejects_bad_rates(text: str) -> None:
 
 def test_unload_while_running_and_rate_at_load() -> None:
     set_hz(2000)
-    gone = rmmod("upcall_timer")
-    try:
-        assert gone.returncode == 0, gone.stderr
-    finally:
-        insmod("upcall_timer", "hz=300")
+    reload_module("hz=300")
     assert get_hz() == 300
     with upcall.open() as dev, dev.subscribe_signal(SIG) as sub:
         events = collect(sub, 50)
