@@ -65,20 +65,20 @@ def test_si_int_carries_low_32_bits(dev: upcall.Device, value: int) -> None:
         from rawioctl import subscribe
 
         assert subscribe(fd, SIG) == 0
-        assert dev.emit(value, source=3) == 1
+        assert dev.emit(value, source=0x203) == 1
         info = sigwaitinfo_raw(SIG, 10)
         assert (info.si_signo, info.si_errno) == (SIG, 1)  # seqno 1
-        assert info.si_code == abi.si_code_for_source(3)
+        assert info.si_code == abi.si_code_for_source(0x203)
         # si_int is the union's int member: the first 4 bytes of si_ptr.
         si_int = ctypes.c_int.from_buffer(info, _sig.SigInfo.si_value.offset).value
         assert si_int == low
         assert info.si_value == value & U64  # si_ptr
 
         sfd = signals.open_signalfd(SIG)
-        assert dev.emit(value, source=3) == 1
+        assert dev.emit(value, source=0x203) == 1
         assert select.select([sfd], [], [], 10)[0] == [sfd]
         [ssi] = signals.read_siginfos(sfd, 4)
-        assert (ssi.signo, ssi.errno, ssi.code) == (SIG, 2, abi.si_code_for_source(3))
+        assert (ssi.signo, ssi.errno, ssi.code) == (SIG, 2, abi.si_code_for_source(0x203))
         assert ctypes.c_int(ssi.int_).value == low
         assert ssi.ptr == value & U64
     finally:
