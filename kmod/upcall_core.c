@@ -178,6 +178,29 @@ static bool upcall_sub_push(struct upcall_sub *sub, u32 source, u64 value,
 	return true;
 }
 
+/**
+ * upcall_emit() - send an event to every subscriber of /dev/upcall
+ * @source: what emitted it: an id above %UPCALL_SOURCE_RESERVED_MAX and at
+ *	most %UPCALL_SOURCE_MAX (ids up to %UPCALL_SOURCE_RESERVED_MAX are
+ *	upcall's own sources and samples)
+ * @value: the payload
+ *
+ * Context: task, softirq or hard interrupt context, with or without raw
+ * spinlocks held or interrupts disabled.  Not from NMI context, not from
+ * noinstr code (entry code, before instrumentation is allowed) and not
+ * where RCU is not watching (the idle loop between rcu_idle_enter() and
+ * rcu_idle_exit(), or ct_idle_enter()/exit()): it walks the subscribers
+ * under rcu_read_lock(), reads the clock with ktime_get_ns() and queues
+ * irq_work, none of which is allowed there.  Never sleeps and never waits
+ * for a subscriber: the event is stamped and queued per subscriber, and
+ * each transport delivers it later (see upcall_sub_deliver()).  Takes time
+ * proportional to the number of subscribers.
+ *
+ * Return: the number of subscribers the event was queued for (0 when
+ * nobody listens), or -EINVAL if @source is out of range.  An event that
+ * a subscriber's queue has no room for displaces its oldest pending event,
+ * which is counted as dropped for that subscriber.
+ */
 int upcall_emit(u32 source, u64 value)
 {
 	u64 now = ktime_get_ns();
@@ -333,7 +356,8 @@ int upcall_sub_subscribe(struct upcall_sub *sub,
 		break;
 	case UPCALL_TRANSPORT_QUEUE:
 	case UPCALL_TRANSPORT_NETLINK:
-		if (req->signo)
+		/* No signal to send, so no thread to direct it at. */
+		if (req->signo || req->flags & UPCALL_SUBSCRIBE_THREAD)
 			return -EINVAL;
 		break;
 	default:
@@ -383,6 +407,13 @@ int upcall_sub_subscribe(struct upcall_sub *sub,
 	}
 	raw_spin_unlock_irqrestore(&sub->lock, flags);
 	upcall_sub_join(sub);
+	/*
+	 * A reader or poller waiting for records of a file that is no longer
+	 * a QUEUE subscriber would wait forever: wake it to find out (read(2)
+	 * fails with EINVAL, poll(2) reports EPOLLERR).
+	 */
+	if (req->transport != UPCALL_TRANSPORT_QUEUE)
+		wake_up_interruptible_poll(&sub->wait, EPOLLERR);
 
 	/* A run that copied the old targets must finish before we drop them. */
 	upcall_sub_sync(sub);
@@ -501,15 +532,21 @@ bool upcall_sub_readable(struct upcall_sub *sub)
 	return readable;
 }
 
-/* Whether a QUEUE subscriber has records for read(2): poll(2)'s EPOLLIN. */
-bool upcall_sub_has_events(struct upcall_sub *sub)
+/*
+ * poll(2)'s answer, as read(2) would have it: EPOLLIN while a QUEUE
+ * subscriber has records, EPOLLERR for a file that is not one (read(2)
+ * fails with EINVAL at once), else nothing.
+ */
+__poll_t upcall_sub_poll(struct upcall_sub *sub)
 {
 	unsigned long flags;
-	bool queued;
+	__poll_t mask = 0;
 
 	raw_spin_lock_irqsave(&sub->lock, flags);
-	queued = sub->transport == UPCALL_TRANSPORT_QUEUE &&
-		 !kfifo_is_empty(&sub->queue);
+	if (sub->transport != UPCALL_TRANSPORT_QUEUE)
+		mask = EPOLLERR;
+	else if (!kfifo_is_empty(&sub->queue))
+		mask = EPOLLIN | EPOLLRDNORM;
 	raw_spin_unlock_irqrestore(&sub->lock, flags);
-	return queued;
+	return mask;
 }

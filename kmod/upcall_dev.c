@@ -13,6 +13,7 @@
 #include <linux/miscdevice.h>
 #include <linux/module.h>
 #include <linux/poll.h>
+#include <linux/sched.h>
 #include <linux/uaccess.h>
 
 #include "upcall_internal.h"
@@ -193,6 +194,8 @@ static ssize_t upcall_read(struct file *file, char __user *buf, size_t count,
 			return copied ? copied : -EFAULT;
 		}
 		copied += n * sizeof(events[0]);
+		/* A buffer for the whole queue is 8192 trips: let others run. */
+		cond_resched();
 	}
 	return copied;
 }
@@ -202,7 +205,7 @@ static __poll_t upcall_poll(struct file *file, struct poll_table_struct *wait)
 	struct upcall_sub *sub = file->private_data;
 
 	poll_wait(file, &sub->wait, wait);
-	return upcall_sub_has_events(sub) ? EPOLLIN | EPOLLRDNORM : 0;
+	return upcall_sub_poll(sub);
 }
 
 static int upcall_fasync(int fd, struct file *file, int on)

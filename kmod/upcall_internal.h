@@ -130,7 +130,7 @@ void upcall_sub_stats(struct upcall_sub *sub, struct upcall_stats *stats);
 int upcall_sub_pop(struct upcall_sub *sub, struct upcall_event *events,
 		   unsigned int max);
 bool upcall_sub_readable(struct upcall_sub *sub);
-bool upcall_sub_has_events(struct upcall_sub *sub);
+__poll_t upcall_sub_poll(struct upcall_sub *sub);
 void upcall_sub_unpop(struct upcall_sub *sub, unsigned int lost);
 
 int upcall_signal_target_init(struct upcall_signal_target *target, int signo,

@@ -9,23 +9,11 @@
 #include <linux/types.h>
 #include <uapi/linux/upcall.h>
 
-/**
- * upcall_emit() - send an event to every subscriber of /dev/upcall
- * @source: what emitted it: an id above %UPCALL_SOURCE_RESERVED_MAX and at
- *	most %UPCALL_SOURCE_MAX (ids up to %UPCALL_SOURCE_RESERVED_MAX are
- *	upcall's own sources and samples)
- * @value: the payload
- *
- * Context: any context but NMI, hard interrupt and raw spinlock sections
- * included.  Never sleeps and never waits for a subscriber: the event is
- * stamped and queued per subscriber, and each transport delivers it from
- * irq_work (hard interrupt context on most kernels, a kernel thread on
- * PREEMPT_RT).  Takes time proportional to the number of subscribers.
- *
- * Return: the number of subscribers the event was queued for (0 when
- * nobody listens), or -EINVAL if @source is out of range.  An event that
- * a subscriber's queue has no room for displaces its oldest pending event,
- * which is counted as dropped for that subscriber.
+/*
+ * upcall_emit() - send an event to every subscriber of /dev/upcall.
+ * Callable from hard interrupt context, but not from NMI, noinstr code or
+ * where RCU is not watching (the idle loop): see its kernel-doc at the
+ * definition, kmod/upcall_core.c.
  */
 int upcall_emit(u32 source, u64 value);
 

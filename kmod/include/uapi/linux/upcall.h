@@ -71,6 +71,12 @@ enum upcall_transport {
  *
  * read(2) returns whole records only: a buffer shorter than one record is
  * EINVAL, and a longer one gets as many records as fit and are queued.
+ *
+ * A file that is not a QUEUE subscriber (not yet subscribed, or subscribed
+ * to SIGNAL or NETLINK) has no records to read: read(2) fails with EINVAL
+ * and poll(2) reports EPOLLERR, at once.  A read(2) or poll(2) that waits
+ * for records when another thread subscribes the file to another transport
+ * is woken and gets the same answer.
  */
 struct upcall_event {
 	__aligned_u64 seqno;
@@ -81,7 +87,10 @@ struct upcall_event {
 	__u32 reserved[4];
 };
 
-/* Direct the signal at the subscribing thread instead of its process. */
+/*
+ * SIGNAL only (EINVAL with another transport): direct the signal at the
+ * subscribing thread instead of its process.
+ */
 #define UPCALL_SUBSCRIBE_THREAD		(1U << 0)
 /* NETLINK: send to the socket @netlink_fd alone, not to the group. */
 #define UPCALL_SUBSCRIBE_UNICAST	(1U << 1)
