@@ -136,9 +136,12 @@ struct upcall_event {
  * source's flood cannot push another's events out of this queue.  Without
  * it, every source's events.
  *
- * Process-directed signals are queued on the thread group leader (the main
- * thread): the functions that queue a payload-carrying signal on a whole
- * thread group are not exported to modules.
+ * Process-directed signals are queued on one thread of the process: the
+ * main thread while it runs, else (after it called pthread_exit()) the
+ * first thread that is not exiting; the functions that queue a
+ * payload-carrying signal on a whole thread group are not exported to
+ * modules.  A signal that nobody can take (no live thread, or SIG_IGN and
+ * not blocked) counts as dropped, never as delivered.
  */
 struct upcall_subscribe {
 	__u32 transport;
