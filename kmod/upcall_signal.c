@@ -40,9 +40,13 @@ void upcall_signal_target_release(struct upcall_signal_target *target)
 }
 
 /*
- * The subscriber may since have exec'd a set-uid program; signal it only
- * while its credentials still match the subscriber's, as fcntl(F_SETOWN)
- * signals are checked (sigio_perm() in fs/fcntl.c).
+ * The subscriber may since have changed its credentials; signal it only
+ * while it shares a uid with the subscriber, as fcntl(F_SETOWN) signals
+ * are checked (sigio_perm() in fs/fcntl.c).  A set-uid exec keeps the real
+ * uid, so its signals go on (the same user may kill(2) the program anyway);
+ * they stop once no uid of the subscriber's is left.  No LSM hook is
+ * called: send_sig_info() has none, and the one sigio_perm()'s callers
+ * add (security_file_send_sigiotask()) is not exported.
  */
 static bool upcall_signal_allowed(const struct upcall_signal_target *target,
 				  struct task_struct *task)
