@@ -16,17 +16,110 @@
  */
 #include <linux/atomic.h>
 #include <linux/export.h>
+#include <linux/hashtable.h>
 #include <linux/log2.h>
+#include <linux/moduleparam.h>
 #include <linux/mutex.h>
 #include <linux/poll.h>
 #include <linux/rculist.h>
 #include <linux/rcupdate.h>
+#include <linux/sched/clock.h>
 #include <linux/signal.h>
+#include <linux/sizes.h>
 #include <linux/slab.h>
 #include <linux/timekeeping.h>
 
 #include "upcall_compat.h"
 #include "upcall_internal.h"
+
+/*
+ * What each user may hold: its open files of /dev/upcall and their queues,
+ * in KiB (0: no limit).  The memory is also charged to the opener's memory
+ * cgroup (GFP_KERNEL_ACCOUNT); this bound holds where no cgroup limits it.
+ */
+static unsigned int upcall_max_user_mem_kb = 128 * 1024;
+module_param_named(max_user_mem_kb, upcall_max_user_mem_kb, uint, 0644);
+MODULE_PARM_DESC(max_user_mem_kb,
+		 "KiB of memory each user's open /dev/upcall files and their queues may hold, 0 for no limit (default 131072); beyond it open(2) and UPCALL_IOC_SUBSCRIBE fail with EDQUOT");
+
+/**
+ * struct upcall_user - what one user holds, for max_user_mem_kb
+ * @node: entry in upcall_users
+ * @uid: the user (real uid of the opener)
+ * @files: its open files: the entry lives while there is one
+ * @bytes: what they and their queues hold
+ */
+struct upcall_user {
+	struct hlist_node node;
+	kuid_t uid;
+	unsigned int files;
+	size_t bytes;
+};
+
+static DEFINE_HASHTABLE(upcall_users, 6);
+/* Serialises upcall_users and every user's fields. */
+static DEFINE_MUTEX(upcall_users_lock);
+
+/* Charge @user @new bytes instead of @old; more only within the limit. */
+static int upcall_user_charge(struct upcall_user *user, size_t old, size_t new)
+{
+	size_t limit = (size_t)READ_ONCE(upcall_max_user_mem_kb) * SZ_1K;
+	int ret = 0;
+
+	mutex_lock(&upcall_users_lock);
+	if (new > old && limit && user->bytes - old + new > limit)
+		ret = -EDQUOT;
+	else
+		user->bytes = user->bytes - old + new;
+	mutex_unlock(&upcall_users_lock);
+	return ret;
+}
+
+/* The entry of @uid with one more file, charged @bytes for it. */
+static struct upcall_user *upcall_user_get(kuid_t uid, size_t bytes)
+{
+	size_t limit = (size_t)READ_ONCE(upcall_max_user_mem_kb) * SZ_1K;
+	struct upcall_user *user;
+	u32 key = __kuid_val(uid);
+
+	mutex_lock(&upcall_users_lock);
+	hash_for_each_possible(upcall_users, user, node, key)
+		if (uid_eq(user->uid, uid))
+			goto found;
+	user = kzalloc(sizeof(*user), GFP_KERNEL);
+	if (!user) {
+		user = ERR_PTR(-ENOMEM);
+		goto unlock;
+	}
+	user->uid = uid;
+	hash_add(upcall_users, &user->node, key);
+found:
+	if (limit && user->bytes + bytes > limit) {
+		if (!user->files) {
+			hash_del(&user->node);
+			kfree(user);
+		}
+		user = ERR_PTR(-EDQUOT);
+		goto unlock;
+	}
+	user->files++;
+	user->bytes += bytes;
+unlock:
+	mutex_unlock(&upcall_users_lock);
+	return user;
+}
+
+/* One file of @user closed, which held @bytes. */
+static void upcall_user_put(struct upcall_user *user, size_t bytes)
+{
+	mutex_lock(&upcall_users_lock);
+	user->bytes -= bytes;
+	if (!--user->files) {
+		hash_del(&user->node);
+		kfree(user);
+	}
+	mutex_unlock(&upcall_users_lock);
+}
 
 static LIST_HEAD(upcall_subs);
 /* Serialises writers of upcall_subs; readers use RCU. */
@@ -222,15 +315,27 @@ EXPORT_SYMBOL_GPL(upcall_emit);
 /*
  * A new open file: no queue and not on the emitters' list until its first
  * SUBSCRIBE, so an open file costs one small allocation, charged, like the
- * queue, to the opener's memory cgroup.
+ * queue, to the opener's memory cgroup and to @uid's max_user_mem_kb.
+ *
+ * Return: the subscriber; ERR_PTR(-EDQUOT) when @uid holds its limit,
+ * ERR_PTR(-ENOMEM).
  */
-struct upcall_sub *upcall_sub_alloc(void)
+struct upcall_sub *upcall_sub_alloc(kuid_t uid)
 {
+	struct upcall_user *user;
 	struct upcall_sub *sub;
 
+	user = upcall_user_get(uid, sizeof(*sub));
+	if (IS_ERR(user))
+		return ERR_CAST(user);
 	sub = kzalloc(sizeof(*sub), GFP_KERNEL_ACCOUNT);
-	if (!sub)
-		return NULL;
+	if (!sub) {
+		upcall_user_put(user, sizeof(*sub));
+		return ERR_PTR(-ENOMEM);
+	}
+
+	sub->user = user;
+	sub->charged = sizeof(*sub);
 
 	sub->id = atomic64_inc_return(&upcall_next_id);
 	INIT_LIST_HEAD(&sub->node);
@@ -315,6 +420,7 @@ void upcall_sub_free(struct upcall_sub *sub)
 	upcall_netlink_target_release(&sub->nl);
 	if (sub->eventfd)
 		eventfd_ctx_put(sub->eventfd);
+	upcall_user_put(sub->user, sub->charged);
 	call_rcu(&sub->rcu, upcall_sub_free_rcu);
 }
 
@@ -339,7 +445,9 @@ int upcall_sub_subscribe(struct upcall_sub *sub,
 {
 	struct upcall_signal_target target = {}, old_target;
 	struct upcall_netlink_target nl = {}, old_nl;
+	const size_t esize = sizeof(struct upcall_event);
 	struct __kfifo queue = {};
+	size_t old_bytes, new_bytes;
 	unsigned int size;
 	unsigned long flags;
 	bool resize, had_signal;
@@ -368,11 +476,16 @@ int upcall_sub_subscribe(struct upcall_sub *sub,
 		return ret;
 
 	/* The queue's size changes only here, serialised by the file's users. */
-	resize = size != upcall_sub_queue_size(sub);
+	old_bytes = upcall_sub_queue_size(sub) * esize;
+	new_bytes = size * esize;
+	resize = new_bytes != old_bytes;
 	if (resize) {
-		ret = upcall_queue_alloc(&queue, size);
+		ret = upcall_user_charge(sub->user, old_bytes, new_bytes);
 		if (ret)
 			return ret;
+		ret = upcall_queue_alloc(&queue, size);
+		if (ret)
+			goto uncharge;
 	}
 	if (req->transport == UPCALL_TRANSPORT_SIGNAL) {
 		ret = upcall_signal_target_init(&target, req->signo,
@@ -422,10 +535,17 @@ int upcall_sub_subscribe(struct upcall_sub *sub,
 	upcall_netlink_target_release(&old_nl);
 	/* Events queued under the old transport go out by the new one. */
 	irq_work_queue(&sub->work);
-	ret = 0;
+	if (resize)
+		sub->charged += new_bytes - old_bytes;
+	/* The old queue. */
+	kvfree(queue.data);
+	return 0;
 
 free_queue:
 	kvfree(queue.data);
+uncharge:
+	if (resize)
+		upcall_user_charge(sub->user, new_bytes, old_bytes);
 	return ret;
 }
 

@@ -8,6 +8,8 @@
  * by default).
  */
 #include <linux/build_bug.h>
+#include <linux/cred.h>
+#include <linux/err.h>
 #include <linux/eventfd.h>
 #include <linux/fs.h>
 #include <linux/miscdevice.h>
@@ -41,9 +43,9 @@ static int upcall_open(struct inode *inode, struct file *file)
 {
 	struct upcall_sub *sub;
 
-	sub = upcall_sub_alloc();
-	if (!sub)
-		return -ENOMEM;
+	sub = upcall_sub_alloc(current_uid());
+	if (IS_ERR(sub))
+		return PTR_ERR(sub);
 
 	file->private_data = sub;
 	return nonseekable_open(inode, file);

@@ -52,6 +52,8 @@ struct upcall_netlink_target {
 	bool refused;
 };
 
+struct upcall_user;
+
 /**
  * struct upcall_sub - one subscriber: an open file of /dev/upcall
  * @node: entry in the list of subscribers, walked under RCU by emitters
@@ -79,7 +81,10 @@ struct upcall_netlink_target {
  * @queue: events between emit and delivery; for QUEUE, until read(2);
  *	no buffer before the first SUBSCRIBE
  * @work: delivers or announces @queue outside the emitter's context
- * @nl_work: delivers NETLINK events in process context, queued by @work
+ * @nl_work: delivers in process context: NETLINK events, and the backlog
+ *	of SIGNAL events that one run of @work leaves
+ * @user: the user who opened the file, charged for it and its queue
+ * @charged: what @user is charged for this file, in bytes
  *
  * @target, @nl and @eventfd are replaced under @lock, and the old ones
  * released only after irq_work_sync() and flush_work(): a run of @work or
@@ -108,6 +113,8 @@ struct upcall_sub {
 	DECLARE_KFIFO_PTR(queue, struct upcall_event);
 	struct irq_work work;
 	struct work_struct nl_work;
+	struct upcall_user *user;
+	size_t charged;
 	struct rcu_head rcu;
 };
 
@@ -119,7 +126,7 @@ static inline bool upcall_source_user_ok(u32 source)
 		source <= UPCALL_SOURCE_MAX);
 }
 
-struct upcall_sub *upcall_sub_alloc(void);
+struct upcall_sub *upcall_sub_alloc(kuid_t uid);
 void upcall_sub_free(struct upcall_sub *sub);
 void upcall_core_exit(void);
 int upcall_sub_subscribe(struct upcall_sub *sub,

@@ -108,7 +108,9 @@ struct upcall_event {
  *	the kernel's SIGRTMIN (32) to SIGRTMAX (64); note that glibc reserves
  *	the first two or three for itself; zero for other transports
  * @queue_size: the queue's length in events, from %UPCALL_QUEUE_MIN to
- *	%UPCALL_QUEUE_MAX; 0 for %UPCALL_QUEUE_DEFAULT
+ *	%UPCALL_QUEUE_MAX; 0 for %UPCALL_QUEUE_DEFAULT.  EDQUOT if it would
+ *	take the user who opened the file past the module's per-user memory
+ *	cap (parameter max_user_mem_kb), which open(2) also applies
  * @netlink_fd: with %UPCALL_SUBSCRIBE_UNICAST (NETLINK only), the caller's
  *	bound NETLINK_GENERIC socket, in the initial network namespace, that
  *	receives this subscriber's events; else zero.  The module holds the
