@@ -20,7 +20,12 @@
 
 #include "upcall_internal.h"
 
-/* The ABI is fixed-size and the same for 32- and 64-bit callers. */
+/*
+ * The ABI is fixed-size and the same for 32- and 64-bit callers: every
+ * 64-bit field is __aligned_u64 (i386 aligns a plain __u64 to 4), and
+ * every ioctl takes a pointer to one of these, which is why
+ * compat_ptr_ioctl() is the whole compat_ioctl.
+ */
 static_assert(sizeof(struct upcall_subscribe) == 32);
 static_assert(sizeof(struct upcall_emit) == 32);
 static_assert(sizeof(struct upcall_stats) == 80);

@@ -297,6 +297,11 @@ struct upcall_version {
  *
  * si_pid and si_uid are not used: the kernel rewrites them when the
  * receiver is in another pid or user namespace.
+ *
+ * A 32-bit process on a 64-bit kernel gets the same signal, but its
+ * siginfo_t (an SA_SIGINFO handler, sigwaitinfo(2)) has room for 32 bits
+ * of si_ptr: the high half of the value is lost there.  signalfd(2) has
+ * the same 64-bit ssi_ptr for every caller and keeps all of it.
  */
 #define UPCALL_SI_CODE_BASE	(-0x10000)
 #define UPCALL_SI_CODE(source)	(UPCALL_SI_CODE_BASE - (int)(source))
