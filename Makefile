@@ -128,13 +128,17 @@ test-kernel: deps $(KERNEL_BUILDS)
 MATRIX_KERNELS := 6.1-rt 6.12 6.12-rt
 CORE_TESTS := $(addprefix tests/kernel/,test_signal.py test_transports.py test_edu.py \
 	test_churn.py test_faults.py test_isolation.py test_bpf_guest.py test_errors.py \
-	test_sample.py test_timer.py test_sources.py test_soak.py test_unload.py)
+	test_sample.py test_timer.py test_sources.py test_soak.py test_kselftest.py \
+	test_upstream.py test_compat32.py test_unload.py)
 
+# Every kernel runs, whatever the one before it gave; any failure fails.
 test-kernel-matrix: deps $(KERNEL_BUILDS)
-	@set -e; for k in $(MATRIX_KERNELS); do \
+	@failed=""; for k in $(MATRIX_KERNELS); do \
 		echo "== kernel $$k: core suite"; \
-		$(UPCALL) --kernel $$k --edu -- env UPCALL_CORE=1 $(KERNEL_PYTEST) $(CORE_TESTS); \
-	done
+		$(UPCALL) --kernel $$k --edu -- env UPCALL_CORE=1 $(KERNEL_PYTEST) $(CORE_TESTS) \
+			|| failed="$$failed $$k"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "FAILED: the core suite on:$$failed"; exit 1; fi
 
 test-all: deps $(KERNEL_BUILDS)
 	@set -e; for k in 6.1 $(MATRIX_KERNELS); do \
