@@ -195,6 +195,40 @@ def test_open_fails_cleanly(dev: upcall.Device) -> None:
     )
 
 
+def sweep_subscribe(
+    req: abi.UpcallSubscribe,
+    prepare: Callable[[], int],
+    cleanup: Callable[[int, int], None],
+) -> tuple[list[int], list[int]]:
+    """SUBSCRIBE ``req`` with each allocation failing in turn, then with all failing.
+
+    The signal is blocked meanwhile and what it queued drained. Checks the
+    results: every failure the call saw is -ENOMEM (a failed contiguous
+    queue falls back to vmalloc, so single failures may all be absorbed), the
+    last call passed, and with every allocation failing the call is -ENOMEM.
+    Returns the swept results and the failures among them.
+    """
+    signal.pthread_sigmask(signal.SIG_BLOCK, {SIG})
+    try:
+        results, final = sweep(
+            prepare, lambda fd: ioctl(fd, abi.UPCALL_IOC_SUBSCRIBE, req), cleanup
+        )
+        # Every allocation failing: the fallback cannot absorb it.
+        fd = prepare()
+        with every_allocation_failing():
+            none_left = ioctl(fd, abi.UPCALL_IOC_SUBSCRIBE, req)
+        cleanup(fd, none_left)
+    finally:
+        while signal.sigtimedwait({SIG}, 0) is not None:
+            pass
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {SIG})
+    assert final == 0
+    failed = [r for r in results if r < 0]
+    assert results and set(failed) <= {-errno.ENOMEM}, results
+    assert none_left == -errno.ENOMEM
+    return results, failed
+
+
 @pytest.mark.usefixtures("injection")
 @pytest.mark.parametrize("transport", ["queue", "signal", "netlink"])
 def test_first_subscribe_fails_cleanly(dev: upcall.Device, transport: str) -> None:
@@ -214,25 +248,7 @@ def test_first_subscribe_fails_cleanly(dev: upcall.Device, transport: str) -> No
             assert dev.emit(6) == 0, "an unsubscribed file was given an event"
         os.close(fd)
 
-    signal.pthread_sigmask(signal.SIG_BLOCK, {SIG})
-    try:
-        sub = lambda fd: ioctl(fd, abi.UPCALL_IOC_SUBSCRIBE, req)  # noqa: E731
-        results, final = sweep(prepare, sub, cleanup)
-        # Every allocation failing: the fallback cannot absorb it.
-        fd = prepare()
-        with every_allocation_failing():
-            none_left = ioctl(fd, abi.UPCALL_IOC_SUBSCRIBE, req)
-        cleanup(fd, none_left)
-    finally:
-        while signal.sigtimedwait({SIG}, 0) is not None:
-            pass
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {SIG})
-    assert final == 0
-    failed = [r for r in results if r < 0]
-    # Each failure the call saw is -ENOMEM (a failed contiguous queue falls
-    # back to vmalloc, so single failures may all be absorbed).
-    assert results and set(failed) <= {-errno.ENOMEM}, results
-    assert none_left == -errno.ENOMEM
+    results, failed = sweep_subscribe(req, prepare, cleanup)
     round_trip(dev)
     figure(
         f"allocation failure: first SUBSCRIBE {transport}: {len(results)} allocation point(s) "
@@ -271,23 +287,7 @@ def test_subscribe_with_a_big_queue_fails_cleanly(dev: upcall.Device, transport:
             assert len(os.read(fd, 4 * abi.UPCALL_EVENT_SIZE)) == abi.UPCALL_EVENT_SIZE
         os.close(fd)
 
-    signal.pthread_sigmask(signal.SIG_BLOCK, {SIG})
-    try:
-        resub = lambda fd: ioctl(fd, abi.UPCALL_IOC_SUBSCRIBE, big)  # noqa: E731
-        results, final = sweep(prepare, resub, cleanup)
-        # Every allocation failing: the fallback cannot absorb it.
-        fd = prepare()
-        with every_allocation_failing():
-            none_left = ioctl(fd, abi.UPCALL_IOC_SUBSCRIBE, big)
-        cleanup(fd, none_left)
-    finally:
-        while signal.sigtimedwait({SIG}, 0) is not None:
-            pass
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {SIG})
-    assert final == 0
-    failed = [r for r in results if r < 0]
-    assert results and set(failed) <= {-errno.ENOMEM}, results
-    assert none_left == -errno.ENOMEM
+    results, failed = sweep_subscribe(big, prepare, cleanup)
     round_trip(dev)
     figure(
         f"allocation failure: SUBSCRIBE {transport} with queue_size 65536: {len(results)} "
