@@ -2,7 +2,8 @@
 /*
  * Layouts shared by the BPF programs (upcall.bpf.c), the C benchmark
  * consumer (consumer.c) and the Python loader (src/upcall/bpf/_abi.py,
- * which mirrors them with struct formats and checks the sizes).
+ * which mirrors them with struct formats; tests/host/test_bpf_abi.py
+ * compares the two as the C compiler sees them).
  *
  * Fixed-width types only, explicit padding, sizes a multiple of 8 so a
  * ring-buffer record plus its 8-byte header is a fixed stride.

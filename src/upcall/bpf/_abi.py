@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
-"""Python mirror of bpf/upcall_bpf.h (sizes checked against the object's BTF-free layout)."""
+"""Python mirror of bpf/upcall_bpf.h, checked by tests/host/test_bpf_abi.py against C."""
 
 from __future__ import annotations
 
