@@ -63,6 +63,8 @@
 #include <linux/netlink.h>
 #include <linux/upcall.h>
 
+#include "upcall_genl.h"
+
 enum transport { T_SIGNAL, T_QUEUE, T_FASYNC, T_EVENTFD, T_NETLINK };
 static const char *const transport_names[] = { "signal", "queue", "fasync", "eventfd", "netlink" };
 
@@ -183,117 +185,13 @@ static int signal_fd(int signo, int with_sigio)
 
 /* --- generic netlink ---------------------------------------------------- */
 
-#define NL_BUF (64 * 1024)
-
-static struct nlattr *nla_next(struct nlattr *a, int *rem)
-{
-	int len = NLA_ALIGN(a->nla_len);
-
-	*rem -= len;
-	return (struct nlattr *)((char *)a + len);
-}
-
-static int nla_ok(const struct nlattr *a, int rem)
-{
-	return rem >= (int)sizeof(*a) && a->nla_len >= sizeof(*a) && a->nla_len <= rem;
-}
-
-static void *nla_data(struct nlattr *a)
-{
-	return (char *)a + NLA_HDRLEN;
-}
-
-static uint64_t nla_u64(struct nlattr *a)
-{
-	uint64_t v;
-
-	memcpy(&v, nla_data(a), sizeof(v));
-	return v;
-}
-
-/* NLMSG_OK and NLMSG_NEXT, without their signed/unsigned comparisons. */
-static int nlmsg_ok(const struct nlmsghdr *nh, long len)
-{
-	return len >= (long)sizeof(*nh) && nh->nlmsg_len >= sizeof(*nh) &&
-	       (long)nh->nlmsg_len <= len;
-}
-
-static struct nlmsghdr *nlmsg_next(struct nlmsghdr *nh, long *len)
-{
-	long step = NLMSG_ALIGN(nh->nlmsg_len);
-
-	*len -= step;
-	return (struct nlmsghdr *)((char *)nh + step);
-}
-
-/* Resolve the family id and the events group's id with CTRL_CMD_GETFAMILY. */
+/* Resolve the family id (kept for parsing) and the events group's id. */
 static uint32_t genl_resolve(int fd)
 {
-	struct {
-		struct nlmsghdr n;
-		struct genlmsghdr g;
-		char attrs[64];
-	} req = { 0 };
-	static char buf[NL_BUF];
-	struct nlattr *a;
-	uint32_t group = 0;
-	size_t name_len = strlen(UPCALL_GENL_NAME) + 1;
-	long len;
+	uint32_t group;
 
-	req.n.nlmsg_type = GENL_ID_CTRL;
-	req.n.nlmsg_flags = NLM_F_REQUEST;
-	req.n.nlmsg_seq = 1;
-	req.g.cmd = CTRL_CMD_GETFAMILY;
-	req.g.version = 1;
-	a = (struct nlattr *)req.attrs;
-	a->nla_type = CTRL_ATTR_FAMILY_NAME;
-	a->nla_len = NLA_HDRLEN + name_len;
-	memcpy(nla_data(a), UPCALL_GENL_NAME, name_len);
-	req.n.nlmsg_len = NLMSG_LENGTH(GENL_HDRLEN) + NLA_ALIGN(a->nla_len);
-	if (send(fd, &req, req.n.nlmsg_len, 0) < 0)
-		die("netlink send CTRL_CMD_GETFAMILY");
-	len = recv(fd, buf, sizeof(buf), 0);
-	if (len < 0)
-		die("netlink recv CTRL_CMD_GETFAMILY");
-
-	for (struct nlmsghdr *n = (struct nlmsghdr *)buf; nlmsg_ok(n, len); n = nlmsg_next(n, &len)) {
-		int rem;
-
-		if (n->nlmsg_type == NLMSG_ERROR) {
-			struct nlmsgerr *e = NLMSG_DATA(n);
-
-			errno = -e->error;
-			die("CTRL_CMD_GETFAMILY " UPCALL_GENL_NAME " (is the module loaded?)");
-		}
-		rem = n->nlmsg_len - NLMSG_LENGTH(GENL_HDRLEN);
-		a = (struct nlattr *)((char *)NLMSG_DATA(n) + GENL_HDRLEN);
-		for (; nla_ok(a, rem); a = nla_next(a, &rem)) {
-			if (a->nla_type == CTRL_ATTR_FAMILY_ID) {
-				memcpy(&genl_family, nla_data(a), sizeof(genl_family));
-			} else if ((a->nla_type & NLA_TYPE_MASK) == CTRL_ATTR_MCAST_GROUPS) {
-				struct nlattr *g = nla_data(a);
-				int grem = a->nla_len - NLA_HDRLEN;
-
-				for (; nla_ok(g, grem); g = nla_next(g, &grem)) {
-					struct nlattr *f = nla_data(g);
-					int frem = g->nla_len - NLA_HDRLEN;
-					const char *name = NULL;
-					uint32_t id = 0;
-
-					for (; nla_ok(f, frem); f = nla_next(f, &frem)) {
-						if (f->nla_type == CTRL_ATTR_MCAST_GRP_NAME)
-							name = nla_data(f);
-						else if (f->nla_type == CTRL_ATTR_MCAST_GRP_ID)
-							memcpy(&id, nla_data(f), sizeof(id));
-					}
-					if (name && !strcmp(name, UPCALL_GENL_MCGRP_EVENTS))
-						group = id;
-				}
-			}
-		}
-	}
-	if (!genl_family || !group)
-		fail("generic netlink family " UPCALL_GENL_NAME " or its group not found");
+	if (upcall_genl_resolve(fd, &genl_family, &group))
+		die("generic netlink family " UPCALL_GENL_NAME " (is the module loaded?)");
 	return group;
 }
 
@@ -431,34 +329,15 @@ static void drain_signalfd(void)
 /* One message of the upcall family: an event if it is this subscriber's. */
 static int parse_genl(struct nlmsghdr *nh, struct event *ev)
 {
-	uint64_t subscriber = 0;
-	struct nlattr *a;
-	int rem;
+	struct upcall_genl_event g;
 
-	if (nh->nlmsg_type != genl_family || nh->nlmsg_len < NLMSG_LENGTH(GENL_HDRLEN))
+	if (!upcall_genl_parse(nh, genl_family, &g) || g.subscriber != sub_id)
 		return 0;
-	rem = nh->nlmsg_len - NLMSG_LENGTH(GENL_HDRLEN);
-	a = (struct nlattr *)((char *)NLMSG_DATA(nh) + GENL_HDRLEN);
-	for (; nla_ok(a, rem); a = nla_next(a, &rem)) {
-		switch (a->nla_type) {
-		case UPCALL_ATTR_SUBSCRIBER:
-			subscriber = nla_u64(a);
-			break;
-		case UPCALL_ATTR_SEQNO:
-			ev->seqno = nla_u64(a);
-			break;
-		case UPCALL_ATTR_TIMESTAMP:
-			ev->timestamp_ns = nla_u64(a);
-			break;
-		case UPCALL_ATTR_VALUE:
-			ev->value = nla_u64(a);
-			break;
-		case UPCALL_ATTR_SOURCE:
-			memcpy(&ev->source, nla_data(a), sizeof(ev->source));
-			break;
-		}
-	}
-	return subscriber == sub_id;
+	ev->seqno = g.seqno;
+	ev->timestamp_ns = g.timestamp_ns;
+	ev->value = g.value;
+	ev->source = g.source;
+	return 1;
 }
 
 /* Datagrams per recvmmsg(2), as the Python receiver does. */

@@ -15,7 +15,7 @@ BENCH_BIN     := $(BENCH_OUT)/upcall-bench
 
 bench-build: $(BENCH_BIN)
 
-$(BENCH_BIN): $(BENCH_SRC_DIR)/receiver.c kmod/include/uapi/linux/upcall.h
+$(BENCH_BIN): $(BENCH_SRC_DIR)/receiver.c $(BENCH_SRC_DIR)/upcall_genl.h kmod/include/uapi/linux/upcall.h
 	@mkdir -p $(@D)
 	$(BENCH_CC) $(BENCH_CFLAGS) -pthread -I kmod/include/uapi $< -o $@
 

@@ -3,8 +3,9 @@
  * A receiver of every file-based transport, built by
  * tests/kernel/test_compat32.py with -m32 so that its ioctls go through
  * the module's compat_ioctl: the queue (read), a signal through signalfd
- * and through sigtimedwait's siginfo_t, an eventfd.  Prints "ok NAME" for
- * each check; exits 1 at the first that fails.
+ * and through sigtimedwait's siginfo_t, an eventfd, netlink (unicast to
+ * this socket).  Prints "ok NAME" for each check; exits 1 at the first
+ * that fails.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -20,6 +21,8 @@
 #include <unistd.h>
 
 #include <linux/upcall.h>
+
+#include "upcall_genl.h"
 
 #define VALUE	0x8877665544332211ULL
 #define SOURCE	0x3f2
@@ -40,9 +43,14 @@ static void emit(uint64_t value)
 	CHECK(ioctl(dev, UPCALL_IOC_EMIT, &req) >= 1, "emit");
 }
 
-static void subscribe(uint32_t transport, uint32_t signo)
+static void subscribe(uint32_t transport, uint32_t signo, int32_t netlink_fd)
 {
 	struct upcall_subscribe req = { .transport = transport, .signo = signo };
+
+	if (netlink_fd >= 0) {
+		req.flags = UPCALL_SUBSCRIBE_UNICAST;
+		req.netlink_fd = netlink_fd;
+	}
 
 	CHECK(ioctl(dev, UPCALL_IOC_SUBSCRIBE, &req) == 0, "subscribe");
 }
@@ -54,6 +62,20 @@ static struct upcall_stats stats(void)
 	memset(&st, 0xff, sizeof(st));
 	CHECK(ioctl(dev, UPCALL_IOC_STATS, &st) == 0, "stats");
 	return st;
+}
+
+/* A bound NETLINK_GENERIC socket; *family: the upcall family's id. */
+static int netlink_socket(uint16_t *family)
+{
+	struct sockaddr_nl sa = { .nl_family = AF_NETLINK };
+	uint32_t group;
+	int fd;
+
+	fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_GENERIC);
+	CHECK(fd >= 0, "netlink socket");
+	CHECK(bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0, "bind netlink");
+	CHECK(upcall_genl_resolve(fd, family, &group) == 0, "resolve " UPCALL_GENL_NAME);
+	return fd;
 }
 
 static void read_record(uint64_t seqno)
@@ -68,6 +90,13 @@ static void read_record(uint64_t seqno)
 int main(void)
 {
 	struct upcall_version version;
+	struct upcall_genl_event ev;
+	static char buf[4096];
+	struct nlmsghdr *nh;
+	uint16_t family;
+	uint64_t id;
+	int sock;
+	long len;
 	struct signalfd_siginfo ssi;
 	struct upcall_eventfd efd;
 	struct upcall_stats st;
@@ -86,7 +115,7 @@ int main(void)
 	      version.abi == UPCALL_ABI_VERSION && !version.flags, "version");
 	printf("ok version %s\n", version.module);
 
-	subscribe(UPCALL_TRANSPORT_QUEUE, 0);
+	subscribe(UPCALL_TRANSPORT_QUEUE, 0, -1);
 	emit(VALUE);
 	read_record(1);
 	st = stats();
@@ -112,7 +141,7 @@ int main(void)
 	CHECK(sigprocmask(SIG_BLOCK, &set, NULL) == 0, "block");
 	sfd = signalfd(-1, &set, 0);
 	CHECK(sfd >= 0, "signalfd");
-	subscribe(UPCALL_TRANSPORT_SIGNAL, signo);
+	subscribe(UPCALL_TRANSPORT_SIGNAL, signo, -1);
 	emit(VALUE);
 	CHECK(read(sfd, &ssi, sizeof(ssi)) == sizeof(ssi), "read signalfd");
 	/* signalfd gives all 64 bits of the value. */
@@ -130,7 +159,20 @@ int main(void)
 	      info.si_int == (int32_t)VALUE, "compat siginfo");
 	printf("ok siginfo-32\n");
 
+	sock = netlink_socket(&family);
+	subscribe(UPCALL_TRANSPORT_NETLINK, 0, sock);
+	id = stats().id;
+	emit(VALUE);
+	len = recv(sock, buf, sizeof(buf), 0);
+	CHECK(len > 0, "recv netlink");
+	nh = (struct nlmsghdr *)buf;
+	CHECK(nlmsg_ok(nh, len) && upcall_genl_parse(nh, family, &ev), "netlink message");
+	CHECK(ev.subscriber == id && ev.seqno == 5 && ev.value == VALUE &&
+	      ev.source == SOURCE && ev.timestamp_ns, "netlink event");
+	printf("ok netlink\n");
+
 	st = stats();
-	CHECK(st.emitted == 4 && st.delivered == 4 && !st.dropped, "stats");
+	CHECK(st.emitted == 5 && st.delivered == 5 && !st.dropped &&
+	      st.transport == UPCALL_TRANSPORT_NETLINK, "stats");
 	return 0;
 }

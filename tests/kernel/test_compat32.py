@@ -1,7 +1,9 @@
 """32-bit user space: a receiver built with ``-m32`` (compat_receiver.c) goes
 through the module's compat_ioctl and gets every file-based transport: the
 queue, a signal through signalfd (all 64 bits of the value) and through a
-32-bit siginfo_t (32 bits of ``si_ptr``), an eventfd.
+32-bit siginfo_t (32 bits of ``si_ptr``), an eventfd, a netlink socket of
+its own (the family resolved and the event parsed by bench/upcall_genl.h,
+as the C benchmark receiver does).
 
 Needs Debian's gcc-multilib on the host, which the guest shares; without it
 the test is skipped, except under CI=true where it fails.
@@ -18,7 +20,8 @@ from pathlib import Path
 import pytest
 
 HERE = Path(__file__).parent
-INCLUDE = HERE.parent.parent / "kmod" / "include" / "uapi"
+ROOT = HERE.parent.parent
+INCLUDE = ROOT / "kmod" / "include" / "uapi"
 
 
 def build_m32(out: Path) -> str | None:
@@ -34,6 +37,7 @@ def build_m32(out: Path) -> str | None:
             "-Wall",
             "-Werror",
             f"-I{INCLUDE}",
+            f"-I{ROOT / 'bench'}",
             "-o",
             str(out),
             str(HERE / "compat_receiver.c"),
@@ -58,4 +62,4 @@ def test_m32_receiver_gets_every_transport() -> None:
         r = subprocess.run([str(exe)], capture_output=True, text=True, timeout=60, check=False)
     assert r.returncode == 0, r.stdout + r.stderr
     lines = [line.split()[1] for line in r.stdout.splitlines()]
-    assert lines == ["version", "queue", "eventfd", "signalfd", "siginfo-32"], r.stdout
+    assert lines == ["version", "queue", "eventfd", "signalfd", "siginfo-32", "netlink"], r.stdout
