@@ -3,9 +3,13 @@
  * upcall: subscribers, upcall_emit() and delivery.
  *
  * An emitter stamps the event and queues it on every subscriber under the
- * subscriber's raw spinlock, then queues the subscriber's irq_work; the
- * irq_work hands the events to the transport in order (signal) or tells
- * the readers that the queue has events (queue: wake-up, SIGIO, eventfd).
+ * subscriber's raw spinlock.  A QUEUE subscriber's reader blocked in
+ * read(2) is woken there and then, as uio_event_notify() does, through a
+ * simple wait queue, whose lock is raw too.  Everything else goes through
+ * the subscriber's irq_work: it hands the events to the transport in order
+ * (signal) or tells the other readers that the queue has events (poll,
+ * SIGIO, eventfd), which take locks that sleep on PREEMPT_RT; a QUEUE
+ * subscriber with none of those queues no irq_work at all.
  * Netlink allocates and sends skbs, which hard IRQ context (where irq_work
  * runs) must not, so the irq_work passes NETLINK subscribers on to a work
  * item: one more wake-up, of a kworker, between emit and delivery.  The
@@ -144,6 +148,13 @@ static void upcall_sub_announce(struct upcall_sub *sub, unsigned long flags)
 		upcall_eventfd_signal(eventfd);
 }
 
+/* QUEUE: whether anyone besides read(2) waits to hear of new events. */
+static bool upcall_sub_announced(struct upcall_sub *sub)
+{
+	return wq_has_sleeper(&sub->wait) || READ_ONCE(sub->fasync) ||
+	       sub->eventfd;
+}
+
 static void upcall_sub_drop_all(struct upcall_sub *sub)
 {
 	sub->dropped += kfifo_len(&sub->queue);
@@ -264,9 +275,15 @@ static bool upcall_sub_push(struct upcall_sub *sub, u32 source, u64 value,
 	kfifo_put(&sub->queue, ev);
 	/*
 	 * Under the lock: once upcall_sub_free() has set @closing, nobody
-	 * queues the work again, so one irq_work_sync() there is enough.
+	 * queues the work again, so one irq_work_sync() there is enough.  A
+	 * reader or poller that starts waiting adds itself to its queue before
+	 * it takes the lock to look at @queue, so it has seen this event or is
+	 * seen here.
 	 */
-	irq_work_queue(&sub->work);
+	if (sub->transport != UPCALL_TRANSPORT_QUEUE || upcall_sub_announced(sub))
+		irq_work_queue(&sub->work);
+	if (swq_has_sleeper(&sub->rwait))
+		swake_up_one(&sub->rwait);
 	raw_spin_unlock_irqrestore(&sub->lock, flags);
 	return true;
 }
@@ -339,6 +356,7 @@ struct upcall_sub *upcall_sub_alloc(kuid_t uid)
 
 	sub->id = atomic64_inc_return(&upcall_next_id);
 	INIT_LIST_HEAD(&sub->node);
+	init_swait_queue_head(&sub->rwait);
 	init_waitqueue_head(&sub->wait);
 	raw_spin_lock_init(&sub->lock);
 	init_irq_work(&sub->work, upcall_sub_drain);
@@ -525,8 +543,10 @@ int upcall_sub_subscribe(struct upcall_sub *sub,
 	 * a QUEUE subscriber would wait forever: wake it to find out (read(2)
 	 * fails with EINVAL, poll(2) reports EPOLLERR).
 	 */
-	if (req->transport != UPCALL_TRANSPORT_QUEUE)
+	if (req->transport != UPCALL_TRANSPORT_QUEUE) {
+		swake_up_all(&sub->rwait);
 		wake_up_interruptible_poll(&sub->wait, EPOLLERR);
+	}
 
 	/* A run that copied the old targets must finish before we drop them. */
 	upcall_sub_sync(sub);
@@ -587,6 +607,17 @@ void upcall_sub_stats(struct upcall_sub *sub, struct upcall_stats *stats)
 	stats->pending = stats->emitted - stats->delivered - stats->dropped;
 }
 
+/*
+ * Readers wait exclusively, one woken per event: what one of them leaves
+ * in the queue (it asked for fewer, or a signal took it away) is the next
+ * one's to take.  Under @lock.
+ */
+static void upcall_sub_pass_wake(struct upcall_sub *sub)
+{
+	if (!kfifo_is_empty(&sub->queue) && swq_has_sleeper(&sub->rwait))
+		swake_up_one(&sub->rwait);
+}
+
 /**
  * upcall_sub_pop() - take queued events for read(2)
  * @sub: a QUEUE subscriber
@@ -614,8 +645,19 @@ int upcall_sub_pop(struct upcall_sub *sub, struct upcall_event *events,
 	sub->delivered += n;
 	/* The reader came back: records queued from now on are news. */
 	sub->sigio_sent = false;
+	upcall_sub_pass_wake(sub);
 	raw_spin_unlock_irqrestore(&sub->lock, flags);
 	return n;
+}
+
+/* A reader gave up waiting (a signal): pass on a wake-up it may have had. */
+void upcall_sub_read_aborted(struct upcall_sub *sub)
+{
+	unsigned long flags;
+
+	raw_spin_lock_irqsave(&sub->lock, flags);
+	upcall_sub_pass_wake(sub);
+	raw_spin_unlock_irqrestore(&sub->lock, flags);
 }
 
 /* O_ASYNC was turned on: announce the records already queued too. */

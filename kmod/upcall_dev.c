@@ -189,10 +189,12 @@ static ssize_t upcall_read(struct file *file, char __user *buf, size_t count,
 				break;
 			if (file->f_flags & O_NONBLOCK)
 				return -EAGAIN;
-			ret = wait_event_interruptible(sub->wait,
-						       upcall_sub_readable(sub));
-			if (ret)
+			ret = swait_event_interruptible_exclusive(sub->rwait,
+								  upcall_sub_readable(sub));
+			if (ret) {
+				upcall_sub_read_aborted(sub);
 				return ret;
+			}
 			continue;
 		}
 		if (copy_to_user(buf + copied, events, n * sizeof(events[0]))) {

@@ -12,6 +12,7 @@
 #include <linux/list.h>
 #include <linux/pid.h>
 #include <linux/spinlock.h>
+#include <linux/swait.h>
 #include <linux/types.h>
 #include <linux/uidgid.h>
 #include <linux/upcall.h>
@@ -59,7 +60,11 @@ struct upcall_user;
  * @node: entry in the list of subscribers, walked under RCU by emitters
  * @listed: on the list, from its first SUBSCRIBE; under the list's mutex
  * @id: unique while the module is loaded; tags its netlink messages
- * @wait: readers of a QUEUE subscriber sleep here
+ * @rwait: readers blocked in read(2) of a QUEUE subscriber, woken by the
+ *	emitter itself: a simple wait queue's lock is raw, so the wake-up is
+ *	allowed wherever upcall_emit() is, PREEMPT_RT included
+ * @wait: pollers (poll, select, epoll) of a QUEUE subscriber, woken from
+ *	@work: their wait queue's lock sleeps on PREEMPT_RT
  * @fasync: SIGIO owners (fcntl O_ASYNC) of a QUEUE subscriber
  * @lock: raw, so that emitters may take it from any context; protects
  *	every field below
@@ -94,6 +99,7 @@ struct upcall_sub {
 	struct list_head node;
 	bool listed;
 	u64 id;
+	struct swait_queue_head rwait;
 	wait_queue_head_t wait;
 	struct fasync_struct *fasync;
 	raw_spinlock_t lock;
@@ -137,6 +143,7 @@ void upcall_sub_stats(struct upcall_sub *sub, struct upcall_stats *stats);
 int upcall_sub_pop(struct upcall_sub *sub, struct upcall_event *events,
 		   unsigned int max);
 bool upcall_sub_readable(struct upcall_sub *sub);
+void upcall_sub_read_aborted(struct upcall_sub *sub);
 __poll_t upcall_sub_poll(struct upcall_sub *sub);
 void upcall_sub_unpop(struct upcall_sub *sub, unsigned int lost);
 

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from figures import figure
 from rawioctl import ioctl, stats, subscribe
 
 from upcall import abi
@@ -186,6 +187,77 @@ def test_blocked_poller_woken_by_resubscribe() -> None:
         assert time.monotonic() - start < 10, "poll() woke by its timeout, not the subscribe"
     finally:
         os.close(fd)
+
+
+# -- a reader blocked in read() is woken by the emitter itself -------------
+
+# x86_64 system call numbers, as /proc/PID/syscall gives them.
+SYS_READ = 0
+SYS_POLL = 7
+
+
+def irq_work_interrupts() -> int:
+    """The IWI (irq_work self-interrupt) count of every CPU, from /proc/interrupts."""
+    with open("/proc/interrupts") as f:
+        cpus = len(f.readline().split())
+        for line in f:
+            fields = line.split()
+            if fields[0] == "IWI:":
+                return sum(int(n) for n in fields[1 : 1 + cpus])
+    raise AssertionError("no IWI line in /proc/interrupts")
+
+
+def wait_in_syscall(tid: int, nr: int, timeout: float = 30) -> None:
+    """Wait until thread ``tid`` of this process is blocked in system call ``nr``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if Path(f"/proc/self/task/{tid}/syscall").read_text().split()[0] == str(nr):
+            return
+        time.sleep(0.001)
+    pytest.fail(f"thread {tid} never blocked in system call {nr}")
+
+
+@pytest.mark.parametrize("how", ["read", "poll"])
+def test_blocked_reader_is_woken_by_the_emitter(how: str) -> None:
+    """A read() blocked on a QUEUE subscriber is woken by upcall_emit() itself,
+    as UIO's handler wakes its reader: no irq_work, so no self-interrupt. A
+    poll() waiter is still told through the irq_work (its wait queue's lock
+    sleeps on PREEMPT_RT), which is what shows that the count sees them."""
+    n = 200
+    fd = os.open("/dev/upcall", os.O_RDONLY)
+    tid: list[int] = []
+    got: list[bytes] = []
+
+    def reader() -> None:
+        tid.append(threading.get_native_id())
+        p = select.poll()
+        p.register(fd, select.POLLIN)
+        for _ in range(n):
+            if how == "poll":
+                p.poll(30_000)
+            got.append(os.read(fd, 48))
+
+    try:
+        assert subscribe(fd, 0, transport=abi.UPCALL_TRANSPORT_QUEUE) == 0
+        t = threading.Thread(target=reader, daemon=True)
+        t.start()
+        while not tid:
+            time.sleep(0.01)
+        before = irq_work_interrupts()
+        for i in range(n):
+            wait_in_syscall(tid[0], SYS_READ if how == "read" else SYS_POLL)
+            emit(i)
+        t.join(30)
+        iwi = irq_work_interrupts() - before
+        assert not t.is_alive(), f"the reader took {len(got)} of {n}"
+    finally:
+        os.close(fd)
+    assert [abi.EVENT_RECORD.unpack(r)[:3:2] for r in got] == [(i + 1, i) for i in range(n)]
+    figure(f"{n} events to a reader blocked in {how}(): {iwi} irq_work interrupts")
+    if how == "read":
+        assert iwi < n // 4, f"{iwi} irq_work interrupts for {n} events to a blocked read()"
+    else:
+        assert iwi >= n * 3 // 4, f"only {iwi} irq_work interrupts for {n} events to poll()"
 
 
 # -- finding 5: strict flags -----------------------------------------------
