@@ -406,7 +406,7 @@ EPILOG = """\
 examples:
   upcall doctor                    can this kernel run the BPF path (no module)?
   upcall watch --tracepoint sched:sched_process_exec --count 3
-  upcall listen --via queue --count 10      (needs the module: /dev/upcall)
+  upcall listen --count 10                  (needs the module: /dev/upcall)
   upcall emit 42
 
 exit status: 0 success; 1 no device, module not loaded, permission refused,
@@ -475,10 +475,17 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         parents=[device],
         help="print events as they arrive",
         description=cmd_listen.__doc__,
-        epilog="examples:\n  upcall listen --via queue --count 10\n"
+        epilog="examples:\n  upcall listen --count 10\n"
+        "  upcall listen --via signal --signal 40 --count 10\n"
         "  upcall listen --source edu --count 5 --timeout 10 --json",
     )
-    p.add_argument("--via", choices=TRANSPORTS, default="signal", help="the transport")
+    p.add_argument(
+        "--via",
+        choices=TRANSPORTS,
+        default="queue",
+        help="the transport (default: queue, the library's default: no signal to block, "
+        "any thread may read)",
+    )
     p.add_argument(
         "--queue-size",
         type=parse_queue_size,
