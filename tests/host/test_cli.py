@@ -21,6 +21,7 @@ import pytest
 from test_receivers import FakeQueueFile
 from test_signals import FakeModule, signal_state_guard  # noqa: F401 - fixture
 
+import upcall.vm
 from upcall import cli, edu
 from upcall._args import parse_int
 from upcall.device import Stats
@@ -677,6 +678,22 @@ WATCH = ["watch", "--tracepoint", "sched:sched_process_exec"]
         (["bench", "--latency-events", "x"], "argument --latency-events: not a number: 'x'"),
         (["bench", "--timeout", "inf"], "argument --timeout: seconds inf out of range 0..1000000"),
         (["doctor", "--bogus"], "unrecognized arguments: --bogus"),
+        (["vm", "--timeout", "nan"], "argument --timeout: seconds nan out of range 0..1000000"),
+        (["vm", "--timeout", "inf"], "argument --timeout: seconds inf out of range 0..1000000"),
+        (["vm", "--timeout", "-1"], "argument --timeout: seconds -1 out of range 0..1000000"),
+        (["vm", "--timeout", "1e20"], "argument --timeout: seconds 1e20 out of range 0..1000000"),
+        (["vm", "--timeout", "0"], "argument --timeout: seconds must be more than 0"),
+        (["vm", "--cpus", "0"], "argument --cpus: cpus 0 out of range 1..64"),
+        (["vm", "--cpus", "two"], "argument --cpus: not a number: 'two'"),
+        (["vm", "--memory", "1"], "argument --memory: memory 1 out of range 64M..1T"),
+        (
+            ["vm", "--memory", "2P"],
+            "argument --memory: not a size: '2P' (MiB, or a number with K, M, G or T)",
+        ),
+        (
+            ["vm", "--memory", "65537K"],
+            "argument --memory: memory 65537K is not a whole number of MiB",
+        ),
     ],
 )
 def test_bad_numbers_one_line(
@@ -702,6 +719,30 @@ def test_bad_numbers_no_traceback_in_a_process(argv: list[str]) -> None:
     assert r.returncode == 2 and r.stdout == ""
     assert "Traceback" not in r.stderr
     one_error(r.stderr.splitlines())
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--timeout", "nan"], ["--timeout", "inf"], ["--timeout", "-1"], ["--timeout", "1e20"],
+     ["--cpus", "-2"], ["--memory", "lots"]],
+)  # fmt: skip
+def test_vm_bad_numbers_no_traceback_in_a_process(argv: list[str]) -> None:
+    """``python -m upcall.vm`` parses as ``upcall vm`` does: one line, status 2, no boot."""
+    r = subprocess.run(
+        [sys.executable, "-m", "upcall.vm", *argv, "--", "true"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (r.returncode, r.stdout) == (2, "")
+    assert one_error(r.stderr.splitlines()).startswith(f"upcall: argument {argv[0]}: ")
+
+
+@pytest.mark.parametrize(
+    ("text", "qemu"), [("2G", "2048M"), ("512", "512M"), ("64m", "64M"), ("1048576K", "1024M")]
+)
+def test_vm_memory_as_qemu_takes_it(text: str, qemu: str) -> None:
+    assert upcall.vm.parse_memory(text) == qemu
 
 
 def test_version(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -735,10 +776,9 @@ def test_every_option_has_help_and_every_command_an_example(command: str) -> Non
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[
         command
     ]
-    if command != "vm":  # upcall.vm belongs to the harness
-        assert sub.epilog and "upcall " + command in sub.epilog
-        for action in sub._actions:
-            assert action.help, f"{command} {action.option_strings or action.dest}: no help"
+    assert sub.epilog and "upcall " + command in sub.epilog
+    for action in sub._actions:
+        assert action.help, f"{command} {action.option_strings or action.dest}: no help"
 
 
 @pytest.mark.parametrize("command", ["stats", "emit", "listen", "trigger", "watch", "doctor",
