@@ -34,7 +34,7 @@ from ._args import (
 )
 from ._version import __version__
 from .device import DEFAULT_PATH, TRANSPORTS, Device, Stats
-from .errors import DeviceError, UpcallError
+from .errors import DeviceError, ModuleVersionError, UpcallError
 from .event import Event
 from .subscription import Subscription
 
@@ -381,13 +381,25 @@ def _add_extra_commands(
 
 
 def version_text() -> str:
-    """``upcall --version``: the library's version, and the loaded module's when it has one."""
-    text = f"upcall {__version__}"
-    if SYSFS_MODULE.is_dir():
-        try:
-            text += f", module {(SYSFS_MODULE / 'version').read_text().strip()}"
-        except OSError:
-            text += ", module loaded (no version)"
+    """``upcall --version``: the library's version and ABI, and the loaded module's.
+
+    The module's version comes from sysfs; its ABI from the device
+    (``UPCALL_IOC_VERSION``) when this user may open it.
+    """
+    text = f"upcall {__version__} (ABI {abi.UPCALL_ABI_VERSION})"
+    if not SYSFS_MODULE.is_dir():
+        return text
+    try:
+        text += f", module {(SYSFS_MODULE / 'version').read_text().strip()}"
+    except OSError:
+        text += ", module loaded (no version)"
+    try:
+        with Device(os.environ.get(DEVICE_ENV) or DEFAULT_PATH) as dev:
+            text += f" (ABI {dev.abi_version})"
+    except ModuleVersionError:
+        text += " (a different ABI: see `upcall stats`)"
+    except (UpcallError, OSError):
+        pass  # no device, or not ours to open: the sysfs version is all there is
     return text
 
 
@@ -421,7 +433,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument(
         "--version",
         action=_VersionAction,
-        help="print the library's version, and the loaded module's, and exit",
+        help="print the library's version and ABI, and the loaded module's, and exit",
     )
     # The subcommands' parsers are Parser (argparse uses the parent's class);
     # typed as plain ArgumentParser for the add_command(s) hooks below.

@@ -750,21 +750,49 @@ def test_version(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyP
 
     monkeypatch.setattr(cli, "SYSFS_MODULE", Path("/nonexistent/module/upcall"))
     rc, out, err = run_main(capsys, "--version")
-    assert (rc, out, err) == (0, [f"upcall {upcall.__version__}"], [])
+    assert (rc, out, err) == (0, [f"upcall {upcall.__version__} (ABI 1)"], [])
+
+
+class _VersionDevice:
+    """A device whose module speaks ``abi``, or that raises ``error`` on open."""
+
+    abi: ClassVar[int] = 1
+    error: ClassVar[Exception | None] = None
+
+    def __init__(self, path: str) -> None:
+        if self.error is not None:
+            raise self.error
+        self.abi_version = self.abi
+
+    def __enter__(self) -> _VersionDevice:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
 
 
 def test_version_with_the_module_loaded(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     import upcall
+    from upcall.errors import DeviceError, ModuleVersionError
 
+    lib = f"upcall {upcall.__version__} (ABI 1)"
     (tmp_path / "version").write_text("0.1.0\n")
     monkeypatch.setattr(cli, "SYSFS_MODULE", tmp_path)
+    monkeypatch.setattr(cli, "Device", _VersionDevice)
     rc, out, _ = run_main(capsys, "--version")
-    assert rc == 0 and out == [f"upcall {upcall.__version__}, module 0.1.0"]
+    assert rc == 0 and out == [f"{lib}, module 0.1.0 (ABI 1)"]
+    monkeypatch.setattr(_VersionDevice, "error", DeviceError(errno.EACCES, "denied"))
+    rc, out, _ = run_main(capsys, "--version")
+    assert rc == 0 and out == [f"{lib}, module 0.1.0"]
+    monkeypatch.setattr(_VersionDevice, "error", ModuleVersionError("ABI 2"))
+    rc, out, _ = run_main(capsys, "--version")
+    assert out == [f"{lib}, module 0.1.0 (a different ABI: see `upcall stats`)"]
     (tmp_path / "version").unlink()
+    monkeypatch.setattr(_VersionDevice, "error", DeviceError(errno.ENOENT, "gone"))
     rc, out, _ = run_main(capsys, "--version")
-    assert out == [f"upcall {upcall.__version__}, module loaded (no version)"]
+    assert out == [f"{lib}, module loaded (no version)"]
 
 
 COMMANDS = ["stats", "emit", "listen", "trigger", "vm", "watch", "doctor", "bench-bpf", "bench"]
