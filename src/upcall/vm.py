@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ._args import parse_mib_size, parse_wait, ranged
+from ._progress import Steps, steps
 from ._version import __version__
 from .errors import UpcallError
 
@@ -362,9 +363,29 @@ def run(
     modules: the .ko files to insmod in order; None builds and loads
         :data:`MODULES` (upcall.ko and its source modules).
     edu: give the guest QEMU's edu PCI device (needs the full, non-microvm machine).
-    stream: also copy the guest's output to our stdout as it comes.
+    stream: also copy the guest's output to our stdout as it comes, and
+        show the progress (the build, the boot) on stderr: a bar on a
+        terminal, a line a step elsewhere.
     """
     kernel = kernel or pick_kernel()
+    if not stream:
+        return _run(command, kernel, edu, modules, build, cpus, memory, timeout, stream, None)
+    with steps(f"upcall vm: {kernel.version}", 2 if modules is None and build else 1) as progress:
+        return _run(command, kernel, edu, modules, build, cpus, memory, timeout, stream, progress)
+
+
+def _run(
+    command: str | Sequence[str],
+    kernel: Kernel,
+    edu: bool,
+    modules: Sequence[Path] | None,
+    build: bool,
+    cpus: int,
+    memory: str,
+    timeout: float,
+    stream: bool,
+    progress: Steps | None,
+) -> VmResult:
     env = tool_environment()
     vng = shutil.which("vng", path=env["PATH"])
     if vng is None:
@@ -372,6 +393,8 @@ def run(
     if shutil.which("qemu-system-x86_64", path=env["PATH"]) is None:
         raise VmError("QEMU is not installed: apt-get install qemu-system-x86 (make deps does it)")
     if modules is None:
+        if progress is not None and build:
+            progress.step("building the module")
         modules = (
             build_module(kernel)
             if build
@@ -384,7 +407,8 @@ def run(
     outdir.mkdir(parents=True, exist_ok=True)
     args = [vng, "--run", str(kernel.image), "--cpus", str(cpus), "--memory", memory,
             "--rwdir", str(outdir), "--user", "root"]  # fmt: skip
-    if not kvm_usable():
+    kvm = kvm_usable()
+    if not kvm:
         args.append("--disable-kvm")
     # The guest shares the host's /lib/modules: a build of upcall installed
     # there (the DKMS package) must not be loaded by alias (udev, for the
@@ -406,6 +430,11 @@ def run(
     script.write_text(_guest_script(modules, command, outdir, debug=kernel.is_debug))
     args += ["--exec", f"sh {shlex.quote(str(script))}"]
 
+    if progress is not None:
+        progress.step(
+            f"booting {kernel.version} ({'KVM' if kvm else 'TCG'}, {cpus} CPUs), then: "
+            f"{command if len(command) <= 60 else command[:57] + '...'}"
+        )
     start = time.monotonic()
     returncode, lines = _boot(args, timeout, stream, env)
     if "--disable-kvm" not in args and _kvm_aborted(lines):
