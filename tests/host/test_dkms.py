@@ -208,7 +208,7 @@ def test_guest_runs_the_wheel_with_the_dkms_module(
         [sys.executable, str(helper), __version__, str(wheel), "5"],
         kernel=kernel,
         modules=[],
-        timeout=900,
+        timeout=1800,  # pip under TCG, on a host other guests share: minutes
         stream=True,
     )
     assert "wheel guest: all passed" in result.output, result.output
