@@ -97,9 +97,11 @@ fuzz-build: $(FUZZER)
 demo: deps
 	$(UPCALL) --kernel 6.1 --edu -- $(PY) examples/demo.py
 
-# The host pass includes the DKMS package test (tests/host/test_dkms.py):
-# it installs upcall-dkms here, builds it for every kernel, loads it in a
-# guest and removes it.
+# The host pass includes the wheel and the DKMS package tests
+# (tests/host/test_wheel.py, test_dkms.py): the wheel pip-installed in a
+# fresh venv on this host; upcall-dkms installed here, built for every
+# kernel, loaded in a guest, then with the wheel's library in another (a
+# user's whole path, no checkout), and removed.
 test: deps bpf-build env-check
 	UPCALL_TEST_DKMS=1 $(PY) -m pytest tests/host -q
 	$(MAKE) test-kernel

@@ -71,7 +71,18 @@ class BuildPyWithBpf(build_py):
 
 
 class PlatformWheel(bdist_wheel):
-    """Tag the wheel py3-none-<platform>: the BPF object is built for one architecture."""
+    """Tag the wheel ``py3-none-linux_<arch>`` (``linux_x86_64`` here), not ``py3-none-any``.
+
+    The BPF object is built for one architecture: ``vmlinux.h`` comes from
+    the build machine's kernel BTF and the programs are compiled with
+    ``-D__TARGET_ARCH_<arch>`` (register access in kprobes). CO-RE
+    relocates field offsets between kernels, not between architectures.
+    There is no Python ABI in it (``py3-none``). Not ``manylinux``: that
+    tag promises that native code links only against an old-enough glibc,
+    which auditwheel checks, and the wheel has no such code; what it needs
+    from the system is ``libbpf.so.1``, loaded with ctypes, which no
+    manylinux policy provides (``upcall doctor`` checks for it).
+    """
 
     def finalize_options(self) -> None:
         super().finalize_options()

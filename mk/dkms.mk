@@ -3,9 +3,10 @@
 #   make dkms-deb    build/dkms/upcall-dkms_<version>_all.deb
 #   make test-dkms   install it here, check DKMS built the module for every
 #                    kernel with headers, modprobe it in a 6.1 guest with the
-#                    client modules of examples/client-module/, remove it
-#                    (root; tests/host/test_dkms.py, which a bare
-#                    pytest tests/host skips unless CI=true)
+#                    client modules of examples/client-module/, then in
+#                    another with the library pip-installed from the wheel
+#                    (no checkout), remove it (root; tests/host/test_dkms.py,
+#                    which a bare pytest tests/host skips unless CI=true)
 #
 # The version is written once, in src/upcall/_version.py: the Debian version
 # is the same with a PEP 440 pre-release or dev part sorted before the

@@ -104,3 +104,41 @@ def parse_wait(text: str) -> float:
     if s == 0:
         raise argparse.ArgumentTypeError("seconds must be more than 0")
     return s
+
+
+_SIZE_RE = re.compile(r"^(\d+)([KMGT]?)$", re.IGNORECASE)
+_MIB = 1 << 20
+_SIZE_UNITS = {"K": 1 << 10, "M": _MIB, "G": 1 << 30, "T": 1 << 40}
+
+
+def _size_text(n: int) -> str:
+    for unit in "TGM":
+        if n % _SIZE_UNITS[unit] == 0:
+            return f"{n // _SIZE_UNITS[unit]}{unit}"
+    return f"{n // _SIZE_UNITS['K']}K"
+
+
+def parse_mib_size(name: str, lo: int, hi: int) -> Callable[[str], str]:
+    """A parser of memory sizes as QEMU's ``-m`` takes them, ``lo`` to ``hi`` bytes:
+    a number of MiB, or a number with K, M, G or T (powers of 1024), a whole
+    number of MiB.
+
+    Returns the size in MiB as QEMU reads it (``2048M``).
+    """
+
+    def parse(text: str) -> str:
+        m = _SIZE_RE.match(text.strip())
+        if m is None:
+            raise argparse.ArgumentTypeError(
+                f"not a size: {text!r} (MiB, or a number with K, M, G or T)"
+            )
+        n = int(m.group(1)) * _SIZE_UNITS[m.group(2).upper() or "M"]
+        if not lo <= n <= hi:
+            raise argparse.ArgumentTypeError(
+                f"{name} {text} out of range {_size_text(lo)}..{_size_text(hi)}"
+            )
+        if n % _MIB:
+            raise argparse.ArgumentTypeError(f"{name} {text} is not a whole number of MiB")
+        return f"{n // _MIB}M"
+
+    return parse

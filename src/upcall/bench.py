@@ -56,6 +56,7 @@ from pathlib import Path
 from typing import Any
 
 from ._args import parse_count, parse_wait, ranged
+from ._progress import steps
 from .edu import DRIVER as EDU_DRIVER
 from .edu import FORCE_INTX, find_device, sysfs_write
 from .edu import PCI_ID as EDU_ID
@@ -1093,7 +1094,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     from . import vm
 
-    build_receiver()
     cmd = [sys.executable, "-m", "upcall.bench", "--in-guest",
            "--latency-events", str(lat), "--throughput-events", str(tp),
            "--transports", ",".join(transports), "--gap-us", str(args.gap_us),
@@ -1101,7 +1101,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.edu:
         cmd += ["--edu", "--edu-events", str(edu)]
     kernel = vm.pick_kernel(args.kernel)
-    res = vm.run(shlex.join(cmd), kernel=kernel, edu=args.edu, timeout=args.timeout, stream=True)
+    # The guest's own lines (one a run) stream above the bar, or after these.
+    with steps("upcall bench", 2) as progress:
+        progress.step("building the C receiver")
+        build_receiver()
+        progress.step(f"every run of {', '.join(transports)} in a {kernel.version} guest")
+        res = vm.run(
+            shlex.join(cmd), kernel=kernel, edu=args.edu, timeout=args.timeout, stream=True
+        )
     status = vm.report(res, kernel)
     written = res.outdir / "bench" if res.outdir else None
     if written is None or not (written / "results.json").exists():

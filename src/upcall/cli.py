@@ -34,7 +34,7 @@ from ._args import (
 )
 from ._version import __version__
 from .device import DEFAULT_PATH, TRANSPORTS, Device, Stats
-from .errors import DeviceError, UpcallError
+from .errors import DeviceError, ModuleVersionError, UpcallError
 from .event import Event
 from .subscription import Subscription
 
@@ -381,13 +381,25 @@ def _add_extra_commands(
 
 
 def version_text() -> str:
-    """``upcall --version``: the library's version, and the loaded module's when it has one."""
-    text = f"upcall {__version__}"
-    if SYSFS_MODULE.is_dir():
-        try:
-            text += f", module {(SYSFS_MODULE / 'version').read_text().strip()}"
-        except OSError:
-            text += ", module loaded (no version)"
+    """``upcall --version``: the library's version and ABI, and the loaded module's.
+
+    The module's version comes from sysfs; its ABI from the device
+    (``UPCALL_IOC_VERSION``) when this user may open it.
+    """
+    text = f"upcall {__version__} (ABI {abi.UPCALL_ABI_VERSION})"
+    if not SYSFS_MODULE.is_dir():
+        return text
+    try:
+        text += f", module {(SYSFS_MODULE / 'version').read_text().strip()}"
+    except OSError:
+        text += ", module loaded (no version)"
+    try:
+        with Device(os.environ.get(DEVICE_ENV) or DEFAULT_PATH) as dev:
+            text += f" (ABI {dev.abi_version})"
+    except ModuleVersionError:
+        text += " (a different ABI: see `upcall stats`)"
+    except (UpcallError, OSError):
+        pass  # no device, or not ours to open: the sysfs version is all there is
     return text
 
 
@@ -406,7 +418,7 @@ EPILOG = """\
 examples:
   upcall doctor                    can this kernel run the BPF path (no module)?
   upcall watch --tracepoint sched:sched_process_exec --count 3
-  upcall listen --via queue --count 10      (needs the module: /dev/upcall)
+  upcall listen --count 10                  (needs the module: /dev/upcall)
   upcall emit 42
 
 exit status: 0 success; 1 no device, module not loaded, permission refused,
@@ -421,7 +433,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument(
         "--version",
         action=_VersionAction,
-        help="print the library's version, and the loaded module's, and exit",
+        help="print the library's version and ABI, and the loaded module's, and exit",
     )
     # The subcommands' parsers are Parser (argparse uses the parent's class);
     # typed as plain ArgumentParser for the add_command(s) hooks below.
@@ -475,10 +487,17 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         parents=[device],
         help="print events as they arrive",
         description=cmd_listen.__doc__,
-        epilog="examples:\n  upcall listen --via queue --count 10\n"
+        epilog="examples:\n  upcall listen --count 10\n"
+        "  upcall listen --via signal --signal 40 --count 10\n"
         "  upcall listen --source edu --count 5 --timeout 10 --json",
     )
-    p.add_argument("--via", choices=TRANSPORTS, default="signal", help="the transport")
+    p.add_argument(
+        "--via",
+        choices=TRANSPORTS,
+        default="queue",
+        help="the transport (default: queue, the library's default: no signal to block, "
+        "any thread may read)",
+    )
     p.add_argument(
         "--queue-size",
         type=parse_queue_size,

@@ -26,6 +26,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ._args import parse_mib_size, parse_wait, ranged
+from ._progress import Steps, steps
 from ._version import __version__
 from .errors import UpcallError
 
@@ -361,9 +363,29 @@ def run(
     modules: the .ko files to insmod in order; None builds and loads
         :data:`MODULES` (upcall.ko and its source modules).
     edu: give the guest QEMU's edu PCI device (needs the full, non-microvm machine).
-    stream: also copy the guest's output to our stdout as it comes.
+    stream: also copy the guest's output to our stdout as it comes, and
+        show the progress (the build, the boot) on stderr: a bar on a
+        terminal, a line a step elsewhere.
     """
     kernel = kernel or pick_kernel()
+    if not stream:
+        return _run(command, kernel, edu, modules, build, cpus, memory, timeout, stream, None)
+    with steps(f"upcall vm: {kernel.version}", 2 if modules is None and build else 1) as progress:
+        return _run(command, kernel, edu, modules, build, cpus, memory, timeout, stream, progress)
+
+
+def _run(
+    command: str | Sequence[str],
+    kernel: Kernel,
+    edu: bool,
+    modules: Sequence[Path] | None,
+    build: bool,
+    cpus: int,
+    memory: str,
+    timeout: float,
+    stream: bool,
+    progress: Steps | None,
+) -> VmResult:
     env = tool_environment()
     vng = shutil.which("vng", path=env["PATH"])
     if vng is None:
@@ -371,6 +393,8 @@ def run(
     if shutil.which("qemu-system-x86_64", path=env["PATH"]) is None:
         raise VmError("QEMU is not installed: apt-get install qemu-system-x86 (make deps does it)")
     if modules is None:
+        if progress is not None and build:
+            progress.step("building the module")
         modules = (
             build_module(kernel)
             if build
@@ -383,7 +407,8 @@ def run(
     outdir.mkdir(parents=True, exist_ok=True)
     args = [vng, "--run", str(kernel.image), "--cpus", str(cpus), "--memory", memory,
             "--rwdir", str(outdir), "--user", "root"]  # fmt: skip
-    if not kvm_usable():
+    kvm = kvm_usable()
+    if not kvm:
         args.append("--disable-kvm")
     # The guest shares the host's /lib/modules: a build of upcall installed
     # there (the DKMS package) must not be loaded by alias (udev, for the
@@ -405,6 +430,11 @@ def run(
     script.write_text(_guest_script(modules, command, outdir, debug=kernel.is_debug))
     args += ["--exec", f"sh {shlex.quote(str(script))}"]
 
+    if progress is not None:
+        progress.step(
+            f"booting {kernel.version} ({'KVM' if kvm else 'TCG'}, {cpus} CPUs), then: "
+            f"{command if len(command) <= 60 else command[:57] + '...'}"
+        )
     start = time.monotonic()
     returncode, lines = _boot(args, timeout, stream, env)
     if "--disable-kvm" not in args and _kvm_aborted(lines):
@@ -485,6 +515,13 @@ def _boot(
     return returncode, lines
 
 
+#: The most virtual CPUs a guest is given (QEMU's q35 takes 288; a test
+#: guest needs a few).
+CPUS_MAX = 64
+parse_cpus = ranged("cpus", 1, CPUS_MAX)
+parse_memory = parse_mib_size("memory", 64 << 20, 1 << 40)
+
+
 def add_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``upcall vm`` on the CLI's subcommands."""
     p = subparsers.add_parser(
@@ -492,7 +529,9 @@ def add_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
         help="build the module, boot a kernel under QEMU, run a command inside",
         description="Build kmod/ for an installed kernel, boot it with virtme-ng, insmod "
         "upcall.ko and its source modules, run CMD, and fail on any kernel report in the "
-        "guest's log.",
+        "guest's log. Needs a source checkout (kmod/).",
+        epilog="examples:\n  upcall vm --kernel 6.12 -- upcall listen --count 1 --timeout 5\n"
+        "  upcall vm --edu --timeout 600 -- python -m pytest -q tests/kernel/test_edu.py",
     )
     p.add_argument(
         "--kernel",
@@ -502,16 +541,34 @@ def add_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
     p.add_argument("--debug-kernel", action="store_true", help="boot the newest debug kernel")
     p.add_argument("--edu", action="store_true", help="give the guest QEMU's edu PCI device")
     p.add_argument("--no-module", action="store_true", help="do not build or load the modules")
-    p.add_argument("--cpus", type=int, default=2)
-    p.add_argument("--memory", default="2G")
-    p.add_argument("--timeout", type=float, default=1800, help="seconds before the guest is killed")
+    p.add_argument(
+        "--cpus",
+        type=parse_cpus,
+        default=2,
+        metavar="N",
+        help=f"the guest's virtual CPUs, 1..{CPUS_MAX} (default 2)",
+    )
+    p.add_argument(
+        "--memory",
+        type=parse_memory,
+        default="2G",
+        metavar="SIZE",
+        help="the guest's memory: MiB, or with K, M, G or T (64M..1T; default 2G)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=parse_wait,
+        default=1800.0,
+        metavar="S",
+        help="seconds before the guest is killed (default 1800)",
+    )
     p.add_argument("--log", action="store_true", help="print the guest's kernel log at the end")
     p.add_argument(
         "--print-headers",
         action="store_true",
         help="print the chosen kernel's headers directory and exit (no boot)",
     )
-    p.add_argument("cmd", nargs=argparse.REMAINDER, help="command to run in the guest")
+    p.add_argument("cmd", nargs=argparse.REMAINDER, help="command to run in the guest (after --)")
     p.set_defaults(func=_cli_vm)
 
 
@@ -560,15 +617,9 @@ def report(result: VmResult, kernel: Kernel) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m upcall.vm``: the same as ``upcall vm``."""
-    parser = argparse.ArgumentParser(prog="upcall")
-    add_command(parser.add_subparsers(required=True))
-    args = parser.parse_args(["vm", *(sys.argv[1:] if argv is None else argv)])
-    try:
-        status: int = args.func(args)
-    except VmError as exc:
-        sys.stderr.write(f"upcall vm: {exc}\n")
-        return 1
-    return status
+    from .cli import main as upcall_main
+
+    return upcall_main(["vm", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ import pytest
 from test_receivers import FakeQueueFile
 from test_signals import FakeModule, signal_state_guard  # noqa: F401 - fixture
 
+import upcall.vm
 from upcall import cli, edu
 from upcall._args import parse_int
 from upcall.device import Stats
@@ -38,6 +39,11 @@ def run_main(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, list[
     rc = cli.main(list(argv))
     out, err = capsys.readouterr()
     return rc, out.splitlines(), err.splitlines()
+
+
+def without_latency(line: str) -> str:
+    """An event line without its latency field (the queue's depends on the timing)."""
+    return re.sub(r" latency=(-|\d+\.\dus)$", "", line)
 
 
 def one_error(err: list[str]) -> str:
@@ -68,6 +74,10 @@ def one_error(err: list[str]) -> str:
         (["listen", "--queue-size", "65537"], "out of range"),
         (["listen", "--queue-size", "lots"], "not a number"),
         (["listen", "--via", "queue", "--signal", "40"], "--signal and --thread apply"),
+        (
+            ["listen", "--signal", "40"],
+            "--signal and --thread apply to --via signal or fasync, not queue",
+        ),
         (["listen", "--via", "netlink", "--thread"], "--signal and --thread apply"),
         (["listen", "--via", "eventfd", "--rcvbuf", "4096"], "--rcvbuf applies"),
         (["listen", "--via", "netlink", "--rcvbuf", "0"], "receive buffer 0 out of range"),
@@ -293,19 +303,25 @@ def test_listen_prints_events_and_summary(
     fake_device.queue = [(5, 0, False), (0, 0, True), (-1, 3, False), (0x10, 0, False)]
     rc, out, err = run_main(capsys, "listen", "--count", "3", "--timeout", "5", "--api", api)
     assert (rc, err) == (0, [])
-    assert out[0].startswith("listening via=signal signo=")
+    assert out[0].startswith("listening via=queue signo=None ")
     assert out[0].endswith(f"pid={os.getpid()}")
-    assert out[1:] == [
-        "seqno=1 value=5 source=0 latency=-",
-        "seqno=3 value=18446744073709551615 (-1) source=3 latency=-",
-        "seqno=4 value=16 source=0 latency=-",
-        "summary received=3 lost=1 dropped=1 foreign=0",
+    # The queue's events carry the module's timestamp: a latency, in microseconds.
+    want = [
+        r"seqno=1 value=5 source=0 latency=\d+\.\dus",
+        r"seqno=3 value=18446744073709551615 \(-1\) source=3 latency=\d+\.\dus",
+        r"seqno=4 value=16 source=0 latency=\d+\.\dus",
+        r"summary received=3 lost=1 dropped=1 foreign=0",
     ]
+    assert len(out) == 1 + len(want), out
+    for pattern, line in zip(want, out[1:], strict=True):
+        assert re.fullmatch(pattern, line), line
 
 
 def test_listen_json(capsys: pytest.CaptureFixture[str], fake_device: type[FakeDevice]) -> None:
     fake_device.queue = [(-2, 9, False)]
-    rc, out, _ = run_main(capsys, "listen", "--count", "1", "--json", "--signal", "40")
+    rc, out, _ = run_main(
+        capsys, "listen", "--via", "signal", "--count", "1", "--json", "--signal", "40"
+    )
     assert rc == 0
     lines = [json.loads(line) for line in out]
     assert lines[0] == {"type": "listening", "via": "signal", "signo": 40, "pid": os.getpid()}
@@ -336,7 +352,7 @@ def test_listen_foreign_signal_counted(
 ) -> None:
     fake_device.queue = [(1, 0, False)]
     fake_device.then = [lambda: os.kill(os.getpid(), 40)]
-    rc, out, _ = run_main(capsys, "listen", "--signal", "40", "--timeout", "0.1")
+    rc, out, _ = run_main(capsys, "listen", "--via", "signal", "--signal", "40", "--timeout", "0.1")
     assert rc == 0
     assert out[-1] == "summary received=1 lost=0 dropped=0 foreign=1"
 
@@ -368,8 +384,8 @@ def test_listen_interrupted_prints_summary(
     for t in timers:
         t.join()
     assert (rc, err) == (0, [])
-    assert out[1:] == [
-        "seqno=1 value=7 source=0 latency=-",
+    assert [without_latency(line) for line in out[1:]] == [
+        "seqno=1 value=7 source=0",
         "summary received=1 lost=0 dropped=0 foreign=0",
     ]
     assert signal.getsignal(signal.SIGTERM) == previous
@@ -435,7 +451,11 @@ def test_listen_via_the_queue_shows_latency(
 @pytest.mark.parametrize(
     ("argv", "call"),
     [
-        ([], {"via": "signal", "queue_size": None, "signo": None, "thread": False}),
+        ([], {"via": "queue", "queue_size": None, "signo": None, "thread": False}),
+        (
+            ["--via", "signal"],
+            {"via": "signal", "queue_size": None, "signo": None, "thread": False},
+        ),
         (
             ["--via", "fasync", "--signal", "40", "--queue-size", "16"],
             {"via": "fasync", "queue_size": 16, "signo": 40, "thread": False},
@@ -617,7 +637,7 @@ def test_listen_source_filters(
     # The module filters: the CLI asks for the one source at subscribe.
     assert fake_device.calls[0]["sources"] == number
     want = [f"value={v} source={s}" for v, s, _ in fake_device.queue if s == number]
-    assert [line.split(" ", 1)[1].removesuffix(" latency=-") for line in out[1:-1]] == want
+    assert [without_latency(line.split(" ", 1)[1]) for line in out[1:-1]] == want
     assert out[-1] == f"summary received={len(want)} lost=0 dropped=0 foreign=0"
 
 
@@ -627,8 +647,8 @@ def test_listen_source_edu_needs_the_device_bound(
     fake_device.queue = [(1, 0, False), (0x40, 2, False)]
     rc, out, _ = run_main(capsys, "listen", "--source", "edu", "--count", "1")
     assert rc == 0
-    assert out[1:] == [
-        "seqno=1 value=64 source=2 latency=-",
+    assert [without_latency(line) for line in out[1:]] == [
+        "seqno=1 value=64 source=2",
         "summary received=1 lost=0 dropped=0 foreign=0",
     ]
 
@@ -658,6 +678,22 @@ WATCH = ["watch", "--tracepoint", "sched:sched_process_exec"]
         (["bench", "--latency-events", "x"], "argument --latency-events: not a number: 'x'"),
         (["bench", "--timeout", "inf"], "argument --timeout: seconds inf out of range 0..1000000"),
         (["doctor", "--bogus"], "unrecognized arguments: --bogus"),
+        (["vm", "--timeout", "nan"], "argument --timeout: seconds nan out of range 0..1000000"),
+        (["vm", "--timeout", "inf"], "argument --timeout: seconds inf out of range 0..1000000"),
+        (["vm", "--timeout", "-1"], "argument --timeout: seconds -1 out of range 0..1000000"),
+        (["vm", "--timeout", "1e20"], "argument --timeout: seconds 1e20 out of range 0..1000000"),
+        (["vm", "--timeout", "0"], "argument --timeout: seconds must be more than 0"),
+        (["vm", "--cpus", "0"], "argument --cpus: cpus 0 out of range 1..64"),
+        (["vm", "--cpus", "two"], "argument --cpus: not a number: 'two'"),
+        (["vm", "--memory", "1"], "argument --memory: memory 1 out of range 64M..1T"),
+        (
+            ["vm", "--memory", "2P"],
+            "argument --memory: not a size: '2P' (MiB, or a number with K, M, G or T)",
+        ),
+        (
+            ["vm", "--memory", "65537K"],
+            "argument --memory: memory 65537K is not a whole number of MiB",
+        ),
     ],
 )
 def test_bad_numbers_one_line(
@@ -685,26 +721,78 @@ def test_bad_numbers_no_traceback_in_a_process(argv: list[str]) -> None:
     one_error(r.stderr.splitlines())
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [["--timeout", "nan"], ["--timeout", "inf"], ["--timeout", "-1"], ["--timeout", "1e20"],
+     ["--cpus", "-2"], ["--memory", "lots"]],
+)  # fmt: skip
+def test_vm_bad_numbers_no_traceback_in_a_process(argv: list[str]) -> None:
+    """``python -m upcall.vm`` parses as ``upcall vm`` does: one line, status 2, no boot."""
+    r = subprocess.run(
+        [sys.executable, "-m", "upcall.vm", *argv, "--", "true"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (r.returncode, r.stdout) == (2, "")
+    assert one_error(r.stderr.splitlines()).startswith(f"upcall: argument {argv[0]}: ")
+
+
+@pytest.mark.parametrize(
+    ("text", "qemu"), [("2G", "2048M"), ("512", "512M"), ("64m", "64M"), ("1048576K", "1024M")]
+)
+def test_vm_memory_as_qemu_takes_it(text: str, qemu: str) -> None:
+    assert upcall.vm.parse_memory(text) == qemu
+
+
 def test_version(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     import upcall
 
     monkeypatch.setattr(cli, "SYSFS_MODULE", Path("/nonexistent/module/upcall"))
     rc, out, err = run_main(capsys, "--version")
-    assert (rc, out, err) == (0, [f"upcall {upcall.__version__}"], [])
+    assert (rc, out, err) == (0, [f"upcall {upcall.__version__} (ABI 1)"], [])
+
+
+class _VersionDevice:
+    """A device whose module speaks ``abi``, or that raises ``error`` on open."""
+
+    abi: ClassVar[int] = 1
+    error: ClassVar[Exception | None] = None
+
+    def __init__(self, path: str) -> None:
+        if self.error is not None:
+            raise self.error
+        self.abi_version = self.abi
+
+    def __enter__(self) -> _VersionDevice:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
 
 
 def test_version_with_the_module_loaded(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     import upcall
+    from upcall.errors import DeviceError, ModuleVersionError
 
+    lib = f"upcall {upcall.__version__} (ABI 1)"
     (tmp_path / "version").write_text("0.1.0\n")
     monkeypatch.setattr(cli, "SYSFS_MODULE", tmp_path)
+    monkeypatch.setattr(cli, "Device", _VersionDevice)
     rc, out, _ = run_main(capsys, "--version")
-    assert rc == 0 and out == [f"upcall {upcall.__version__}, module 0.1.0"]
+    assert rc == 0 and out == [f"{lib}, module 0.1.0 (ABI 1)"]
+    monkeypatch.setattr(_VersionDevice, "error", DeviceError(errno.EACCES, "denied"))
+    rc, out, _ = run_main(capsys, "--version")
+    assert rc == 0 and out == [f"{lib}, module 0.1.0"]
+    monkeypatch.setattr(_VersionDevice, "error", ModuleVersionError("ABI 2"))
+    rc, out, _ = run_main(capsys, "--version")
+    assert out == [f"{lib}, module 0.1.0 (a different ABI: see `upcall stats`)"]
     (tmp_path / "version").unlink()
+    monkeypatch.setattr(_VersionDevice, "error", DeviceError(errno.ENOENT, "gone"))
     rc, out, _ = run_main(capsys, "--version")
-    assert out == [f"upcall {upcall.__version__}, module loaded (no version)"]
+    assert out == [f"{lib}, module loaded (no version)"]
 
 
 COMMANDS = ["stats", "emit", "listen", "trigger", "vm", "watch", "doctor", "bench-bpf", "bench"]
@@ -716,10 +804,9 @@ def test_every_option_has_help_and_every_command_an_example(command: str) -> Non
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[
         command
     ]
-    if command != "vm":  # upcall.vm belongs to the harness
-        assert sub.epilog and "upcall " + command in sub.epilog
-        for action in sub._actions:
-            assert action.help, f"{command} {action.option_strings or action.dest}: no help"
+    assert sub.epilog and "upcall " + command in sub.epilog
+    for action in sub._actions:
+        assert action.help, f"{command} {action.option_strings or action.dest}: no help"
 
 
 @pytest.mark.parametrize("command", ["stats", "emit", "listen", "trigger", "watch", "doctor",

@@ -5,7 +5,10 @@ this machine with ``dpkg -i``: DKMS builds upcall for every kernel with
 headers. The tests then check each kernel's build, boot the 6.1 kernel to
 ``modprobe upcall`` (the DKMS module, not the build tree), run a round trip
 and the client modules of examples/client-module/ built against the
-installed package (tests/host/dkms_guest.py), and remove the package. The
+installed package (tests/host/dkms_guest.py); boot it again for a user's
+whole path: the DKMS module with the library from the wheel, installed in
+a fresh venv in the guest (tests/host/wheel_guest.py); and remove the
+package. The
 fixture removes it in any case, and the ``upcall`` group if the package
 made it: the machine is left as it was found.
 
@@ -15,8 +18,8 @@ when asked: with CI=true (as `make test` in CI runs it) or
 UPCALL_TEST_DKMS=1 (``make test-dkms``); a bare ``pytest tests/host``
 elsewhere skips it. Needs root, dpkg and dkms, and no upcall-dkms installed
 already: skipped with the reason where one is missing, but with CI=true a
-missing one fails. Takes about 3 minutes (DKMS builds five kernels, one
-boot).
+missing one fails. Takes about 5 minutes (DKMS builds five kernels, the
+wheel is built, two boots).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import wheel_venv
 
 import upcall.vm
 from upcall import __version__
@@ -181,6 +185,33 @@ def test_guest_modprobes_the_dkms_module_and_loads_its_clients(installed: Instal
         stream=True,  # where it stands, if it hangs
     )
     assert "dkms guest: all passed" in result.output, result.output
+    assert result.ok, f"{result.output}\nreports: {result.reports}, taint: {result.taint}"
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory: pytest.TempPathFactory) -> wheel_venv.Built:
+    return wheel_venv.built(tmp_path_factory)
+
+
+def test_guest_runs_the_wheel_with_the_dkms_module(
+    installed: Installed, built: wheel_venv.Built
+) -> None:
+    """A user's whole path: the DKMS package's module, the wheel's library, no checkout."""
+    kernel = upcall.vm.pick_kernel(GUEST_FLAVOUR)
+    # Under build/: the guest sees the host's files, but /tmp is its own.
+    wheels = ROOT / "build" / "dkms-wheel"
+    shutil.rmtree(wheels, ignore_errors=True)
+    wheels.mkdir(parents=True)
+    wheel = Path(shutil.copy2(built.wheel, wheels))
+    helper = Path(__file__).with_name("wheel_guest.py")
+    result = upcall.vm.run(
+        [sys.executable, str(helper), __version__, str(wheel), "5"],
+        kernel=kernel,
+        modules=[],
+        timeout=1800,  # pip under TCG, on a host other guests share: minutes
+        stream=True,
+    )
+    assert "wheel guest: all passed" in result.output, result.output
     assert result.ok, f"{result.output}\nreports: {result.reports}, taint: {result.taint}"
 
 

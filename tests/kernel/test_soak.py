@@ -33,6 +33,7 @@ from modules import TIMER_HZ as TIMER
 import upcall
 from upcall import bench
 from upcall import edu as edu_sysfs
+from upcall._progress import counting
 
 EVENTS = int(os.environ.get("UPCALL_SOAK_EVENTS", 20_000 if REDUCED else 100_000))
 EMITTERS = int(os.environ.get("UPCALL_SOAK_EMITTERS", 2))
@@ -107,6 +108,13 @@ def test_soak_every_transport_exact(dev: upcall.Device) -> None:
         edu_sysfs.sysfs_write(TIMER, str(TIMER_HZ))
         try:
             os.write(sync_w, b"x" * len(emitters))
+            # Progress (make soak runs for many minutes): what the module
+            # emitted to each subscriber so far, the Python one's count.
+            deadline = time.monotonic() + 7200
+            with counting("soak: events emitted to each subscriber", EVENTS) as progress:
+                while any(e.poll() is None for e in emitters) and time.monotonic() < deadline:
+                    progress.update(py_sub.stats().emitted)
+                    time.sleep(1)
             results = [finish(p, "emitter", 7200) for p in emitters]
         finally:
             edu_sysfs.sysfs_write(TIMER, "0")
