@@ -139,9 +139,12 @@ static inline int upcall_genl_resolve(int fd, uint16_t *family, uint32_t *group)
 				struct nlattr *g = nla_data(a);
 				int grem = a->nla_len - NLA_HDRLEN;
 
-				for (; nla_ok(g, grem); g = nla_next(g, &grem))
-					if (genl_events_group(g))
-						*group = genl_events_group(g);
+				for (; nla_ok(g, grem); g = nla_next(g, &grem)) {
+					uint32_t id = genl_events_group(g);
+
+					if (id)
+						*group = id;
+				}
 			}
 		}
 	}
