@@ -163,14 +163,17 @@ static void upcall_sub_drop_all(struct upcall_sub *sub)
 
 /*
  * Hand queued events to the transport, a batch at a time and in order.
- * @in_task: run from @nl_work, where netlink may send; from @work (hard IRQ
- * on most machines) NETLINK events are passed on to @nl_work.
+ * @in_task: run from @wq_work, where netlink may send.  From @work (hard IRQ
+ * on most machines) NETLINK events are passed on to @wq_work, and SIGNAL
+ * events are sent at most %UPCALL_IRQ_BATCH at a time: what is left goes to
+ * @wq_work too, so that emitters on other CPUs cannot keep this one in
+ * hard IRQ by refilling the queue.
  */
 static void upcall_sub_deliver(struct upcall_sub *sub, bool in_task)
 {
 	struct upcall_signal_target target;
 	struct upcall_netlink_target nl;
-	unsigned int batch = in_task ? UPCALL_NETLINK_BATCH : UPCALL_DRAIN_BATCH;
+	unsigned int batch = in_task ? UPCALL_TASK_BATCH : UPCALL_IRQ_BATCH;
 	struct upcall_event ev;
 	unsigned long flags;
 	unsigned int done;
@@ -194,7 +197,7 @@ static void upcall_sub_deliver(struct upcall_sub *sub, bool in_task)
 	}
 	if (sub->transport == UPCALL_TRANSPORT_NETLINK && !in_task) {
 		raw_spin_unlock_irqrestore(&sub->lock, flags);
-		queue_work(system_highpri_wq, &sub->nl_work);
+		queue_work(system_highpri_wq, &sub->wq_work);
 		return;
 	}
 	sub->draining = true;
@@ -228,7 +231,7 @@ static void upcall_sub_deliver(struct upcall_sub *sub, bool in_task)
 
 	sub->draining = false;
 	if (!kfifo_is_empty(&sub->queue))
-		irq_work_queue(&sub->work);
+		queue_work(system_highpri_wq, &sub->wq_work);
 	raw_spin_unlock_irqrestore(&sub->lock, flags);
 }
 
@@ -237,16 +240,16 @@ static void upcall_sub_drain(struct irq_work *work)
 	upcall_sub_deliver(container_of(work, struct upcall_sub, work), false);
 }
 
-static void upcall_sub_nl_drain(struct work_struct *work)
+static void upcall_sub_wq_drain(struct work_struct *work)
 {
-	upcall_sub_deliver(container_of(work, struct upcall_sub, nl_work), true);
+	upcall_sub_deliver(container_of(work, struct upcall_sub, wq_work), true);
 }
 
-/* Wait until no run of @work or @nl_work uses what was replaced. */
+/* Wait until no run of @work or @wq_work uses what was replaced. */
 static void upcall_sub_sync(struct upcall_sub *sub)
 {
 	irq_work_sync(&sub->work);
-	flush_work(&sub->nl_work);
+	flush_work(&sub->wq_work);
 }
 
 static bool upcall_sub_push(struct upcall_sub *sub, u32 source, u64 value,
@@ -360,7 +363,7 @@ struct upcall_sub *upcall_sub_alloc(kuid_t uid)
 	init_waitqueue_head(&sub->wait);
 	raw_spin_lock_init(&sub->lock);
 	init_irq_work(&sub->work, upcall_sub_drain);
-	INIT_WORK(&sub->nl_work, upcall_sub_nl_drain);
+	INIT_WORK(&sub->wq_work, upcall_sub_wq_drain);
 	return sub;
 }
 
@@ -425,7 +428,7 @@ void upcall_sub_free(struct upcall_sub *sub)
 
 	/*
 	 * An emitter that still finds @sub leaves it alone from now on, and a
-	 * run of @work or @nl_work drops the queue, so it queues neither
+	 * run of @work or @wq_work drops the queue, so it queues neither
 	 * again: once they are synced, nothing uses the targets.
 	 */
 	raw_spin_lock_irqsave(&sub->lock, flags);

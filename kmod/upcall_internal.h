@@ -19,10 +19,13 @@
 #include <linux/wait.h>
 #include <linux/workqueue.h>
 
-/* Events one irq_work run delivers before it lets the CPU go. */
-#define UPCALL_DRAIN_BATCH	64
-/* Events one run of the netlink work sends before it queues itself again. */
-#define UPCALL_NETLINK_BATCH	1024
+/*
+ * Signals one irq_work run sends (with interrupts off, on most kernels);
+ * the rest of the backlog goes to the workqueue.
+ */
+#define UPCALL_IRQ_BATCH	16
+/* Events one workqueue run sends before it queues itself again. */
+#define UPCALL_TASK_BATCH	1024
 
 /**
  * struct upcall_signal_target - where a signal subscription sends
@@ -69,7 +72,7 @@ struct upcall_user;
  * @lock: raw, so that emitters may take it from any context; protects
  *	every field below
  * @transport: the &enum upcall_transport in use
- * @draining: an irq_work or @nl_work run is delivering; others leave it
+ * @draining: an irq_work or @wq_work run is delivering; others leave it
  *	alone so that events keep their order
  * @closing: release has begun; undelivered events are dropped
  * @sigio_sent: a SIGIO was sent since the last read(2): the next waits
@@ -86,14 +89,14 @@ struct upcall_user;
  * @queue: events between emit and delivery; for QUEUE, until read(2);
  *	no buffer before the first SUBSCRIBE
  * @work: delivers or announces @queue outside the emitter's context
- * @nl_work: delivers in process context: NETLINK events, and the backlog
- *	of SIGNAL events that one run of @work leaves
+ * @wq_work: delivers in process context, from the workqueue: NETLINK
+ *	events, and the backlog of SIGNAL events that one run of @work leaves
  * @user: the user who opened the file, charged for it and its queue
  * @charged: what @user is charged for this file, in bytes
  *
  * @target, @nl and @eventfd are replaced under @lock, and the old ones
  * released only after irq_work_sync() and flush_work(): a run of @work or
- * @nl_work uses them without references.
+ * @wq_work uses them without references.
  */
 struct upcall_sub {
 	struct list_head node;
@@ -118,7 +121,7 @@ struct upcall_sub {
 	u64 dropped;
 	DECLARE_KFIFO_PTR(queue, struct upcall_event);
 	struct irq_work work;
-	struct work_struct nl_work;
+	struct work_struct wq_work;
 	struct upcall_user *user;
 	size_t charged;
 	struct rcu_head rcu;
