@@ -533,6 +533,43 @@ def test_queue_memory_charged_to_memory_cgroup() -> None:
         )
         assert r.returncode == 0, r.stderr
         before, after = map(int, r.stdout.split())
+        figure(
+            f"memory cgroup: 8 subscribers with 65,536-event queues: "
+            f"memory.current +{(after - before) / 2**20:.1f} MiB"
+        )
         assert after - before >= 8 * 65536 * 48 * 9 // 10, (before, after)
     finally:
         cg.rmdir()
+
+
+def _mem_free_kib() -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemFree:"):
+            return int(line.split()[1])
+    raise AssertionError("no MemFree in /proc/meminfo")
+
+
+def test_open_costs_the_subscriber_alone() -> None:
+    """An open file that has not subscribed holds no queue: a thousand of them
+    take well under a queue's 48 KiB each, and a thousand default queues
+    take at least that much once they subscribe."""
+    files = 1000
+    fds: list[int] = []
+    try:  # 48 MiB of queues: within the default per-user cap
+        free0 = _mem_free_kib()
+        fds = [os.open("/dev/upcall", os.O_RDONLY) for _ in range(files)]
+        free1 = _mem_free_kib()
+        for fd in fds:
+            assert subscribe(fd, 0, transport=abi.UPCALL_TRANSPORT_QUEUE) == 0
+        free2 = _mem_free_kib()
+    finally:
+        for fd in fds:
+            os.close(fd)
+    per_open = (free0 - free1) / files
+    per_queue = (free1 - free2) / files
+    figure(
+        f"memory: {files} open files before SUBSCRIBE take {per_open:.1f} KiB each "
+        f"(MemFree), their default queues {per_queue:.1f} KiB each once subscribed"
+    )
+    assert per_open < 8, f"{per_open:.1f} KiB per open file: open() allocates a queue"
+    assert per_queue >= 40, f"{per_queue:.1f} KiB per subscribed queue"
