@@ -33,7 +33,8 @@ from ._args import (
     ranged,
 )
 from ._version import __version__
-from .device import DEFAULT_PATH, TRANSPORTS, Device, Stats
+from .abi import Stats
+from .device import DEFAULT_PATH, TRANSPORTS, Device
 from .errors import DeviceError, ModuleVersionError, UpcallError
 from .event import Event
 from .subscription import Subscription

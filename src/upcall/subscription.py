@@ -25,15 +25,13 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from types import FrameType, TracebackType
-from typing import TYPE_CHECKING, ClassVar, Protocol, Self, cast
+from typing import ClassVar, Protocol, Self, cast
 
 from . import abi, signals
 from ._batch import Batch
+from .abi import Stats
 from .errors import ClosedError, SignalSetupError, UpcallError, WrongThreadError
 from .event import Event, make_event, monotonic_ns
-
-if TYPE_CHECKING:
-    from .device import Stats
 
 Callback = Callable[[Event], object]
 

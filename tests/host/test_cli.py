@@ -24,7 +24,7 @@ from test_signals import FakeModule, signal_state_guard  # noqa: F401 - fixture
 import upcall.vm
 from upcall import cli, edu
 from upcall._args import parse_int
-from upcall.device import Stats
+from upcall.abi import Stats
 from upcall.subscription import SignalSubscription, Subscription
 from upcall.transports.eventfd import EventfdSubscription
 from upcall.transports.fasync import FasyncSubscription

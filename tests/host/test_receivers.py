@@ -40,7 +40,7 @@ from test_signals import reads_in_main_thread, signal_state_guard  # noqa: F401 
 
 import upcall
 from upcall import abi, device, signals
-from upcall.device import Stats
+from upcall.abi import Stats
 from upcall.errors import ClosedError, DeviceError, SignalSetupError, WrongThreadError
 from upcall.event import Event, monotonic_ns
 from upcall.subscription import choose_signal
@@ -827,7 +827,7 @@ if ctypes.CDLL(None, use_errno=True).unshare(0x40000000) != 0:  # CLONE_NEWNET
     sys.exit(0)
 from test_receivers import kernel_attrs, message, FAMILY, ME
 from upcall import abi
-from upcall.device import Stats
+from upcall.abi import Stats
 from upcall.transports.netlink import GenlFamily, NetlinkSubscription
 
 GROUP = 16  # in this private namespace, nobody else listens to nlctrl's group

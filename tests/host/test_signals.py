@@ -29,7 +29,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from upcall import abi, signals
-from upcall.device import Stats
+from upcall.abi import Stats
 from upcall.errors import ClosedError, SignalSetupError, UpcallError, WrongThreadError
 from upcall.event import Event
 from upcall.subscription import SignalSubscription, Subscription, choose_signal
