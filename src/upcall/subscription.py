@@ -208,6 +208,14 @@ class Subscription(abc.ABC):
         subscription.
         """
 
+    def _abandon(self) -> None:
+        """Undo the base's part of a constructor that failed: close the file and the wake-up."""
+        self._closed = self._finished = True
+        try:
+            self._file.close()
+        finally:
+            os.close(self._wake_fd)
+
     def _detach_to_queue(self, queue_size: int) -> None:
         """Re-subscribe as QUEUE: the one transport that sends nothing by itself."""
         with contextlib.suppress(OSError, UpcallError):
@@ -907,50 +915,6 @@ class Subscription(abc.ABC):
         self.close()
 
 
-# Signals in use by live subscriptions of this process: (signo, receiving tid).
-_signals_in_use: set[tuple[int, int]] = set()
-_signals_lock = threading.Lock()
-
-
-def reserve_signal(signo: int, tid: int) -> None:
-    """Record that an upcall subscription reads ``signo`` in thread ``tid``.
-
-    SignalSetupError if one already does: two readers of one signal in one
-    thread would take each other's signals.
-    """
-    with _signals_lock:
-        if (signo, tid) in _signals_in_use:
-            raise SignalSetupError(
-                f"signal {signo} is already used by another upcall subscription "
-                "in this thread: choose another signal"
-            )
-        _signals_in_use.add((signo, tid))
-
-
-def release_signal(signo: int, tid: int) -> None:
-    """Undo :func:`reserve_signal`; nothing if it was not reserved."""
-    with _signals_lock:
-        _signals_in_use.discard((signo, tid))
-
-
-def choose_signal() -> int:
-    """A real-time signal nobody in this process seems to use.
-
-    The first from ``signal.SIGRTMIN`` up that has no handler (Python's
-    ``getsignal`` gives SIG_DFL), is not blocked by the calling thread and is
-    not used by another upcall subscription.
-    """
-    with _signals_lock:
-        used = {s for s, _ in _signals_in_use}
-    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, set())
-    for signo in range(int(signal.SIGRTMIN), int(signal.SIGRTMAX) + 1):
-        if signo in used or signo in blocked:
-            continue
-        if signal.getsignal(signo) is signal.SIG_DFL:
-            return signo
-    raise SignalSetupError("no free real-time signal: pass signo explicitly")
-
-
 class SignalSubscription(Subscription):
     """Events delivered as one real-time signal each, read through a signalfd.
 
@@ -983,7 +947,8 @@ class SignalSubscription(Subscription):
         thread: bool = False,
         queue_size: int | None = None,
     ):
-        """Subscribe ``file`` to ``signo``; None picks a free one (:func:`choose_signal`).
+        """Subscribe ``file`` to ``signo``; None picks a free one (see
+        :func:`upcall.signals.choose_signal`).
 
         ``queue_size`` is the length of the module's queue of events on their
         way to the signal; None (or 0) leaves the module's default.
@@ -991,34 +956,30 @@ class SignalSubscription(Subscription):
         super().__init__(file)
         self._queue_size = 0
         self._sfd = -1
-        self._registered = False
-        self._was_blocked = True
         self._foreign = 0
         self._thread = thread
-        try:
+        with contextlib.ExitStack() as undo:
+            undo.callback(self._abandon)
             self._queue_size = check_queue_size(queue_size)
-            self._signo = choose_signal() if signo is None else signals.valid_rt_signal(signo)
+            self._signo = (
+                signals.choose_signal() if signo is None else signals.valid_rt_signal(signo)
+            )
             self._tid = signals.current_tid()
             self._target_tid = self._tid
+            if not thread and self._tid != os.getpid():
+                raise WrongThreadError(
+                    "the module queues process-directed signals on the main thread: "
+                    "subscribe from the main thread, or pass thread=True"
+                )
+            self._claim = undo.enter_context(signals.SignalClaim(self._signo))
+            self._sfd = self._claim.fd
+            # Signals left pending from before are not events of this subscription.
+            self._foreign = self._claim.stale
             self._setup()
-        except BaseException:
-            self._closed = self._finished = True
-            try:
-                file.close()
-            finally:
-                self._release_partial()
-            raise
+            undo.pop_all()  # from here on close() releases the claim
 
     def _setup(self) -> None:
         signo, tid = self._signo, self._tid
-        if not self._thread and tid != os.getpid():
-            raise WrongThreadError(
-                "the module queues process-directed signals on the main thread: "
-                "subscribe from the main thread, or pass thread=True"
-            )
-        reserve_signal(signo, tid)
-        self._registered = True
-        self._was_blocked = signals.block(signo)
         others = signals.threads_not_blocking(signo, except_tid=tid)
         if others:
             raise SignalSetupError(
@@ -1027,25 +988,9 @@ class SignalSubscription(Subscription):
                 f"threads (signal.pthread_sigmask(signal.SIG_BLOCK, {{{signo}}}) in the main "
                 "thread first; threads inherit the mask), or subscribe before starting them"
             )
-        self._sfd = signals.open_signalfd(signo)
-        # Signals left pending from before are not events of this subscription.
-        while stale := signals.read_siginfos(self._sfd, DEFAULT_BATCH):
-            self._foreign += len(stale)
         self._last_seqno = self._file.stats().seqno
         flags = abi.UPCALL_SUBSCRIBE_THREAD if self._thread else 0
         self._file.subscribe(abi.UPCALL_TRANSPORT_SIGNAL, signo, flags, self._queue_size)
-
-    def _release_partial(self) -> None:
-        if self._sfd >= 0:
-            os.close(self._sfd)
-            self._sfd = -1
-        if not self._was_blocked:
-            signals.unblock(self._signo)
-            self._was_blocked = True
-        if self._registered:
-            release_signal(self._signo, self._tid)
-            self._registered = False
-        os.close(self._wake_fd)
 
     @property
     def signo(self) -> int:
@@ -1136,23 +1081,10 @@ class SignalSubscription(Subscription):
         self._detach_to_queue(self._queue_size)
 
     def _teardown(self) -> None:
-        try:
-            if signals.current_tid() == self._tid:
-                # Discard what is still queued, then unblock: a pending signal
-                # would otherwise run its default action (terminate).
-                for _ in range(8):
-                    while signals.read_siginfos(self._sfd, DEFAULT_BATCH):
-                        pass
-                    if self._signo not in signal.sigpending():
-                        break
-                if not self._was_blocked and self._signo not in signal.sigpending():
-                    signals.unblock(self._signo)
-                self._was_blocked = True
-        finally:
-            os.close(self._sfd)
-            self._sfd = -1
-            release_signal(self._signo, self._tid)
-            self._registered = False
+        # Discard what is still queued, then unblock: a pending signal would
+        # otherwise run its default action (terminate).
+        self._sfd = -1
+        self._claim.close()
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"tid={self._target_tid}"

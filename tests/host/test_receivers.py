@@ -43,7 +43,7 @@ from upcall import abi, device, signals
 from upcall.abi import Stats
 from upcall.errors import ClosedError, DeviceError, SignalSetupError, WrongThreadError
 from upcall.event import Event, monotonic_ns
-from upcall.subscription import choose_signal
+from upcall.signals import choose_signal
 from upcall.transports import nlmsg, records
 from upcall.transports.eventfd import EventfdSubscription
 from upcall.transports.fasync import FasyncSubscription

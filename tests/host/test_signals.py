@@ -32,7 +32,8 @@ from upcall import abi, signals
 from upcall.abi import Stats
 from upcall.errors import ClosedError, SignalSetupError, UpcallError, WrongThreadError
 from upcall.event import Event
-from upcall.subscription import SignalSubscription, Subscription, choose_signal
+from upcall.signals import choose_signal
+from upcall.subscription import SignalSubscription, Subscription
 
 
 class FakeModule:
@@ -774,3 +775,39 @@ def test_queue_size_out_of_range(module: FakeModule, size: int) -> None:
     with pytest.raises(ValueError, match="queue_size"):
         SignalSubscription(module, queue_size=size)
     assert module.closed and module.queue_sizes == []
+
+
+def test_signal_claim_blocks_then_drains_and_restores() -> None:
+    signo = choose_signal()
+    assert not signals.is_blocked(signo)
+    with signals.SignalClaim(signo) as claim:
+        assert signals.is_blocked(signo) and claim.fd >= 0 and claim.stale == 0
+        with pytest.raises(SignalSetupError), signals.SignalClaim(signo):
+            pass
+        assert signals.is_blocked(signo)  # the refused claim changed nothing
+        signals.queue_upcall_signal(signals.current_tid(), signo, 2, 0)
+        assert signo in signal.sigpending()
+    # Drained on exit, so the unblock cannot run the default action (terminate).
+    assert claim.fd == -1 and not signals.is_blocked(signo)
+    assert signo not in signal.sigpending()
+    signals.block(signo)
+    try:
+        signals.queue_upcall_signal(signals.current_tid(), signo, 3, 0)
+        with signals.SignalClaim(signo) as again:  # released: can be claimed again
+            assert again.stale == 1  # pending before: not the claim's
+        assert signals.is_blocked(signo)  # blocked before: stays blocked
+    finally:
+        signals.unblock(signo)
+
+
+def test_signal_claim_undoes_a_failed_entry(monkeypatch: pytest.MonkeyPatch) -> None:
+    signo = choose_signal()
+
+    def refuse(*signos: int) -> int:
+        raise OSError(24, "too many open files")
+
+    monkeypatch.setattr(signals, "open_signalfd", refuse)
+    with pytest.raises(OSError), signals.SignalClaim(signo):
+        pass
+    assert not signals.is_blocked(signo)
+    assert choose_signal() == signo  # not left reserved

@@ -37,13 +37,14 @@ class EventfdSubscription(QueueSubscription):
         self._signalled = 0
         super().__init__(file, queue_size)
 
-    def _before_subscribe(self) -> None:
+    def _before_subscribe(self, undo: contextlib.ExitStack) -> None:
         self._efd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        undo.callback(self._close_eventfd)
 
     def _after_subscribe(self) -> None:
         self._qfile.set_eventfd(self._efd)
 
-    def _release_partial(self) -> None:
+    def _close_eventfd(self) -> None:
         if self._efd >= 0:
             os.close(self._efd)
             self._efd = -1
@@ -78,6 +79,6 @@ class EventfdSubscription(QueueSubscription):
 
     def _teardown(self) -> None:
         try:
-            self._release_partial()
+            self._close_eventfd()
         finally:
             super()._teardown()

@@ -23,10 +23,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from .. import abi
+from .. import abi, signals
 from ..errors import ClosedError, DeviceError, UpcallError
 from ..event import Event, make_event, monotonic_ns
-from ..subscription import SubscriberFile, Subscription, check_queue_size, choose_signal
+from ..subscription import SubscriberFile, Subscription, check_queue_size
 from . import nlmsg
 from .mmsg import DatagramReader
 
@@ -385,7 +385,7 @@ class NetlinkSubscription(Subscription):
         return events
 
     def _choose_dispatch_signal(self) -> int:
-        return choose_signal()  # a token for _thread.interrupt_main(); never sent
+        return signals.choose_signal()  # a token for _thread.interrupt_main(); never sent
 
     def _detach(self) -> None:
         # Stop this subscriber's messages (the file may live on in a forked
