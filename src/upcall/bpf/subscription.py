@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import ctypes
 import errno
-import importlib.resources
 import mmap
 import os
 import select
@@ -31,6 +30,7 @@ from upcall.errors import ClosedError
 from upcall.event import Event, make_event, monotonic_ns
 
 from . import _abi, _libbpf, _sig, probe
+from ._object import object_path
 from ._ringbuf import RING_LAYOUT, RingReader
 from .errors import BpfError
 
@@ -105,38 +105,6 @@ class BpfStats:
     dropped: int
     filtered: int
     received: int
-
-
-#: The environment variable naming the BPF object to load instead of the packaged one.
-OBJ_ENV = "UPCALL_BPF_OBJ"
-OBJ_NAME = "upcall.bpf.o"
-
-
-def object_path() -> Path:
-    """The compiled BPF object this process loads.
-
-    In order: ``$UPCALL_BPF_OBJ``; the object the wheel carries beside this
-    module (``upcall/bpf/upcall.bpf.o``, compiled when the wheel was built);
-    in a source checkout, ``build/bpf/upcall.bpf.o`` from ``make bpf-build``.
-    BpfError, saying how to get one, when there is none.
-    """
-    env = os.environ.get(OBJ_ENV)
-    if env:
-        if not Path(env).is_file():
-            raise BpfError(f"{OBJ_ENV}={env}: no such file (unset it to use the packaged object)")
-        return Path(env)
-    packaged = importlib.resources.files("upcall.bpf") / OBJ_NAME
-    if packaged.is_file():
-        return Path(str(packaged))
-    for parent in Path(__file__).resolve().parents:
-        cand = parent / "build" / "bpf" / OBJ_NAME
-        if cand.is_file():
-            return cand
-    raise BpfError(
-        f"BPF object {OBJ_NAME} not found: not in the package (a wheel carries it), nor "
-        f"build/bpf/ of a source checkout: run `make bpf-build` in the checkout, reinstall "
-        f"the wheel, or set {OBJ_ENV}=/path/to/{OBJ_NAME}"
-    )
 
 
 def _validate_hook(hook: Hook) -> tuple[str, str | None]:
