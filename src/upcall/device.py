@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import builtins
+import contextlib
 import ctypes
 import errno
 import fcntl
@@ -66,12 +67,11 @@ def _open_fd(path: str, flags: int = os.O_RDWR) -> int:
         fd = os.open(path, flags | os.O_CLOEXEC)
     except OSError as e:
         raise _open_error(path, e) from None
-    try:
+    with contextlib.ExitStack() as undo:
+        undo.callback(os.close, fd)
         if not stat.S_ISCHR(os.fstat(fd).st_mode):
             raise DeviceError(errno.ENOTTY, f"{path} is not a character device")
-    except BaseException:
-        os.close(fd)
-        raise
+        undo.pop_all()
     return fd
 
 
@@ -235,11 +235,10 @@ class Device:
         """
         self.path = os.fspath(path)
         self._file = _File(self.path)
-        try:
+        with contextlib.ExitStack() as undo:
+            undo.callback(self._file.close)
             abi_version, self.module_version = _module_version(self._file.fileno(), self.path)
-        except BaseException:
-            self._file.close()
-            raise
+            undo.pop_all()
         #: The ABI version the module speaks (the same as the library's).
         self.abi_version = abi_version
 

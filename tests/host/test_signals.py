@@ -811,3 +811,15 @@ def test_signal_claim_undoes_a_failed_entry(monkeypatch: pytest.MonkeyPatch) -> 
         pass
     assert not signals.is_blocked(signo)
     assert choose_signal() == signo  # not left reserved
+
+
+def test_refused_subscription_leaves_nothing_behind(module: FakeModule) -> None:
+    signo = choose_signal()
+    before = set(os.listdir("/proc/self/fd"))
+    module.refuse = OSError(22, "Invalid argument")
+    with pytest.raises(OSError, match="Invalid"):
+        SignalSubscription(module, signo)
+    assert module.closed
+    assert set(os.listdir("/proc/self/fd")) <= before  # signalfd and wake-up closed
+    assert not signals.is_blocked(signo)  # mask restored
+    assert choose_signal() == signo  # and the signal given back

@@ -230,12 +230,15 @@ class BpfSubscription:
             raise BpfError(f"comm filter must be 1 to 15 bytes, got {comm!r}")
         if ring_size < mmap.PAGESIZE or ring_size & (ring_size - 1):
             raise BpfError(f"ring_size must be a power of two >= {mmap.PAGESIZE}")
-        try:
+        with contextlib.ExitStack() as undo:
+            undo.callback(self._close_partial)
             self._open(hook, via, pid, comm, ring_size, signo, kfunc)
-        except BaseException:
-            self._closed = False
-            self.close()
-            raise
+            undo.pop_all()
+
+    def _close_partial(self) -> None:
+        """Undo whatever :meth:`_open` did before it failed."""
+        self._closed = False
+        self.close()
 
     # ---- setup --------------------------------------------------------
 
