@@ -438,7 +438,7 @@ class Subscription(abc.ABC):
             # The last read emptied the kernel's queue: wait first (poll says
             # at once if something came meanwhile) rather than read, find
             # nothing, then wait: one system call saved per waiting call.
-            first = self._drained and timeout != 0
+            first = self._drained and timeout != 0 and not buffer
             while True:
                 if not first:
                     with self._lock:
