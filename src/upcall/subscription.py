@@ -109,6 +109,12 @@ class Subscription(abc.ABC):
     """
 
     transport: ClassVar[str]
+    #: One event asked for and none buffered: read at once rather than wait
+    #: first, even when the last read emptied the kernel's queue. For a
+    #: transport whose read is one system call that says EAGAIN when there
+    #: is nothing (the queue): the common ``read(1)``/``poll()`` after the
+    #: event came costs one read(2), not a poll(2) and a read(2).
+    _read_first: ClassVar[bool] = False
 
     def __init__(self, file: SubscriberFile) -> None:
         self._file = file
@@ -432,6 +438,17 @@ class Subscription(abc.ABC):
                     buffer.clear()
                     return events
                 return [buffer.popleft() for _ in range(take)]
+            if take == 1 and not n and batch and self._read_first:
+                events = self._read_records(batch)
+                if events:
+                    self._drained = len(events) < batch
+                    if len(events) > 1:
+                        buffer.extend(events[1:])
+                        del events[1:]
+                    return events
+                self._drained = True  # found empty: wait before the next read
+                if timeout == 0:
+                    return events
             self._busy += 1
         try:
             deadline: float | None = None

@@ -30,6 +30,7 @@ class EventfdSubscription(QueueSubscription):
     """
 
     transport: ClassVar[str] = "eventfd"
+    _read_first: ClassVar[bool] = False  # the notification first, then the queue
 
     def __init__(self, file: QueueFile, queue_size: int | None = None) -> None:
         """Subscribe ``file``; ``queue_size`` None (or 0) keeps the module's default length."""

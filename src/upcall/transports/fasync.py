@@ -70,6 +70,7 @@ class FasyncSubscription(QueueSubscription):
     """
 
     transport: ClassVar[str] = "fasync"
+    _read_first: ClassVar[bool] = False  # the notification first, then the queue
 
     def __init__(
         self,

@@ -36,6 +36,7 @@ class QueueSubscription(Subscription):
     """
 
     transport: ClassVar[str] = "queue"
+    _read_first: ClassVar[bool] = True
 
     def __init__(self, file: QueueFile, queue_size: int | None = None) -> None:
         """Subscribe ``file``; ``queue_size`` None (or 0) keeps the module's default length."""
