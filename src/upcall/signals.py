@@ -51,7 +51,8 @@ _NR_RT_TGSIGQUEUEINFO = {"x86_64": 297, "aarch64": 240, "riscv64": 240}
 _libc: ctypes.CDLL | None = None
 
 
-def _c() -> ctypes.CDLL:
+def libc() -> ctypes.CDLL:
+    """upcall's one binding of the C library (``use_errno``), for what CPython lacks."""
     global _libc
     if _libc is None:
         _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
@@ -75,14 +76,14 @@ def open_signalfd(signo: int, *more: int) -> int:
     (its own queue and the process-wide one) but only while they are blocked;
     poll(2) on it likewise reports the polling thread's pending signals.
     """
-    libc = _c()
+    c = libc()
     sigset = ctypes.create_string_buffer(128)  # glibc's sigset_t is 1024 bits
-    if libc.sigemptyset(sigset) != 0:
+    if c.sigemptyset(sigset) != 0:
         raise OSError("sigemptyset failed")
     for n in (signo, *more):
-        if libc.sigaddset(sigset, n) != 0:
+        if c.sigaddset(sigset, n) != 0:
             raise ValueError(f"invalid signal number {n}")
-    fd = int(libc.signalfd(-1, sigset, SFD_NONBLOCK | SFD_CLOEXEC))
+    fd = int(c.signalfd(-1, sigset, SFD_NONBLOCK | SFD_CLOEXEC))
     if fd < 0:
         raise _oserror()
     return fd
@@ -272,7 +273,7 @@ def queue_signal(
         _SIGINFO_RT.pack(signo, errno, code, pid, os.getuid(), value & abi.U64_MAX),
         _SIGINFO_RT.size,
     )
-    rc = _c().syscall(
+    rc = libc().syscall(
         ctypes.c_long(nr),
         ctypes.c_int(pid if tgid is None else tgid),
         ctypes.c_int(tid),
@@ -320,17 +321,20 @@ def release_signal(signo: int, tid: int) -> None:
         _signals_in_use.discard((signo, tid))
 
 
-def choose_signal() -> int:
+def choose_signal(*, from_top: bool = False) -> int:
     """A real-time signal nobody in this process seems to use.
 
-    The first from ``signal.SIGRTMIN`` up that has no handler (Python's
-    ``getsignal`` gives SIG_DFL), is not blocked by the calling thread and is
-    not used by another upcall subscription.
+    The first from ``signal.SIGRTMIN`` up (``from_top``: from
+    ``signal.SIGRTMAX`` down, as the BPF path picks, to keep clear of the
+    module's transports) that has no handler (Python's ``getsignal`` gives
+    SIG_DFL), is not blocked by the calling thread and is not used by
+    another upcall subscription.
     """
     with _signals_lock:
         used = {s for s, _ in _signals_in_use}
     blocked = signal.pthread_sigmask(signal.SIG_BLOCK, set())
-    for signo in range(int(signal.SIGRTMIN), int(signal.SIGRTMAX) + 1):
+    candidates = range(int(signal.SIGRTMIN), int(signal.SIGRTMAX) + 1)
+    for signo in reversed(candidates) if from_top else candidates:
         if signo in used or signo in blocked:
             continue
         if signal.getsignal(signo) is signal.SIG_DFL:
@@ -373,6 +377,10 @@ class SignalClaim:
         self._stack = contextlib.ExitStack()
 
     def __enter__(self) -> Self:
+        return self.open()
+
+    def open(self) -> Self:
+        """Claim: what entering the context manager does (undo with :meth:`close`)."""
         with contextlib.ExitStack() as stack:
             self.tid = current_tid()
             reserve_signal(self.signo, self.tid)
