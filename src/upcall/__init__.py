@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from ._batch import Batch
 from ._version import __version__
-from .device import DEFAULT_PATH, TRANSPORTS, Device, Stats, open
+from .abi import Stats
+from .device import DEFAULT_PATH, TRANSPORTS, Device, open
 from .errors import (
     ClosedError,
     DeviceError,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import enum
 import struct
+from dataclasses import dataclass
 
 # _IOC encoding of asm-generic/ioctl.h, which x86_64 (and arm64, riscv) use:
 # bits 0-7 number, 8-15 type (the magic), 16-29 argument size, 30-31 direction.
@@ -178,6 +179,61 @@ class UpcallStats(ctypes.Structure):
         ("queued", ctypes.c_uint32),
         ("reserved", ctypes.c_uint64 * 2),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    """The counters of one subscriber (one open file), from UPCALL_IOC_STATS.
+
+    emitted: events given a sequence number for this subscriber.
+    delivered: events handed to the transport (for signals: a signal queued).
+    dropped: events lost (queue full, RLIMIT_SIGPENDING, receiver gone).
+    seqno: the last sequence number given out; 0 before the first event.
+    pending: events accepted but not yet delivered or dropped;
+        ``emitted == delivered + dropped + pending`` at every instant.
+    transport: the subscription's :class:`upcall.abi.Transport`; 0 (NONE)
+        for a file that never subscribed, whose counters are all 0.
+    signo: the signal of a signal subscription, else 0.
+    id: the subscriber's id, unique while the module is loaded; netlink
+        messages carry it. 0 where unknown (a stand-in file of a test).
+    queue_size: the length of the subscriber's queue, in events.
+    queued: events in that queue now (for QUEUE: records not read yet).
+    """
+
+    emitted: int
+    delivered: int
+    dropped: int
+    seqno: int
+    pending: int
+    transport: int
+    signo: int
+    id: int = 0
+    queue_size: int = 0
+    queued: int = 0
+
+    @classmethod
+    def from_struct(cls, s: UpcallStats) -> Stats:
+        """Copy the fields of a filled ``struct upcall_stats``, leaving out ``reserved``."""
+        return cls(
+            emitted=s.emitted,
+            delivered=s.delivered,
+            dropped=s.dropped,
+            seqno=s.seqno,
+            pending=s.pending,
+            transport=s.transport,
+            signo=s.signo,
+            id=s.id,
+            queue_size=s.queue_size,
+            queued=s.queued,
+        )
+
+    @property
+    def transport_name(self) -> str:
+        """The transport in lower case (``"none"``, ``"queue"``...), or its number if unknown."""
+        try:
+            return Transport(self.transport).name.lower()
+        except ValueError:
+            return str(self.transport)
 
 
 class UpcallEventfd(ctypes.Structure):

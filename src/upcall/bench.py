@@ -1333,12 +1333,10 @@ def add_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
     _add_arguments(p)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m upcall.bench``: the same as ``upcall bench``."""
-    from .cli import main as upcall_main
-
-    return upcall_main(["bench", *(sys.argv[1:] if argv is None else argv)])
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    # ``python -m upcall.bench``: the same as ``upcall bench``. This file runs
+    # as __main__ here, so the command line (which imports upcall.bench)
+    # imports nothing back.
+    from upcall.cli import main
+
+    sys.exit(main(["bench", *sys.argv[1:]]))

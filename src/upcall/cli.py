@@ -16,10 +16,8 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import FrameType
 from typing import Any, cast
 
 from . import abi, edu
@@ -32,8 +30,10 @@ from ._args import (
     parse_wait,
     ranged,
 )
+from ._cli_common import Terminated, event_line, finish, out, sigterm_ends_run
 from ._version import __version__
-from .device import DEFAULT_PATH, TRANSPORTS, Device, Stats
+from .abi import Stats
+from .device import DEFAULT_PATH, TRANSPORTS, Device
 from .errors import DeviceError, ModuleVersionError, UpcallError
 from .event import Event
 from .subscription import Subscription
@@ -86,12 +86,6 @@ def parse_source_filter(text: str) -> int:
         raise argparse.ArgumentTypeError(
             f"source {text!r}: not one of {names} nor a number 0..{abi.UPCALL_SOURCE_MAX}"
         ) from None
-
-
-def out(line: str) -> None:
-    """Print one line of results on stdout, at once."""
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()  # a test or pipe reads line by line
 
 
 def _device_path(args: argparse.Namespace) -> str:
@@ -176,46 +170,6 @@ def cmd_emit(args: argparse.Namespace) -> int:
     return 0
 
 
-class Terminated(Exception):
-    """SIGTERM during listen or watch: end like Ctrl-C, with the summary."""
-
-
-@contextmanager
-def sigterm_ends_run() -> Iterator[None]:
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise Terminated
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def event_line(ev: Event, as_json: bool, *, transport: bool = False) -> str:
-    """One event as ``upcall listen`` and ``upcall watch`` print it (``transport``: say it)."""
-    latency = ev.latency_ns
-    if as_json:
-        return json.dumps(
-            {
-                "type": "event",
-                "seqno": ev.seqno,
-                "value": ev.value,
-                "signed_value": ev.signed_value,
-                "source": ev.source,
-                "transport": ev.transport,
-                "signo": ev.signo,
-                "latency_ns": latency,
-            }
-        )
-    value = str(ev.value)
-    if ev.signed_value < 0:
-        value += f" ({ev.signed_value})"
-    lat = "-" if latency is None else f"{latency / 1000:.1f}us"
-    via = f" transport={ev.transport}" if transport else ""
-    return f"seqno={ev.seqno} value={value} source={ev.source}{via} latency={lat}"
-
-
 def cmd_listen(args: argparse.Namespace) -> int:
     """Print events as they arrive; a summary line on exit.
 
@@ -285,24 +239,6 @@ def cmd_listen(args: argparse.Namespace) -> int:
         lost, foreign = sub.lost, getattr(sub, "foreign", 0)
     summary = {"received": received, "lost": lost, "dropped": final.dropped, "foreign": foreign}
     return finish(args, summary)
-
-
-def finish(args: argparse.Namespace, summary: dict[str, int]) -> int:
-    """Print the summary line of ``listen`` or ``watch``; return the exit status.
-
-    1 if ``--count`` was not reached (``summary["received"]`` events), or if
-    ``--timeout`` ran out before any event at all; else 0.
-    """
-    if args.json:
-        out(json.dumps({"type": "summary", **summary}))
-    else:
-        out("summary " + " ".join(f"{k}={v}" for k, v in summary.items()))
-    received = summary["received"]
-    if args.count is not None and received < args.count:
-        return 1
-    if args.timeout is not None and received == 0:
-        return 1
-    return 0
 
 
 def cmd_trigger(args: argparse.Namespace) -> int:

@@ -4,18 +4,19 @@
 from __future__ import annotations
 
 import builtins
+import contextlib
 import ctypes
 import errno
 import fcntl
 import os
 import stat
 import threading
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Literal, Self, get_args, overload
 
 from . import abi
 from ._version import __version__
+from .abi import Stats
 from .errors import ClosedError, DeviceError, ModuleVersionError
 from .subscription import SignalSubscription, Subscription
 from .transports.eventfd import EventfdSubscription
@@ -34,61 +35,6 @@ TRANSPORTS: tuple[Via, ...] = get_args(Via)
 
 # Queue readers never block in read(2): they poll first, then read what is there.
 _QUEUE_OPEN = os.O_RDONLY | os.O_NONBLOCK
-
-
-@dataclass(frozen=True, slots=True)
-class Stats:
-    """The counters of one subscriber (one open file), from UPCALL_IOC_STATS.
-
-    emitted: events given a sequence number for this subscriber.
-    delivered: events handed to the transport (for signals: a signal queued).
-    dropped: events lost (queue full, RLIMIT_SIGPENDING, receiver gone).
-    seqno: the last sequence number given out; 0 before the first event.
-    pending: events accepted but not yet delivered or dropped;
-        ``emitted == delivered + dropped + pending`` at every instant.
-    transport: the subscription's :class:`upcall.abi.Transport`; 0 (NONE)
-        for a file that never subscribed, whose counters are all 0.
-    signo: the signal of a signal subscription, else 0.
-    id: the subscriber's id, unique while the module is loaded; netlink
-        messages carry it. 0 where unknown (a stand-in file of a test).
-    queue_size: the length of the subscriber's queue, in events.
-    queued: events in that queue now (for QUEUE: records not read yet).
-    """
-
-    emitted: int
-    delivered: int
-    dropped: int
-    seqno: int
-    pending: int
-    transport: int
-    signo: int
-    id: int = 0
-    queue_size: int = 0
-    queued: int = 0
-
-    @classmethod
-    def from_struct(cls, s: abi.UpcallStats) -> Stats:
-        """Copy the fields of a filled ``struct upcall_stats``, leaving out ``reserved``."""
-        return cls(
-            emitted=s.emitted,
-            delivered=s.delivered,
-            dropped=s.dropped,
-            seqno=s.seqno,
-            pending=s.pending,
-            transport=s.transport,
-            signo=s.signo,
-            id=s.id,
-            queue_size=s.queue_size,
-            queued=s.queued,
-        )
-
-    @property
-    def transport_name(self) -> str:
-        """The transport in lower case (``"none"``, ``"queue"``...), or its number if unknown."""
-        try:
-            return abi.Transport(self.transport).name.lower()
-        except ValueError:
-            return str(self.transport)
 
 
 def _open_error(path: str, err: OSError) -> DeviceError:
@@ -121,12 +67,11 @@ def _open_fd(path: str, flags: int = os.O_RDWR) -> int:
         fd = os.open(path, flags | os.O_CLOEXEC)
     except OSError as e:
         raise _open_error(path, e) from None
-    try:
+    with contextlib.ExitStack() as undo:
+        undo.callback(os.close, fd)
         if not stat.S_ISCHR(os.fstat(fd).st_mode):
             raise DeviceError(errno.ENOTTY, f"{path} is not a character device")
-    except BaseException:
-        os.close(fd)
-        raise
+        undo.pop_all()
     return fd
 
 
@@ -290,11 +235,10 @@ class Device:
         """
         self.path = os.fspath(path)
         self._file = _File(self.path)
-        try:
+        with contextlib.ExitStack() as undo:
+            undo.callback(self._file.close)
             abi_version, self.module_version = _module_version(self._file.fileno(), self.path)
-        except BaseException:
-            self._file.close()
-            raise
+            undo.pop_all()
         #: The ABI version the module speaks (the same as the library's).
         self.abi_version = abi_version
 

@@ -1,5 +1,10 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
-"""Signal machinery CPython lacks: signalfd, siginfo decoding, per-thread masks.
+"""Signal machinery CPython lacks, and upcall's signal bookkeeping.
+
+signalfd, siginfo decoding and per-thread masks; the registry of the
+(signal, thread) pairs upcall's subscriptions read (:func:`reserve_signal`,
+:func:`choose_signal`) and :class:`SignalClaim`, which claims a signal,
+blocks it, and on exit drains it and restores the mask.
 
 CPython exposes neither ``si_value`` nor ``sigqueue``; this module reaches the
 C library through ctypes for ``signalfd(2)`` and the raw
@@ -9,6 +14,7 @@ signals in tests, the way the module sends them).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import os
@@ -19,8 +25,10 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Self
 
 from . import abi
+from .errors import SignalSetupError
 
 SIGNALFD_SIGINFO_SIZE = 128
 SFD_NONBLOCK = os.O_NONBLOCK  # the kernel defines SFD_* as these O_* values
@@ -43,7 +51,8 @@ _NR_RT_TGSIGQUEUEINFO = {"x86_64": 297, "aarch64": 240, "riscv64": 240}
 _libc: ctypes.CDLL | None = None
 
 
-def _c() -> ctypes.CDLL:
+def libc() -> ctypes.CDLL:
+    """upcall's one binding of the C library (``use_errno``), for what CPython lacks."""
     global _libc
     if _libc is None:
         _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
@@ -67,14 +76,14 @@ def open_signalfd(signo: int, *more: int) -> int:
     (its own queue and the process-wide one) but only while they are blocked;
     poll(2) on it likewise reports the polling thread's pending signals.
     """
-    libc = _c()
+    c = libc()
     sigset = ctypes.create_string_buffer(128)  # glibc's sigset_t is 1024 bits
-    if libc.sigemptyset(sigset) != 0:
+    if c.sigemptyset(sigset) != 0:
         raise OSError("sigemptyset failed")
     for n in (signo, *more):
-        if libc.sigaddset(sigset, n) != 0:
+        if c.sigaddset(sigset, n) != 0:
             raise ValueError(f"invalid signal number {n}")
-    fd = int(libc.signalfd(-1, sigset, SFD_NONBLOCK | SFD_CLOEXEC))
+    fd = int(c.signalfd(-1, sigset, SFD_NONBLOCK | SFD_CLOEXEC))
     if fd < 0:
         raise _oserror()
     return fd
@@ -264,7 +273,7 @@ def queue_signal(
         _SIGINFO_RT.pack(signo, errno, code, pid, os.getuid(), value & abi.U64_MAX),
         _SIGINFO_RT.size,
     )
-    rc = _c().syscall(
+    rc = libc().syscall(
         ctypes.c_long(nr),
         ctypes.c_int(pid if tgid is None else tgid),
         ctypes.c_int(tid),
@@ -284,3 +293,138 @@ def queue_upcall_signal(tid: int, signo: int, seqno: int, value: int, source: in
         errno=seqno & (SEQNO_LOW_MOD - 1),
         value=abi.encode_value(value),
     )
+
+
+# Signals in use by live subscriptions of this process: (signo, receiving tid).
+_signals_in_use: set[tuple[int, int]] = set()
+_signals_lock = threading.Lock()
+
+
+def reserve_signal(signo: int, tid: int) -> None:
+    """Record that an upcall subscription reads ``signo`` in thread ``tid``.
+
+    SignalSetupError if one already does: two readers of one signal in one
+    thread would take each other's signals.
+    """
+    with _signals_lock:
+        if (signo, tid) in _signals_in_use:
+            raise SignalSetupError(
+                f"signal {signo} is already used by another upcall subscription "
+                "in this thread: choose another signal"
+            )
+        _signals_in_use.add((signo, tid))
+
+
+def release_signal(signo: int, tid: int) -> None:
+    """Undo :func:`reserve_signal`; nothing if it was not reserved."""
+    with _signals_lock:
+        _signals_in_use.discard((signo, tid))
+
+
+def choose_signal(*, from_top: bool = False) -> int:
+    """A real-time signal nobody in this process seems to use.
+
+    The first from ``signal.SIGRTMIN`` up (``from_top``: from
+    ``signal.SIGRTMAX`` down, as the BPF path picks, to keep clear of the
+    module's transports) that has no handler (Python's ``getsignal`` gives
+    SIG_DFL), is not blocked by the calling thread and is not used by
+    another upcall subscription.
+    """
+    with _signals_lock:
+        used = {s for s, _ in _signals_in_use}
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, set())
+    candidates = range(int(signal.SIGRTMIN), int(signal.SIGRTMAX) + 1)
+    for signo in reversed(candidates) if from_top else candidates:
+        if signo in used or signo in blocked:
+            continue
+        if signal.getsignal(signo) is signal.SIG_DFL:
+            return signo
+    raise SignalSetupError("no free real-time signal: pass signo explicitly")
+
+
+#: siginfos per read(2) while draining a signalfd.
+_DRAIN_BATCH = 256
+
+
+class SignalClaim:
+    """A context manager: ``signo`` read through a signalfd by the calling thread.
+
+    On entry it reserves (``signo``, calling thread) in the registry
+    (SignalSetupError if another subscription holds it), blocks ``signo``
+    and ``also`` (e.g. SIGIO) in the calling thread, opens :attr:`fd`, a
+    signalfd for all of them, and discards the signals already pending
+    (counted in :attr:`stale`): they are no events of the new claim.
+
+    On exit, whatever failed or was interrupted, it drains what is still
+    pending (a pending real-time signal's default action, once unblocked,
+    terminates the process), closes the signalfd, unblocks the signals that
+    were not blocked before (only in the claiming thread, whose mask only it
+    can change, and only those no longer pending) and releases the
+    reservation: in the spirit of trio's ``_signal_handler``, state is
+    restored on exit.
+    """
+
+    def __init__(self, signo: int, *also: int) -> None:
+        self.signo = signo
+        #: The claiming thread (the one that enters).
+        self.tid = 0
+        self.signals = (signo, *also)
+        #: The signalfd; -1 before entry and after exit.
+        self.fd = -1
+        #: Signals found pending on entry, discarded.
+        self.stale = 0
+        self._unblock: list[int] = []
+        self._stack = contextlib.ExitStack()
+
+    def __enter__(self) -> Self:
+        return self.open()
+
+    def open(self) -> Self:
+        """Claim: what entering the context manager does (undo with :meth:`close`)."""
+        with contextlib.ExitStack() as stack:
+            self.tid = current_tid()
+            reserve_signal(self.signo, self.tid)
+            stack.callback(release_signal, self.signo, self.tid)
+            stack.callback(self._restore_mask)
+            for signo in self.signals:
+                if not block(signo):
+                    self._unblock.append(signo)
+            self.fd = open_signalfd(*self.signals)
+            stack.callback(self._close)
+            stack.callback(self.drain)
+            while stale := read_siginfos(self.fd, _DRAIN_BATCH):
+                self.stale += len(stale)
+            self._stack = stack.pop_all()
+        return self
+
+    def drain(self) -> None:
+        """Discard the claimed signals pending for the calling thread (and the process)."""
+        if self.fd < 0:
+            return
+        for _ in range(8):
+            while read_siginfos(self.fd, _DRAIN_BATCH):
+                pass
+            pending = signal.sigpending()
+            if not any(signo in pending for signo in self.signals):
+                break
+
+    def _close(self) -> None:
+        fd, self.fd = self.fd, -1
+        if fd >= 0:
+            os.close(fd)
+
+    def _restore_mask(self) -> None:
+        unblock, self._unblock = self._unblock, []
+        if current_tid() != self.tid:
+            return  # another thread's mask cannot be changed: it stays blocked, safely
+        pending = signal.sigpending()
+        for signo in unblock:
+            if signo not in pending:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signo})
+
+    def close(self) -> None:
+        """Drain, close the signalfd, restore the mask, release; idempotent."""
+        self._stack.close()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

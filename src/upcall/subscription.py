@@ -13,29 +13,27 @@ make the module stop sending.
 
 from __future__ import annotations
 
-import _thread
 import abc
 import asyncio
 import contextlib
 import os
 import select
-import signal
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterator
-from types import FrameType, TracebackType
-from typing import TYPE_CHECKING, ClassVar, Protocol, Self, cast
+from collections.abc import AsyncIterator, Iterator
+from types import TracebackType
+from typing import ClassVar, Protocol, Self
 
 from . import abi, signals
 from ._batch import Batch
+from ._dispatch import Callback, Dispatcher
+from ._timeout import deadline as _deadline
+from ._timeout import poll_ms as _poll_ms
+from ._timeout import remaining as _remaining
+from .abi import Stats
 from .errors import ClosedError, SignalSetupError, UpcallError, WrongThreadError
 from .event import Event, make_event, monotonic_ns
-
-if TYPE_CHECKING:
-    from .device import Stats
-
-Callback = Callable[[Event], object]
 
 #: Records read from the kernel in one read(2) when the caller sets no bound.
 DEFAULT_BATCH = 64
@@ -77,24 +75,6 @@ class QueueFile(SubscriberFile, Protocol):
     def set_eventfd(self, fd: int) -> None: ...
 
 
-def _deadline(timeout: float | None) -> float | None:
-    if timeout is None:
-        return None
-    return time.monotonic() + max(0.0, timeout)
-
-
-def _remaining(deadline: float | None) -> float | None:
-    if deadline is None:
-        return None
-    return max(0.0, deadline - time.monotonic())
-
-
-def _poll_ms(seconds: float | None) -> int:
-    if seconds is None:
-        return -1
-    return max(0, int(seconds * 1000 + 0.999))  # round up: never wake before the deadline
-
-
 def check_queue_size(queue_size: int | None) -> int:
     """The ``queue_size`` field for ``queue_size``: 0 (the module's default) for None or 0.
 
@@ -114,10 +94,6 @@ def check_queue_size(queue_size: int | None) -> int:
     return queue_size
 
 
-def _run_pending_python_handlers() -> None:
-    """Do nothing; calling a Python function lets CPython run tripped signal handlers."""
-
-
 class Subscription(abc.ABC):
     """The events of one subscriber, whatever the transport.
 
@@ -133,6 +109,12 @@ class Subscription(abc.ABC):
     """
 
     transport: ClassVar[str]
+    #: One event asked for and none buffered: read at once rather than wait
+    #: first, even when the last read emptied the kernel's queue. For a
+    #: transport whose read is one system call that says EAGAIN when there
+    #: is nothing (the queue): the common ``read(1)``/``poll()`` after the
+    #: event came costs one read(2), not a poll(2) and a read(2).
+    _read_first: ClassVar[bool] = False
 
     def __init__(self, file: SubscriberFile) -> None:
         self._file = file
@@ -149,25 +131,9 @@ class Subscription(abc.ABC):
         # Readable once close() ran: wakes every waiter (poll, asyncio, watcher).
         self._wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._async_waiting = False
-        self._callbacks: list[Callback] = []
-        self._dispatching = False
-        self._dispatched = 0
-        self._notify_fd = -1
-        self._watcher: threading.Thread | None = None
-        self._watch_error: BaseException | None = None
         self._poller: select.poll | None = None
-        # run() pauses the watcher and reads in the main thread (no hop).
-        self._pause_fd = -1
-        self._pause = False
-        self._parked = threading.Event()
-        self._resume = threading.Event()
-        self._reattached = threading.Event()
-        self._rego = threading.Event()
-        self._watcher_gone = False
-        self._watch_go = threading.Event()
-        self._dispatch_signo = 0
-        self._prev_handler: signal.Handlers | Callable[[int, FrameType | None], object] | int | None
-        self._prev_handler = None
+        # on_event()'s callbacks and watcher thread, once there is one.
+        self._dispatcher: Dispatcher | None = None
 
     # -- what a transport provides ------------------------------------------
 
@@ -209,6 +175,14 @@ class Subscription(abc.ABC):
         shared with a forked child, so closing it need not end the kernel
         subscription.
         """
+
+    def _abandon(self) -> None:
+        """Undo the base's part of a constructor that failed: close the file and the wake-up."""
+        self._closed = self._finished = True
+        try:
+            self._file.close()
+        finally:
+            os.close(self._wake_fd)
 
     def _detach_to_queue(self, queue_size: int) -> None:
         """Re-subscribe as QUEUE: the one transport that sends nothing by itself."""
@@ -322,12 +296,6 @@ class Subscription(abc.ABC):
                 return events
             return [buffer.popleft() for _ in range(max_events)]
 
-    def _wait_fds(self, fds: tuple[int, ...], timeout: float | None) -> None:
-        p = select.poll()
-        for fd in fds:
-            p.register(fd, select.POLLIN)
-        p.poll(_poll_ms(timeout))  # EINTR is retried by Python (PEP 475)
-
     def _wait_readable(self, timeout: float | None) -> None:
         """Wait until the transport's descriptor or the close wake-up is readable."""
         poller = self._poller
@@ -429,7 +397,7 @@ class Subscription(abc.ABC):
         """Raise unless the calling thread may read events now (lock held)."""
         if self._closed:
             raise ClosedError(f"the {self.transport} subscription is closed")
-        if self._callbacks:
+        if self._dispatcher is not None:
             raise UpcallError(
                 "this subscription dispatches its events to on_event() callbacks; "
                 "use run() or another subscription to read events"
@@ -470,13 +438,24 @@ class Subscription(abc.ABC):
                     buffer.clear()
                     return events
                 return [buffer.popleft() for _ in range(take)]
+            if take == 1 and not n and batch and self._read_first:
+                events = self._read_records(batch)
+                if events:
+                    self._drained = len(events) < batch
+                    if len(events) > 1:
+                        buffer.extend(events[1:])
+                        del events[1:]
+                    return events
+                self._drained = True  # found empty: wait before the next read
+                if timeout == 0:
+                    return events
             self._busy += 1
         try:
             deadline: float | None = None
             # The last read emptied the kernel's queue: wait first (poll says
             # at once if something came meanwhile) rather than read, find
             # nothing, then wait: one system call saved per waiting call.
-            first = self._drained and timeout != 0
+            first = self._drained and timeout != 0 and not buffer
             while True:
                 if not first:
                     with self._lock:
@@ -624,147 +603,19 @@ class Subscription(abc.ABC):
         if threading.current_thread() is not threading.main_thread():
             raise WrongThreadError("on_event() must be called from the main thread")
         with self._using(dispatching=True):
-            start = not self._callbacks
-            self._callbacks.append(callback)
-            if start:
-                try:
-                    self._start_dispatch()
-                except BaseException:
-                    # Not if dispatching started: a callback raised (see above).
-                    if self._watcher is None:
-                        self._callbacks.clear()
-                    raise
+            if self._dispatcher is not None:
+                self._dispatcher.callbacks.append(callback)
+                return callback
+            dispatcher = self._dispatcher = Dispatcher(self, DEFAULT_BATCH)
+            dispatcher.callbacks.append(callback)
+            try:
+                dispatcher.start()
+            except BaseException:
+                # Not if dispatching started: a callback raised (see above).
+                if not dispatcher.started:
+                    self._dispatcher = None
+                raise
         return callback
-
-    def _start_dispatch(self) -> None:
-        signo = self._choose_dispatch_signal()
-        self._notify_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-        self._pause_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-        self._prev_handler = signal.signal(signo, self._on_dispatch_signal)
-        self._dispatch_signo = signo
-        attached, go = threading.Event(), self._watch_go
-        # The watcher inherits this thread's mask: have the signal blocked in
-        # it from its first instruction.
-        was_blocked = signals.block(signo)
-        try:
-            watcher = threading.Thread(
-                target=self._watch, args=(attached, go), name=f"upcall-watch-{signo}", daemon=True
-            )
-            watcher.start()
-        finally:
-            if not was_blocked:
-                signals.unblock(signo)
-        self._watcher = watcher
-        attached.wait()
-        if self._watch_error is not None:
-            watcher.join()
-            self._watcher = None
-            signal.signal(signo, self._prev_handler)
-            os.close(self._notify_fd)
-            os.close(self._pause_fd)
-            self._notify_fd = self._pause_fd = -1
-            error, self._watch_error = self._watch_error, None
-            raise error
-        # Events sent to this thread before the watcher took over: read them
-        # now, before the watcher reads newer ones, to keep the order.
-        while self._collect(DEFAULT_BATCH):
-            pass
-        go.set()
-        if self._buffer:
-            self._kick()  # the handler may run (and a callback raise) before we return
-
-    def _watch(self, attached: threading.Event, go: threading.Event) -> None:
-        try:
-            self._watcher_attach()
-        except BaseException as e:
-            self._watch_error = e
-            attached.set()
-            return
-        attached.set()
-        go.wait()  # close() sets it too
-        try:
-            p = select.poll()
-            p.register(self.fileno(), select.POLLIN)
-            p.register(self._wake_fd, select.POLLIN)
-            p.register(self._pause_fd, select.POLLIN)
-            while not self._closed:
-                p.poll()
-                if self._closed:
-                    break
-                if self._pause:
-                    self._park()
-                    continue
-                # Drain: a notification (eventfd, SIGIO) is consumed by the
-                # first read, so what is left must be read before waiting again.
-                got = 0
-                while n := self._collect(DEFAULT_BATCH):
-                    got += n
-                    if n < DEFAULT_BATCH:
-                        break
-                if got:
-                    self._kick()
-        except BaseException as e:
-            # Never stop silently: the next dispatch raises it in the main thread.
-            if not self._closed:
-                self._watch_error = e
-                self._kick()
-        finally:
-            # Never leave run() waiting for a watcher that is gone (flag
-            # first: run() clears the events, then looks at the flag).
-            self._watcher_gone = True
-            self._parked.set()
-            self._reattached.set()
-
-    def _park(self) -> None:
-        """In the watcher: hand the reading over to run() until it returns.
-
-        run() has directed new events at the main thread already; what came
-        here before is older, so it is read first, and run() reads on. On
-        resume the watcher takes the events back (:meth:`_watcher_attach`)
-        and waits while run() reads what the main thread got meanwhile.
-        """
-        with contextlib.suppress(BlockingIOError):
-            os.eventfd_read(self._pause_fd)
-        while self._collect(DEFAULT_BATCH):  # finite: no new ones come here
-            pass
-        self._parked.set()
-        self._resume.wait()  # close() sets it too
-        if self._closed:
-            return
-        self._watcher_attach()
-        self._reattached.set()
-        self._rego.wait()  # close() sets it too
-
-    def _kick(self) -> None:
-        os.eventfd_write(self._notify_fd, 1)
-        # typeshed wants a Signals member; real-time signals have none.
-        _thread.interrupt_main(cast(signal.Signals, self._dispatch_signo))
-
-    def _on_dispatch_signal(self, signum: int, frame: FrameType | None) -> None:
-        self._dispatch()
-
-    def _dispatch(self) -> int:
-        """Call the callbacks for every buffered event, in the main thread."""
-        if self._dispatching:
-            return 0  # a callback is running further up this stack; it drains
-        if self._watch_error is not None and not self._closed:
-            error, self._watch_error = self._watch_error, None
-            raise UpcallError(f"the event watcher thread failed: {error}") from error
-        self._dispatching = True
-        n = 0
-        try:
-            while True:
-                with self._lock:
-                    if self._closed or not self._buffer:
-                        break
-                    event = self._buffer.popleft()
-                self._dispatched += 1
-                for callback in list(self._callbacks):
-                    callback(event)
-                n += 1
-        finally:
-            self._dispatching = False
-        return n
 
     def run(self, timeout: float | None = None) -> int:
         """Dispatch events to the callbacks until ``timeout`` seconds pass or close().
@@ -782,65 +633,9 @@ class Subscription(abc.ABC):
             raise WrongThreadError("run() must be called from the main thread")
         deadline = _deadline(timeout)
         with self._using(dispatching=True):
-            if not self._callbacks:
+            if self._dispatcher is None:
                 raise UpcallError("run() needs a callback: register one with on_event()")
-            # Count every dispatch meanwhile, also those the handler runs.
-            start = self._dispatched
-            # run() from a callback of run(): the outer one holds the watcher.
-            nested = self._pause
-            direct = False
-            try:
-                if self._watcher is not None and not nested:
-                    self._main_attach()
-                    direct = True
-                    self._pause_watcher()
-                self._dispatch()
-                while not self._closed:
-                    remaining = _remaining(deadline)
-                    if remaining == 0.0:
-                        break
-                    if direct or nested:
-                        # The watcher is paused: read here, and save the
-                        # hop to this thread (a wake-up and a signal handler).
-                        self._wait_readable(remaining)
-                        while self._collect(DEFAULT_BATCH) == DEFAULT_BATCH:
-                            pass
-                    else:
-                        self._wait_fds((self._notify_fd, self._wake_fd), remaining)
-                        with contextlib.suppress(BlockingIOError):
-                            os.eventfd_read(self._notify_fd)
-                    self._dispatch()
-            finally:
-                if direct:
-                    self._resume_watcher()
-            self._dispatch()  # what the main thread got before the watcher took over
-            return self._dispatched - start
-
-    def _pause_watcher(self) -> None:
-        """Have the watcher stop reading, and wait until it does."""
-        self._parked.clear()
-        self._resume.clear()
-        self._reattached.clear()
-        self._rego.clear()
-        self._pause = True
-        os.eventfd_write(self._pause_fd, 1)
-        if not self._watcher_gone:
-            self._parked.wait()
-
-    def _resume_watcher(self) -> None:
-        """Give the reading back to the watcher, in order."""
-        self._pause = False
-        self._resume.set()
-        if self._closed:
-            return  # close() has released the watcher
-        self._reattached.wait()  # set by _park(), or by a watcher that ended
-        try:
-            # Sent here before the watcher took them back: older than
-            # anything the watcher reads next.
-            while self._collect(DEFAULT_BATCH):
-                pass
-        finally:
-            self._rego.set()
+            return self._dispatcher.run(deadline)
 
     # -- closing -----------------------------------------------------------------
 
@@ -861,9 +656,9 @@ class Subscription(abc.ABC):
                 return
             self._closed = True
             os.eventfd_write(self._wake_fd, 1)
-            self._watch_go.set()  # a watcher still waiting for on_event() to finish
-            self._resume.set()  # a watcher paused by run()
-            self._rego.set()
+            dispatcher = self._dispatcher
+            if dispatcher is not None:
+                dispatcher.stop()
             deferred = self._busy > 0
         try:
             try:
@@ -871,12 +666,8 @@ class Subscription(abc.ABC):
             finally:
                 self._file.close()
         finally:
-            if self._watcher is not None:
-                self._watcher.join()
-                self._watcher = None
-                # The watcher's last interrupt_main() may still be pending:
-                # let it run now, while our handler is still installed.
-                _run_pending_python_handlers()
+            if dispatcher is not None:
+                dispatcher.join()
             if not deferred:
                 self._finish()
 
@@ -888,13 +679,9 @@ class Subscription(abc.ABC):
         try:
             self._teardown()
         finally:
-            if self._dispatch_signo and threading.current_thread() is threading.main_thread():
-                signal.signal(self._dispatch_signo, self._prev_handler)
+            if self._dispatcher is not None:
+                self._dispatcher.release()
             os.close(self._wake_fd)
-            if self._notify_fd >= 0:
-                os.close(self._notify_fd)
-            if self._pause_fd >= 0:
-                os.close(self._pause_fd)
             self._buffer.clear()
 
     def __enter__(self) -> Self:
@@ -907,50 +694,6 @@ class Subscription(abc.ABC):
         tb: TracebackType | None,
     ) -> None:
         self.close()
-
-
-# Signals in use by live subscriptions of this process: (signo, receiving tid).
-_signals_in_use: set[tuple[int, int]] = set()
-_signals_lock = threading.Lock()
-
-
-def reserve_signal(signo: int, tid: int) -> None:
-    """Record that an upcall subscription reads ``signo`` in thread ``tid``.
-
-    SignalSetupError if one already does: two readers of one signal in one
-    thread would take each other's signals.
-    """
-    with _signals_lock:
-        if (signo, tid) in _signals_in_use:
-            raise SignalSetupError(
-                f"signal {signo} is already used by another upcall subscription "
-                "in this thread: choose another signal"
-            )
-        _signals_in_use.add((signo, tid))
-
-
-def release_signal(signo: int, tid: int) -> None:
-    """Undo :func:`reserve_signal`; nothing if it was not reserved."""
-    with _signals_lock:
-        _signals_in_use.discard((signo, tid))
-
-
-def choose_signal() -> int:
-    """A real-time signal nobody in this process seems to use.
-
-    The first from ``signal.SIGRTMIN`` up that has no handler (Python's
-    ``getsignal`` gives SIG_DFL), is not blocked by the calling thread and is
-    not used by another upcall subscription.
-    """
-    with _signals_lock:
-        used = {s for s, _ in _signals_in_use}
-    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, set())
-    for signo in range(int(signal.SIGRTMIN), int(signal.SIGRTMAX) + 1):
-        if signo in used or signo in blocked:
-            continue
-        if signal.getsignal(signo) is signal.SIG_DFL:
-            return signo
-    raise SignalSetupError("no free real-time signal: pass signo explicitly")
 
 
 class SignalSubscription(Subscription):
@@ -985,7 +728,8 @@ class SignalSubscription(Subscription):
         thread: bool = False,
         queue_size: int | None = None,
     ):
-        """Subscribe ``file`` to ``signo``; None picks a free one (:func:`choose_signal`).
+        """Subscribe ``file`` to ``signo``; None picks a free one (see
+        :func:`upcall.signals.choose_signal`).
 
         ``queue_size`` is the length of the module's queue of events on their
         way to the signal; None (or 0) leaves the module's default.
@@ -993,34 +737,30 @@ class SignalSubscription(Subscription):
         super().__init__(file)
         self._queue_size = 0
         self._sfd = -1
-        self._registered = False
-        self._was_blocked = True
         self._foreign = 0
         self._thread = thread
-        try:
+        with contextlib.ExitStack() as undo:
+            undo.callback(self._abandon)
             self._queue_size = check_queue_size(queue_size)
-            self._signo = choose_signal() if signo is None else signals.valid_rt_signal(signo)
+            self._signo = (
+                signals.choose_signal() if signo is None else signals.valid_rt_signal(signo)
+            )
             self._tid = signals.current_tid()
             self._target_tid = self._tid
+            if not thread and self._tid != os.getpid():
+                raise WrongThreadError(
+                    "the module queues process-directed signals on the main thread: "
+                    "subscribe from the main thread, or pass thread=True"
+                )
+            self._claim = undo.enter_context(signals.SignalClaim(self._signo))
+            self._sfd = self._claim.fd
+            # Signals left pending from before are not events of this subscription.
+            self._foreign = self._claim.stale
             self._setup()
-        except BaseException:
-            self._closed = self._finished = True
-            try:
-                file.close()
-            finally:
-                self._release_partial()
-            raise
+            undo.pop_all()  # from here on close() releases the claim
 
     def _setup(self) -> None:
         signo, tid = self._signo, self._tid
-        if not self._thread and tid != os.getpid():
-            raise WrongThreadError(
-                "the module queues process-directed signals on the main thread: "
-                "subscribe from the main thread, or pass thread=True"
-            )
-        reserve_signal(signo, tid)
-        self._registered = True
-        self._was_blocked = signals.block(signo)
         others = signals.threads_not_blocking(signo, except_tid=tid)
         if others:
             raise SignalSetupError(
@@ -1029,25 +769,9 @@ class SignalSubscription(Subscription):
                 f"threads (signal.pthread_sigmask(signal.SIG_BLOCK, {{{signo}}}) in the main "
                 "thread first; threads inherit the mask), or subscribe before starting them"
             )
-        self._sfd = signals.open_signalfd(signo)
-        # Signals left pending from before are not events of this subscription.
-        while stale := signals.read_siginfos(self._sfd, DEFAULT_BATCH):
-            self._foreign += len(stale)
         self._last_seqno = self._file.stats().seqno
         flags = abi.UPCALL_SUBSCRIBE_THREAD if self._thread else 0
         self._file.subscribe(abi.UPCALL_TRANSPORT_SIGNAL, signo, flags, self._queue_size)
-
-    def _release_partial(self) -> None:
-        if self._sfd >= 0:
-            os.close(self._sfd)
-            self._sfd = -1
-        if not self._was_blocked:
-            signals.unblock(self._signo)
-            self._was_blocked = True
-        if self._registered:
-            release_signal(self._signo, self._tid)
-            self._registered = False
-        os.close(self._wake_fd)
 
     @property
     def signo(self) -> int:
@@ -1138,23 +862,10 @@ class SignalSubscription(Subscription):
         self._detach_to_queue(self._queue_size)
 
     def _teardown(self) -> None:
-        try:
-            if signals.current_tid() == self._tid:
-                # Discard what is still queued, then unblock: a pending signal
-                # would otherwise run its default action (terminate).
-                for _ in range(8):
-                    while signals.read_siginfos(self._sfd, DEFAULT_BATCH):
-                        pass
-                    if self._signo not in signal.sigpending():
-                        break
-                if not self._was_blocked and self._signo not in signal.sigpending():
-                    signals.unblock(self._signo)
-                self._was_blocked = True
-        finally:
-            os.close(self._sfd)
-            self._sfd = -1
-            release_signal(self._signo, self._tid)
-            self._registered = False
+        # Discard what is still queued, then unblock: a pending signal would
+        # otherwise run its default action (terminate).
+        self._sfd = -1
+        self._claim.close()
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"tid={self._target_tid}"

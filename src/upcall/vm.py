@@ -615,12 +615,10 @@ def report(result: VmResult, kernel: Kernel) -> int:
     return result.returncode
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m upcall.vm``: the same as ``upcall vm``."""
-    from .cli import main as upcall_main
-
-    return upcall_main(["vm", *(sys.argv[1:] if argv is None else argv)])
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    # ``python -m upcall.vm``: the same as ``upcall vm``. This file runs
+    # as __main__ here, so the command line (which imports upcall.vm)
+    # imports nothing back.
+    from upcall.cli import main
+
+    sys.exit(main(["vm", *sys.argv[1:]]))

@@ -477,3 +477,20 @@ def test_read_batch(via: str) -> None:
         assert seqnos == list(range(1, 51))
         assert sub.stats().received == 50
         assert not sub.read_batch(8, timeout=0)
+
+
+def test_signal_claimed_like_the_module_transports() -> None:
+    from upcall import signals
+    from upcall.bpf import BpfSubscription, Trigger
+    from upcall.errors import SignalSetupError
+
+    with BpfSubscription(Trigger(), via="signal") as sub:
+        signo = sub.signo
+        assert signo is not None and signals.is_blocked(signo)
+        # One registry for both paths: the module's transports cannot take it.
+        assert signals.choose_signal() != signo
+        with pytest.raises(SignalSetupError, match="already used"), signals.SignalClaim(signo):
+            pass
+    assert not signals.is_blocked(signo)
+    with signals.SignalClaim(signo):  # given back
+        pass

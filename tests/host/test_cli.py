@@ -24,7 +24,7 @@ from test_signals import FakeModule, signal_state_guard  # noqa: F401 - fixture
 import upcall.vm
 from upcall import cli, edu
 from upcall._args import parse_int
-from upcall.device import Stats
+from upcall.abi import Stats
 from upcall.subscription import SignalSubscription, Subscription
 from upcall.transports.eventfd import EventfdSubscription
 from upcall.transports.fasync import FasyncSubscription
@@ -825,7 +825,7 @@ def test_every_result_printing_command_has_json(command: str) -> None:
 def test_doctor_missing_object_exits_1_with_the_fix(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from upcall.bpf import probe
+    from upcall.bpf import _doctor, probe
 
     def checks() -> list[probe.Check]:
         return [
@@ -835,7 +835,7 @@ def test_doctor_missing_object_exits_1_with_the_fix(
             probe.Check("kprobes", False, "no kprobes"),
         ]
 
-    monkeypatch.setattr(probe, "all_checks", checks)
+    monkeypatch.setattr(_doctor, "all_checks", checks)
     rc, out, err = run_main(capsys, "doctor")
     assert rc == 1
     assert out[1] == "NO  object      BPF object upcall.bpf.o not found"

@@ -40,10 +40,10 @@ from test_signals import reads_in_main_thread, signal_state_guard  # noqa: F401 
 
 import upcall
 from upcall import abi, device, signals
-from upcall.device import Stats
+from upcall.abi import Stats
 from upcall.errors import ClosedError, DeviceError, SignalSetupError, WrongThreadError
 from upcall.event import Event, monotonic_ns
-from upcall.subscription import choose_signal
+from upcall.signals import choose_signal
 from upcall.transports import nlmsg, records
 from upcall.transports.eventfd import EventfdSubscription
 from upcall.transports.fasync import FasyncSubscription
@@ -461,6 +461,34 @@ def test_closed_subscription_refuses_use(file: FakeQueueFile, sub: QueueSubscrip
 # -- fasync ------------------------------------------------------------------------------
 
 
+def test_queue_read_one_ready_is_one_read_no_poll(
+    file: FakeQueueFile, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with QueueSubscription(file) as q:
+        calls: list[str] = []
+        real_read = os.read
+
+        def counted_read(fd: int, n: int) -> bytes:
+            calls.append("read")
+            return real_read(fd, n)
+
+        class NoPoll:
+            def __init__(self) -> None:
+                calls.append("poll")
+
+        monkeypatch.setattr("upcall.transports.queue.os.read", counted_read)
+        monkeypatch.setattr("upcall.subscription.select.poll", NoPoll)
+        file.emit(5)
+        assert values(q.read(1, timeout=5)) == [5]
+        assert calls == ["read"]  # no poll(2) first, though the last read emptied the queue
+        file.emit(6)
+        file.emit(7)
+        assert values(q.read(1, timeout=5)) == [6]
+        event = q.poll()
+        assert event is not None and event.value == 7
+        assert calls == ["read", "read"]  # 7 came with 6, from the buffer
+
+
 @pytest.fixture
 def fsub(file: FakeQueueFile) -> Iterator[FasyncSubscription]:
     with FasyncSubscription(file) as s:
@@ -827,7 +855,7 @@ if ctypes.CDLL(None, use_errno=True).unshare(0x40000000) != 0:  # CLONE_NEWNET
     sys.exit(0)
 from test_receivers import kernel_attrs, message, FAMILY, ME
 from upcall import abi
-from upcall.device import Stats
+from upcall.abi import Stats
 from upcall.transports.netlink import GenlFamily, NetlinkSubscription
 
 GROUP = 16  # in this private namespace, nobody else listens to nlctrl's group

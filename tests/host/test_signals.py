@@ -29,10 +29,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from upcall import abi, signals
-from upcall.device import Stats
+from upcall.abi import Stats
 from upcall.errors import ClosedError, SignalSetupError, UpcallError, WrongThreadError
 from upcall.event import Event
-from upcall.subscription import SignalSubscription, Subscription, choose_signal
+from upcall.signals import choose_signal
+from upcall.subscription import SignalSubscription, Subscription
 
 
 class FakeModule:
@@ -249,7 +250,9 @@ def test_batch_read_and_order(module: FakeModule, sub: SignalSubscription) -> No
     for v in range(50):
         module.emit(v)
     first = sub.read(10, timeout=5)
-    rest = sub.read(100, timeout=5)
+    t0 = time.monotonic()
+    rest = sub.read(100, timeout=5)  # 40 buffered: returned at once, not after 5 s
+    assert time.monotonic() - t0 < 2.5
     assert [e.value for e in first] == list(range(10))
     assert [e.value for e in rest] == list(range(10, 50))
     assert seqnos(first + rest) == list(range(1, 51))
@@ -774,3 +777,51 @@ def test_queue_size_out_of_range(module: FakeModule, size: int) -> None:
     with pytest.raises(ValueError, match="queue_size"):
         SignalSubscription(module, queue_size=size)
     assert module.closed and module.queue_sizes == []
+
+
+def test_signal_claim_blocks_then_drains_and_restores() -> None:
+    signo = choose_signal()
+    assert not signals.is_blocked(signo)
+    with signals.SignalClaim(signo) as claim:
+        assert signals.is_blocked(signo) and claim.fd >= 0 and claim.stale == 0
+        with pytest.raises(SignalSetupError), signals.SignalClaim(signo):
+            pass
+        assert signals.is_blocked(signo)  # the refused claim changed nothing
+        signals.queue_upcall_signal(signals.current_tid(), signo, 2, 0)
+        assert signo in signal.sigpending()
+    # Drained on exit, so the unblock cannot run the default action (terminate).
+    assert claim.fd == -1 and not signals.is_blocked(signo)
+    assert signo not in signal.sigpending()
+    signals.block(signo)
+    try:
+        signals.queue_upcall_signal(signals.current_tid(), signo, 3, 0)
+        with signals.SignalClaim(signo) as again:  # released: can be claimed again
+            assert again.stale == 1  # pending before: not the claim's
+        assert signals.is_blocked(signo)  # blocked before: stays blocked
+    finally:
+        signals.unblock(signo)
+
+
+def test_signal_claim_undoes_a_failed_entry(monkeypatch: pytest.MonkeyPatch) -> None:
+    signo = choose_signal()
+
+    def refuse(*signos: int) -> int:
+        raise OSError(24, "too many open files")
+
+    monkeypatch.setattr(signals, "open_signalfd", refuse)
+    with pytest.raises(OSError), signals.SignalClaim(signo):
+        pass
+    assert not signals.is_blocked(signo)
+    assert choose_signal() == signo  # not left reserved
+
+
+def test_refused_subscription_leaves_nothing_behind(module: FakeModule) -> None:
+    signo = choose_signal()
+    before = set(os.listdir("/proc/self/fd"))
+    module.refuse = OSError(22, "Invalid argument")
+    with pytest.raises(OSError, match="Invalid"):
+        SignalSubscription(module, signo)
+    assert module.closed
+    assert set(os.listdir("/proc/self/fd")) <= before  # signalfd and wake-up closed
+    assert not signals.is_blocked(signo)  # mask restored
+    assert choose_signal() == signo  # and the signal given back

@@ -20,6 +20,7 @@ import pytest
 
 from upcall.bpf import BpfError, BpfSubscription, Kprobe, Tracepoint, Trigger, subscription
 from upcall.bpf._abi import SRC_KPROBE
+from upcall.bpf._object import object_path
 
 HAS_BTF = Path("/sys/kernel/btf/vmlinux").is_file()
 FDS = list(range(900, 905))  # closing fds that are not open: close(fd) -> -EBADF
@@ -39,7 +40,7 @@ CLOSE_FN = _close_function()
 @pytest.fixture(scope="module", autouse=True)
 def bpf_object() -> None:
     # `make test` builds it before booting; a missing object is a failure here.
-    assert subscription.object_path().is_file()
+    assert object_path().is_file()
 
 
 def _upcall_progs() -> set[int]:

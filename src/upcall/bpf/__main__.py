@@ -1,10 +1,10 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
-"""``python -m upcall.bpf watch|doctor|bench-bpf`` without the main CLI."""
+"""``python -m upcall.bpf watch|doctor|bench-bpf``: the main command line, which has them."""
 
 from __future__ import annotations
 
 import sys
 
-from .cli import main
+from upcall.cli import main
 
 sys.exit(main())

@@ -13,12 +13,11 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import signal
 from typing import NamedTuple
 
 from upcall import signals
 
-_libc = ctypes.CDLL(None, use_errno=True)
+_libc = signals.libc()
 
 SI_KERNEL = 0x80
 
@@ -108,17 +107,3 @@ class SigWaiter:
             if err != errno.EINTR:
                 raise OSError(err, os.strerror(err))
             # EINTR: retry (a coarse retry keeps the original timeout)
-
-    def signalfd(self) -> int:
-        """A non-blocking signalfd that polls readable while the signal is pending."""
-        return signals.open_signalfd(self.signo)
-
-
-def block(signo: int) -> bool:
-    """Block ``signo`` in the calling thread; True if it was not blocked before."""
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signo})
-    return signo not in old
-
-
-def unblock(signo: int) -> None:
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signo})

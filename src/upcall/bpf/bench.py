@@ -34,8 +34,9 @@ from typing import Any
 from upcall._progress import steps
 from upcall.event import Event, monotonic_ns
 
+from ._object import object_path
 from .errors import BpfError
-from .subscription import BpfSubscription, Trigger, object_path
+from .subscription import BpfSubscription, Trigger
 
 BURST = 1000
 RING = 16 << 20

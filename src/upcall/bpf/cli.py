@@ -13,11 +13,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
 from typing import Any
 
 from upcall._args import parse_count, parse_pid, parse_seconds, ranged
-from upcall.cli import Terminated, event_line, finish, out, sigterm_ends_run
+from upcall._cli_common import Terminated, event_line, finish, out, sigterm_ends_run
 
 #: Interrupt lines as the kernel numbers them (``/sys/kernel/irq/N``).
 parse_irq = ranged("IRQ", 0, (1 << 31) - 1)
@@ -87,9 +86,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     the ring buffer, tracefs); kfunc, fentry and kprobes only narrow what
     runs.
     """
-    from . import probe
+    from . import _doctor
 
-    checks = probe.all_checks()
+    checks = _doctor.all_checks()
     missing = [c for c in checks if c.needed and not c.ok]
     if args.json:
         rows: list[dict[str, Any]] = [
@@ -194,10 +193,3 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     b.add_argument("--no-plots", action="store_true", help="write no PNG plots (no matplotlib)")
     b.add_argument("--json", action="store_true", help="print the results as one JSON object")
     b.set_defaults(func=cmd_bench)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m upcall.bpf``: the main command line, errors and exit statuses included."""
-    from upcall.cli import main as upcall_main
-
-    return upcall_main(argv)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import _libbpf
+from ._object import OBJ_ENV, OBJ_NAME, object_path
 from .errors import BpfError
 
 KFUNC_MIN_KERNEL = "6.13"
@@ -137,19 +138,6 @@ def check_ringbuf() -> Check:
     )
 
 
-def check_fentry() -> Check:
-    """Load (not attach) an fentry program on vfs_read: the only sure test."""
-    if not check_privilege().ok:
-        return Check("fentry", False, "cannot probe without privileges")
-    from .subscription import BpfSubscription, Kprobe
-
-    try:
-        BpfSubscription(Kprobe("vfs_read"), via="ringbuf", pid=os.getpid()).close()
-    except BpfError as e:
-        return Check("fentry", False, str(e))
-    return Check("fentry", True, "BPF trampolines: --kprobe FUNC uses fentry")
-
-
 def has_kprobes() -> bool:
     return Path("/sys/bus/event_source/devices/kprobe/type").exists()
 
@@ -197,8 +185,6 @@ def check_libbpf() -> Check:
 
 
 def check_object() -> Check:
-    from .subscription import OBJ_ENV, OBJ_NAME, object_path
-
     try:
         path = object_path()
     except BpfError as e:
@@ -210,23 +196,3 @@ def check_object() -> Check:
         )
         return Check("object", False, str(e), fix)
     return Check("object", True, str(path))
-
-
-def all_checks() -> list[Check]:
-    """Every check, in the order ``upcall doctor`` prints them."""
-    libbpf = check_libbpf()
-    if not libbpf.ok:  # every probe below but BTF's goes through libbpf
-        return [Check("kernel", True, kernel_release()), libbpf, check_object(), check_btf()]
-    checks = [
-        Check("kernel", True, kernel_release()),
-        libbpf,
-        check_object(),
-        check_privilege(),
-        check_btf(),
-        check_kfunc(),
-        check_ringbuf(),
-        check_fentry(),
-        check_kprobes(),
-        check_tracefs(),
-    ]
-    return checks

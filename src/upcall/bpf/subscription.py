@@ -12,11 +12,9 @@ import asyncio
 import contextlib
 import ctypes
 import errno
-import importlib.resources
 import mmap
 import os
 import select
-import signal
 import struct
 import threading
 import time
@@ -26,11 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+from upcall import signals
 from upcall._batch import Batch
 from upcall.errors import ClosedError
 from upcall.event import Event, make_event, monotonic_ns
 
 from . import _abi, _libbpf, _sig, probe
+from ._object import object_path
 from ._ringbuf import RING_LAYOUT, RingReader
 from .errors import BpfError
 
@@ -107,38 +107,6 @@ class BpfStats:
     received: int
 
 
-#: The environment variable naming the BPF object to load instead of the packaged one.
-OBJ_ENV = "UPCALL_BPF_OBJ"
-OBJ_NAME = "upcall.bpf.o"
-
-
-def object_path() -> Path:
-    """The compiled BPF object this process loads.
-
-    In order: ``$UPCALL_BPF_OBJ``; the object the wheel carries beside this
-    module (``upcall/bpf/upcall.bpf.o``, compiled when the wheel was built);
-    in a source checkout, ``build/bpf/upcall.bpf.o`` from ``make bpf-build``.
-    BpfError, saying how to get one, when there is none.
-    """
-    env = os.environ.get(OBJ_ENV)
-    if env:
-        if not Path(env).is_file():
-            raise BpfError(f"{OBJ_ENV}={env}: no such file (unset it to use the packaged object)")
-        return Path(env)
-    packaged = importlib.resources.files("upcall.bpf") / OBJ_NAME
-    if packaged.is_file():
-        return Path(str(packaged))
-    for parent in Path(__file__).resolve().parents:
-        cand = parent / "build" / "bpf" / OBJ_NAME
-        if cand.is_file():
-            return cand
-    raise BpfError(
-        f"BPF object {OBJ_NAME} not found: not in the package (a wheel carries it), nor "
-        f"build/bpf/ of a source checkout: run `make bpf-build` in the checkout, reinstall "
-        f"the wheel, or set {OBJ_ENV}=/path/to/{OBJ_NAME}"
-    )
-
-
 def _validate_hook(hook: Hook) -> tuple[str, str | None]:
     """Check the hook exists on this kernel: (program name, attach target)."""
     if isinstance(hook, Trigger):
@@ -185,27 +153,6 @@ def _in_kallsyms(func: str) -> bool:
         return any(line.split()[2] == func for line in f if len(line.split()) >= 3)
 
 
-_signos_in_use: set[int] = set()
-_signo_lock = threading.Lock()
-
-
-def _pick_signo(requested: int | None) -> int:
-    with _signo_lock:
-        if requested is not None:
-            if requested in _signos_in_use:
-                raise BpfError(f"signal {requested} is already used by another subscription")
-            _signos_in_use.add(requested)
-            return requested
-        # From the top down: upcall's other transports take SIGRTMIN+n.
-        for s in range(signal.SIGRTMAX, signal.SIGRTMIN - 1, -1):
-            if s in _signos_in_use:
-                continue
-            if signal.getsignal(s) in (signal.SIG_DFL, signal.SIG_IGN, None):
-                _signos_in_use.add(s)
-                return s
-        raise BpfError("no free real-time signal for BPF signal delivery")
-
-
 def _pow2_at_least(n: int) -> int:
     return 1 << max(0, (n - 1).bit_length())
 
@@ -245,7 +192,7 @@ class BpfSubscription:
         self._epoll: select.epoll | None = None
         self._sigfd = -1
         self._signo: int | None = None
-        self._unblock_on_close = False
+        self._claim: signals.SignalClaim | None = None
         self._pending: deque[Event] = deque()
         self._callbacks: list[Callable[[Event], None]] = []
         self._received = 0
@@ -262,12 +209,15 @@ class BpfSubscription:
             raise BpfError(f"comm filter must be 1 to 15 bytes, got {comm!r}")
         if ring_size < mmap.PAGESIZE or ring_size & (ring_size - 1):
             raise BpfError(f"ring_size must be a power of two >= {mmap.PAGESIZE}")
-        try:
+        with contextlib.ExitStack() as undo:
+            undo.callback(self._close_partial)
             self._open(hook, via, pid, comm, ring_size, signo, kfunc)
-        except BaseException:
-            self._closed = False
-            self.close()
-            raise
+            undo.pop_all()
+
+    def _close_partial(self) -> None:
+        """Undo whatever :meth:`_open` did before it failed."""
+        self._closed = False
+        self.close()
 
     # ---- setup --------------------------------------------------------
 
@@ -336,7 +286,8 @@ class BpfSubscription:
             soft, _hard = resource.getrlimit(resource.RLIMIT_SIGPENDING)
             want = soft if 0 < soft < (1 << 20) else 1 << 20
             slots = _pow2_at_least(max(want + SLOT_WINDOW, 1024))
-        self._signo = None if mode == _abi.VIA_RINGBUF else _pick_signo(signo)
+        if mode != _abi.VIA_RINGBUF:
+            self._signo = signals.choose_signal(from_top=True) if signo is None else signo
         comm_b = (comm or "").encode()
         cfg = _abi.CFG.pack(
             mode,
@@ -381,9 +332,10 @@ class BpfSubscription:
             self._slot_mask = slots - 1
         if self._signo is not None:
             # Blocked before attach: an unblocked RT signal would kill us.
-            self._unblock_on_close = _sig.block(self._signo)
+            # The claim's signalfd is for readiness only: SigWaiter reads.
+            self._claim = signals.SignalClaim(self._signo).open()
             self._waiter = _sig.SigWaiter(self._signo)
-            self._sigfd = self._waiter.signalfd()
+            self._sigfd = self._claim.fd
         if mode != _abi.VIA_SIGNAL:
             self._epoll = select.epoll()
             self._epoll.register(lb.bpf_map__fd(ring_map), select.EPOLLIN)
@@ -765,28 +717,26 @@ class BpfSubscription:
         if self._obj is not None:
             lb.bpf_object__close(self._obj)  # closes prog and map fds
             self._obj = None
-        if self._sigfd >= 0:
-            os.close(self._sigfd)
-            self._sigfd = -1
-        if self._signo is not None:
-            self._release_signal(self._signo)
+        self._sigfd = -1
+        if self._claim is not None:
+            self._release_signal(self._claim)
 
-    def _release_signal(self, signo: int) -> None:
+    def _release_signal(self, claim: signals.SignalClaim) -> None:
         if threading.get_ident() == self._owner:
             # Links are gone; drop what is still queued. A hook that can run
             # with interrupts off defers its send to irq_work, which runs
             # within microseconds: give one such straggler a moment to land
             # before the mask is restored, since unblocked it would kill us.
-            waiter = _sig.SigWaiter(signo)
+            waiter = _sig.SigWaiter(claim.signo)
             while waiter.wait(0) is not None:
                 pass
             if not isinstance(self.hook, Trigger):
                 while waiter.wait(0.002) is not None:
                     pass
-            if self._unblock_on_close:
-                _sig.unblock(signo)
-        with _signo_lock:
-            _signos_in_use.discard(signo)
+        # Drains again, closes the signalfd, restores the mask (in the
+        # owner thread only) and gives the signal back.
+        claim.close()
+        self._claim = None
         self._signo = None
 
     def __enter__(self) -> BpfSubscription:

@@ -30,6 +30,7 @@ class EventfdSubscription(QueueSubscription):
     """
 
     transport: ClassVar[str] = "eventfd"
+    _read_first: ClassVar[bool] = False  # the notification first, then the queue
 
     def __init__(self, file: QueueFile, queue_size: int | None = None) -> None:
         """Subscribe ``file``; ``queue_size`` None (or 0) keeps the module's default length."""
@@ -37,13 +38,14 @@ class EventfdSubscription(QueueSubscription):
         self._signalled = 0
         super().__init__(file, queue_size)
 
-    def _before_subscribe(self) -> None:
+    def _before_subscribe(self, undo: contextlib.ExitStack) -> None:
         self._efd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        undo.callback(self._close_eventfd)
 
     def _after_subscribe(self) -> None:
         self._qfile.set_eventfd(self._efd)
 
-    def _release_partial(self) -> None:
+    def _close_eventfd(self) -> None:
         if self._efd >= 0:
             os.close(self._efd)
             self._efd = -1
@@ -78,6 +80,6 @@ class EventfdSubscription(QueueSubscription):
 
     def _teardown(self) -> None:
         try:
-            self._release_partial()
+            self._close_eventfd()
         finally:
             super()._teardown()

@@ -22,7 +22,7 @@ from .. import signals
 from .._batch import Batch
 from ..errors import ClosedError, SignalSetupError, WrongThreadError
 from ..event import Event
-from ..subscription import QueueFile, choose_signal, release_signal, reserve_signal
+from ..subscription import QueueFile
 from .queue import QueueSubscription
 
 # <fcntl.h> values the fcntl module lacks (F_SETSIG is there on Linux).
@@ -70,6 +70,7 @@ class FasyncSubscription(QueueSubscription):
     """
 
     transport: ClassVar[str] = "fasync"
+    _read_first: ClassVar[bool] = False  # the notification first, then the queue
 
     def __init__(
         self,
@@ -86,9 +87,7 @@ class FasyncSubscription(QueueSubscription):
         self._tid = signals.current_tid()
         self._owner_tid = self._tid
         self._sfd = -1
-        self._reserved = False
-        self._was_blocked = True
-        self._sigio_was_blocked = True
+        self._claim: signals.SignalClaim | None = None
         self._foreign = 0
         self._sigio = 0
         self._notifications = 0
@@ -97,18 +96,20 @@ class FasyncSubscription(QueueSubscription):
 
     # -- setup ----------------------------------------------------------------
 
-    def _before_subscribe(self) -> None:
+    def _before_subscribe(self, undo: contextlib.ExitStack) -> None:
         if signal.getsignal(signal.SIGIO) not in (signal.SIG_DFL, signal.SIG_IGN, None):
             raise SignalSetupError(
                 "SIGIO has a Python handler: a fasync subscription reads SIGIO itself "
                 "(the kernel's fallback when the real-time signal cannot be queued)"
             )
         requested = self._requested_signo
-        self._signo = choose_signal() if requested is None else signals.valid_rt_signal(requested)
-        reserve_signal(self._signo, self._tid)
-        self._reserved = True
-        self._was_blocked = signals.block(self._signo)
-        self._sigio_was_blocked = signals.block(signal.SIGIO)
+        self._signo = (
+            signals.choose_signal() if requested is None else signals.valid_rt_signal(requested)
+        )
+        self._claim = undo.enter_context(signals.SignalClaim(self._signo, signal.SIGIO))
+        self._sfd = self._claim.fd
+        # Signals left pending from before are not notifications of this file.
+        self._foreign = self._claim.stale
         if not self._thread:
             others = sorted(
                 set(signals.threads_not_blocking(self._signo, except_tid=self._tid))
@@ -121,10 +122,6 @@ class FasyncSubscription(QueueSubscription):
                     "notifications: block both before starting threads (threads inherit the "
                     "mask), subscribe before starting them, or pass thread=True"
                 )
-        self._sfd = signals.open_signalfd(self._signo, signal.SIGIO)
-        # Signals left pending from before are not notifications of this file.
-        while stale := signals.read_siginfos(self._sfd, _DRAIN):
-            self._foreign += len(stale)
 
     def _after_subscribe(self) -> None:
         fd = self._fd
@@ -134,10 +131,6 @@ class FasyncSubscription(QueueSubscription):
             fcntl.fcntl(fd, fcntl.F_SETOWN, os.getpid())
         fcntl.fcntl(fd, F_SETSIG, self._signo)
         fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_ASYNC)
-
-    def _release_partial(self) -> None:
-        # Drain too: O_ASYNC may have been set before the step that failed.
-        self._restore_signals(drain=True)
 
     # -- reading ----------------------------------------------------------------
 
@@ -248,35 +241,18 @@ class FasyncSubscription(QueueSubscription):
             fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_ASYNC)
             fcntl.fcntl(fd, fcntl.F_SETOWN, 0)
 
-    def _restore_signals(self, *, drain: bool) -> None:
-        try:
-            if drain and self._sfd >= 0:
-                # The file is closed, so no more come. Discard what is queued,
-                # then unblock: a pending RT signal's default action terminates.
-                for _ in range(8):
-                    while signals.read_siginfos(self._sfd, _DRAIN):
-                        pass
-                    pending = signal.sigpending()
-                    if self._signo not in pending and signal.SIGIO not in pending:
-                        break
-            if signals.current_tid() == self._tid:
-                pending = signal.sigpending()
-                if not self._was_blocked and self._signo not in pending:
-                    signals.unblock(self._signo)
-                if not self._sigio_was_blocked and signal.SIGIO not in pending:
-                    signals.unblock(signal.SIGIO)
-                self._was_blocked = self._sigio_was_blocked = True
-        finally:
-            if self._sfd >= 0:
-                os.close(self._sfd)
-                self._sfd = -1
-            if self._reserved:
-                release_signal(self._signo, self._tid)
-                self._reserved = False
+    def _release_claim(self) -> None:
+        # The file is closed, so no more signals come: the claim discards
+        # what is queued, then unblocks (a pending RT signal's default
+        # action terminates).
+        self._sfd = -1
+        claim, self._claim = self._claim, None
+        if claim is not None:
+            claim.close()
 
     def _teardown(self) -> None:
         try:
-            self._restore_signals(drain=True)
+            self._release_claim()
         finally:
             super()._teardown()
 

@@ -14,19 +14,19 @@ messages are parsed from the raw bytes with :mod:`struct` (:mod:`.nlmsg`).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import importlib
-import os
 import socket
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from .. import abi
+from .. import abi, signals
 from ..errors import ClosedError, DeviceError, UpcallError
 from ..event import Event, make_event, monotonic_ns
-from ..subscription import SubscriberFile, Subscription, check_queue_size, choose_signal
+from ..subscription import SubscriberFile, Subscription, check_queue_size
 from . import nlmsg
 from .mmsg import DatagramReader
 
@@ -187,12 +187,14 @@ def open_event_socket(
     SO_RCVBUFFORCE when allowed (CAP_NET_ADMIN: beyond ``net.core.rmem_max``),
     SO_RCVBUF otherwise. Either way the kernel doubles it for its bookkeeping.
     """
-    sock = socket.socket(
-        socket.AF_NETLINK,
-        socket.SOCK_RAW | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC,
-        NETLINK_GENERIC,
-    )
-    try:
+    with contextlib.ExitStack() as undo:
+        sock = undo.enter_context(
+            socket.socket(
+                socket.AF_NETLINK,
+                socket.SOCK_RAW | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC,
+                NETLINK_GENERIC,
+            )
+        )
         sock.bind((0, 0))
         if rcvbuf is not None:
             try:
@@ -205,9 +207,7 @@ def open_event_socket(
             # message), so the module could not count this listener's losses.
             sock.setsockopt(SOL_NETLINK, NETLINK_BROADCAST_ERROR, 1)
             sock.setsockopt(SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, family.group_id)
-    except BaseException:
-        sock.close()
-        raise
+        undo.pop_all()
     return sock
 
 
@@ -258,14 +258,17 @@ class NetlinkSubscription(Subscription):
         self._overruns = 0
         self._queue_size = 0
         self._multicast = multicast
-        try:
+        with contextlib.ExitStack() as undo:
+            undo.callback(self._abandon)
             self._queue_size = size = check_queue_size(queue_size)
             if rcvbuf is not None and (
                 isinstance(rcvbuf, bool) or not isinstance(rcvbuf, int) or rcvbuf < 1
             ):
                 raise ValueError(f"rcvbuf must be a positive number of bytes, not {rcvbuf!r}")
             self._family = family if family is not None else resolve_family()
-            self._sock = open_event_socket(self._family, rcvbuf, multicast=multicast)
+            self._sock = undo.enter_context(
+                open_event_socket(self._family, rcvbuf, multicast=multicast)
+            )
             self._reader = DatagramReader(self._sock.fileno(), slot_size=SLOT_SIZE, capacity=64)
             self._last_seqno = file.stats().seqno
             if multicast:
@@ -279,15 +282,7 @@ class NetlinkSubscription(Subscription):
                     netlink_fd=self._sock.fileno(),
                 )
             self._id = file.stats().id
-        except BaseException:
-            self._closed = self._finished = True
-            try:
-                file.close()
-            finally:
-                if self._sock is not None:
-                    self._sock.close()
-                os.close(self._wake_fd)
-            raise
+            undo.pop_all()  # from here on close() releases everything
 
     @property
     def id(self) -> int:
@@ -385,7 +380,7 @@ class NetlinkSubscription(Subscription):
         return events
 
     def _choose_dispatch_signal(self) -> int:
-        return choose_signal()  # a token for _thread.interrupt_main(); never sent
+        return signals.choose_signal()  # a token for _thread.interrupt_main(); never sent
 
     def _detach(self) -> None:
         # Stop this subscriber's messages (the file may live on in a forked

@@ -3,21 +3,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import struct
 from typing import ClassVar
 
-from .. import abi
+from .. import abi, signals
 from .._batch import Batch
 from ..errors import ClosedError
 from ..event import Event, monotonic_ns
-from ..subscription import (
-    QueueFile,
-    Subscription,
-    check_queue_size,
-    choose_signal,
-)
+from ..subscription import QueueFile, Subscription, check_queue_size
 from .records import RECORD_SIZE, decode
 
 _seqno_at = struct.Struct("=Q").unpack_from
@@ -40,6 +36,7 @@ class QueueSubscription(Subscription):
     """
 
     transport: ClassVar[str] = "queue"
+    _read_first: ClassVar[bool] = True
 
     def __init__(self, file: QueueFile, queue_size: int | None = None) -> None:
         """Subscribe ``file``; ``queue_size`` None (or 0) keeps the module's default length."""
@@ -47,37 +44,29 @@ class QueueSubscription(Subscription):
         self._qfile = file
         self._fd = -1
         self._queue_size = 0
-        try:
+        with contextlib.ExitStack() as undo:
+            undo.callback(self._abandon)
             self._queue_size = check_queue_size(queue_size)
             self._fd = file.fileno()
             flags = fcntl.fcntl(self._fd, fcntl.F_GETFL)
             if not flags & os.O_NONBLOCK:
                 fcntl.fcntl(self._fd, fcntl.F_SETFL, flags | os.O_NONBLOCK)
-            self._before_subscribe()
+            self._before_subscribe(undo)
             self._last_seqno = file.stats().seqno
             file.subscribe(abi.UPCALL_TRANSPORT_QUEUE, 0, 0, self._queue_size)
             self._after_subscribe()
-        except BaseException:
-            self._closed = self._finished = True
-            try:
-                file.close()
-            finally:
-                try:
-                    self._release_partial()
-                finally:
-                    os.close(self._wake_fd)
-            raise
+            undo.pop_all()  # from here on close() releases everything
 
     # -- hooks for the notifying variants -------------------------------------
 
-    def _before_subscribe(self) -> None:
-        """Set up what must exist before events arrive (signal masks, an eventfd)."""
+    def _before_subscribe(self, undo: contextlib.ExitStack) -> None:
+        """Set up what must exist before events arrive (signal masks, an eventfd).
+
+        What is set up and must be undone if the subscription fails goes on ``undo``.
+        """
 
     def _after_subscribe(self) -> None:
         """Ask the module for the notifications (F_SETOWN..., SET_EVENTFD)."""
-
-    def _release_partial(self) -> None:
-        """Undo a failed subscription's setup; the file is closed already."""
 
     # -- Subscription ---------------------------------------------------------
 
@@ -122,7 +111,7 @@ class QueueSubscription(Subscription):
 
     def _choose_dispatch_signal(self) -> int:
         # Only a token for _thread.interrupt_main(): no such signal is sent.
-        return choose_signal()
+        return signals.choose_signal()
 
     def _teardown(self) -> None:
         self._fd = -1

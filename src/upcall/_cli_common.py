@@ -1,0 +1,83 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""What ``upcall listen`` and ``upcall watch`` share: output lines and how a run ends.
+
+Apart from :mod:`upcall.cli` so that the BPF path's commands
+(:mod:`upcall.bpf.cli`), which the main command line loads, need not
+import it back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+
+from .event import Event
+
+
+def out(line: str) -> None:
+    """Print one line of results on stdout, at once."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()  # a test or pipe reads line by line
+
+
+class Terminated(Exception):
+    """SIGTERM during listen or watch: end like Ctrl-C, with the summary."""
+
+
+@contextmanager
+def sigterm_ends_run() -> Iterator[None]:
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def event_line(ev: Event, as_json: bool, *, transport: bool = False) -> str:
+    """One event as ``upcall listen`` and ``upcall watch`` print it (``transport``: say it)."""
+    latency = ev.latency_ns
+    if as_json:
+        return json.dumps(
+            {
+                "type": "event",
+                "seqno": ev.seqno,
+                "value": ev.value,
+                "signed_value": ev.signed_value,
+                "source": ev.source,
+                "transport": ev.transport,
+                "signo": ev.signo,
+                "latency_ns": latency,
+            }
+        )
+    value = str(ev.value)
+    if ev.signed_value < 0:
+        value += f" ({ev.signed_value})"
+    lat = "-" if latency is None else f"{latency / 1000:.1f}us"
+    via = f" transport={ev.transport}" if transport else ""
+    return f"seqno={ev.seqno} value={value} source={ev.source}{via} latency={lat}"
+
+
+def finish(args: argparse.Namespace, summary: dict[str, int]) -> int:
+    """Print the summary line of ``listen`` or ``watch``; return the exit status.
+
+    1 if ``--count`` was not reached (``summary["received"]`` events), or if
+    ``--timeout`` ran out before any event at all; else 0.
+    """
+    if args.json:
+        out(json.dumps({"type": "summary", **summary}))
+    else:
+        out("summary " + " ".join(f"{k}={v}" for k, v in summary.items()))
+    received = summary["received"]
+    if args.count is not None and received < args.count:
+        return 1
+    if args.timeout is not None and received == 0:
+        return 1
+    return 0
