@@ -172,6 +172,25 @@ def test_spec_validates_against_the_kernel_schema() -> None:
     assert SPEC.read_text().splitlines()[0] == f"# SPDX-License-Identifier: {LICENSE}"
 
 
+def test_ynl_loads_the_spec_with_the_schema() -> None:
+    """YNL's own loader, as cli.py and the guest test use it, with its schema check."""
+    lib = YNL / "tools" / "net" / "ynl"
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); from lib import SpecFamily; "
+        "f = SpecFamily(sys.argv[2], sys.argv[3]); "
+        "print(sorted(f.ops), sorted(f.ntfs), sorted(f.mcast_groups))"
+    )
+    args = [str(lib), str(SPEC), str(SCHEMA)]
+    proc = subprocess.run(
+        [sys.executable, "-W", "ignore::DeprecationWarning", "-c", code, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "['emit'] ['event'] ['events']"
+
+
 def test_spec_that_breaks_the_schema_is_refused() -> None:
     import jsonschema
 
