@@ -332,3 +332,32 @@ def test_kernel_doc_sees_a_member_left_undescribed(tmp_path: Path) -> None:
     bad = tmp_path / "upcall.h"
     bad.write_text(HEADER.read_text().replace(" * @source_last:", " * @source_lsat:", 1))
     assert "'source_last' not described in 'upcall_subscribe'" in kernel_doc_warnings(bad)
+
+
+def test_userspace_api_doc_pulls_in_every_kernel_doc_comment() -> None:
+    """Each kernel-doc directive of upcall.rst names comments that exist; none is left out."""
+    rst = ROOT / "Documentation" / "userspace-api" / "upcall.rst"
+    directives = re.findall(
+        r"^\.\. kernel-doc:: (\S+)\n\s+:identifiers: (.+)$", rst.read_text(), re.M
+    )
+    assert directives, "no kernel-doc directive in upcall.rst"
+    pulled: set[str] = set()
+    for path, identifiers in directives:
+        assert (ROOT / path).resolve() == HEADER
+        names = identifiers.split()
+        proc = subprocess.run(
+            ["perl", str(YNL / "scripts" / "kernel-doc"), "-rst", "-sphinx-version", "7.2"]
+            + [arg for name in names for arg in ("-function", name)]
+            + [str(HEADER)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert proc.returncode == 0 and not proc.stderr.strip(), proc.stderr
+        for name in names:
+            assert re.search(
+                rf"^\.\. c:(type|struct|enum):: (struct |enum )?{name}$", proc.stdout, re.M
+            ), name
+        pulled.update(names)
+    documented = set(re.findall(r"^/\*\*\n \* (?:struct|enum) (\w+) - ", HEADER.read_text(), re.M))
+    assert documented and documented == pulled
