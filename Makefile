@@ -17,7 +17,7 @@ KERNEL_PACKAGES := linux-image-amd64 linux-headers-amd64 \
 	linux-image-6.12-rt-amd64 linux-headers-6.12-rt-amd64
 APT_PACKAGES := qemu-system-x86 $(KERNEL_PACKAGES) \
 	busybox-static kmod sparse gcc make binutils python3-venv \
-	dkms dh-dkms debhelper dpkg-dev fakeroot linux-source-6.1 gcc-multilib
+	dkms dh-dkms debhelper dpkg-dev fakeroot linux-source-6.1 linux-source-6.12 gcc-multilib
 STAMP := build/.stamp
 
 help:
@@ -69,6 +69,7 @@ include mk/bench.mk
 include mk/docs.mk
 include mk/dkms.mk
 include mk/kselftest.mk
+include mk/ynl.mk
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -102,7 +103,7 @@ demo: deps
 # fresh venv on this host; upcall-dkms installed here, built for every
 # kernel, loaded in a guest, then with the wheel's library in another (a
 # user's whole path, no checkout), and removed.
-test: deps bpf-build env-check
+test: deps bpf-build ynl-build env-check
 	UPCALL_TEST_DKMS=1 $(PY) -m pytest tests/host -q
 	$(MAKE) test-kernel
 	$(MAKE) test-kernel-matrix
@@ -115,7 +116,7 @@ env-check: deps
 
 KERNEL_PYTEST := $(PY) -m pytest -q -p no:cacheprovider -o console_output_style=classic
 KERNEL_SUITE := $(KERNEL_PYTEST) tests/kernel
-KERNEL_BUILDS := fuzz-build bench-build bpf-build kselftest-build
+KERNEL_BUILDS := fuzz-build bench-build bpf-build kselftest-build ynl-build
 
 # The suite boots with QEMU's edu device, so the hardware interrupt tests run.
 test-kernel: deps $(KERNEL_BUILDS)
@@ -131,7 +132,7 @@ MATRIX_KERNELS := 6.1-rt 6.12 6.12-rt
 CORE_TESTS := $(addprefix tests/kernel/,test_signal.py test_transports.py test_edu.py \
 	test_churn.py test_faults.py test_isolation.py test_bpf_guest.py test_errors.py \
 	test_sample.py test_timer.py test_sources.py test_soak.py test_kselftest.py \
-	test_upstream.py test_compat32.py test_unload.py test_irq_bound.py)
+	test_upstream.py test_compat32.py test_ynl.py test_unload.py test_irq_bound.py)
 
 # Every kernel runs, whatever the one before it gave; any failure fails.
 test-kernel-matrix: deps $(KERNEL_BUILDS)

@@ -2,7 +2,8 @@
 """MkDocs hook: serve repository files as pages of the site, from one source.
 
 README.md, BENCHMARKS.md, RELIABILITY.md, CHANGELOG.md and bpf/README.md are
-added where they sit in the repository, with the figures they show, so the
+added where they sit in the repository, with the figures they show and the
+kernel-format documents (Documentation/), so the
 links between them resolve as on the repository itself and nothing is copied
 into docs/.  Strict builds then check those links too.
 """
@@ -25,6 +26,8 @@ PAGES = {
     "bpf/README.md": "bpf/index.html",
 }
 FIGURES = ("bench/*.png", "bpf/*.png")
+# Kernel-format documents, served as they are (mkdocs renders neither).
+KERNEL_DOCS = ("Documentation/userspace-api/upcall.rst", "Documentation/netlink/specs/upcall.yaml")
 
 
 def on_files(files: Files, config: MkDocsConfig) -> Files:
@@ -44,4 +47,6 @@ def on_files(files: Files, config: MkDocsConfig) -> Files:
     for pattern in FIGURES:
         for png in sorted(ROOT.glob(pattern)):
             add(png.relative_to(ROOT).as_posix(), None)
+    for path in KERNEL_DOCS:
+        add(path, None)
     return files

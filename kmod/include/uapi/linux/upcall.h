@@ -333,6 +333,16 @@ struct upcall_version {
 #define UPCALL_GENL_VERSION		1
 #define UPCALL_GENL_MCGRP_EVENTS	"events"
 
+/**
+ * enum upcall_genl_cmd - the commands of the generic netlink family
+ * @UPCALL_CMD_UNSPEC: unused
+ * @UPCALL_CMD_EVENT: one event of a NETLINK subscriber, from the kernel:
+ *	SUBSCRIBER, SEQNO, TIMESTAMP, VALUE and SOURCE
+ * @UPCALL_CMD_EMIT: emit an event, as UPCALL_IOC_EMIT does: VALUE
+ *	(required) and SOURCE (optional, %UPCALL_SOURCE_USER by default);
+ *	needs CAP_NET_ADMIN
+ * @__UPCALL_CMD_MAX: the number of commands
+ */
 enum upcall_genl_cmd {
 	UPCALL_CMD_UNSPEC,
 	UPCALL_CMD_EVENT,
@@ -342,14 +352,29 @@ enum upcall_genl_cmd {
 
 #define UPCALL_CMD_MAX	(__UPCALL_CMD_MAX - 1)
 
+/**
+ * enum upcall_genl_attr - the attributes of the generic netlink family
+ * @UPCALL_ATTR_UNSPEC: unused
+ * @UPCALL_ATTR_PAD: padding for the 64-bit attributes
+ * @UPCALL_ATTR_SUBSCRIBER: u64, the subscriber's id (as in
+ *	&struct upcall_stats)
+ * @UPCALL_ATTR_SEQNO: u64, the subscriber's sequence number for the event
+ * @UPCALL_ATTR_TIMESTAMP: u64, CLOCK_MONOTONIC when it was emitted, in ns
+ * @UPCALL_ATTR_VALUE: u64, the payload
+ * @UPCALL_ATTR_SOURCE: u32, what emitted it; at most %UPCALL_SOURCE_MAX
+ * @__UPCALL_ATTR_MAX: the number of attributes
+ *
+ * Documentation/netlink/specs/upcall.yaml describes the family in the
+ * kernel's YNL format.
+ */
 enum upcall_genl_attr {
 	UPCALL_ATTR_UNSPEC,
 	UPCALL_ATTR_PAD,
-	UPCALL_ATTR_SUBSCRIBER,		/* u64 */
-	UPCALL_ATTR_SEQNO,		/* u64 */
-	UPCALL_ATTR_TIMESTAMP,		/* u64, CLOCK_MONOTONIC ns */
-	UPCALL_ATTR_VALUE,		/* u64 */
-	UPCALL_ATTR_SOURCE,		/* u32 */
+	UPCALL_ATTR_SUBSCRIBER,
+	UPCALL_ATTR_SEQNO,
+	UPCALL_ATTR_TIMESTAMP,
+	UPCALL_ATTR_VALUE,
+	UPCALL_ATTR_SOURCE,
 	__UPCALL_ATTR_MAX,
 };
 
