@@ -1,11 +1,11 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 """upcall: kernel events delivered to user space, with a value.
 
-Typical use::
+Typical use (the queue transport, the default)::
 
     import upcall
 
-    with upcall.open() as dev, dev.subscribe_signal() as sub:
+    with upcall.open() as dev, dev.subscribe() as sub:
         dev.emit(5)
         for event in sub.read(1, timeout=5):
             print(event.seqno, event.value)
