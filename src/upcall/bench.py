@@ -56,6 +56,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from . import abi
 from ._args import parse_count, parse_wait, ranged
 from ._progress import steps
 from .edu import DRIVER as EDU_DRIVER
@@ -494,7 +495,6 @@ def irq_work_hop(dev: Path, n: int, outdir: Path, cpu: int | None) -> Result:
 # register's INTx mask, as bench/receiver.c's UIO reader uses them.
 EDU_IRQ_STATUS, EDU_IRQ_RAISE, EDU_IRQ_ACK = 0x24, 0x60, 0x64
 PCI_COMMAND, PCI_COMMAND_INTX_DISABLE = 0x04, 0x400
-EVENT_SIZE = 48  # struct upcall_event
 
 
 @contextlib.contextmanager
@@ -557,9 +557,7 @@ def py_edu_latency(dev: Path, n: int, how: str, *, uio: str = "", cpu: int | Non
             rfd = os.open(dev / "raise", os.O_WRONLY)
             stack.callback(os.close, rfd)
             device = stack.enter_context(upcall.open())
-            sub = stack.enter_context(
-                device.subscribe("queue", sources=upcall.abi.UPCALL_SOURCE_EDU)
-            )
+            sub = stack.enter_context(device.subscribe("queue", sources=abi.UPCALL_SOURCE_EDU))
             if how == "os.read":
                 fd = sub.fileno()
                 os.set_blocking(fd, True)
@@ -567,7 +565,7 @@ def py_edu_latency(dev: Path, n: int, how: str, *, uio: str = "", cpu: int | Non
                 for _ in range(n):
                     t0 = monotonic_ns()
                     os.pwrite(rfd, b"1", 0)
-                    os.read(fd, EVENT_SIZE)
+                    os.read(fd, abi.UPCALL_EVENT_SIZE)
                     lat.append(monotonic_ns() - t0)
             else:
                 for _ in range(n):

@@ -17,3 +17,12 @@ CORE_SUITE = os.environ.get("UPCALL_CORE") == "1"
 
 #: Run the smaller counts: on the debug kernel, or in the core suite.
 REDUCED = DEBUG_KERNEL or CORE_SUITE
+
+
+def meminfo_kib(field: str) -> int:
+    """One /proc/meminfo figure (e.g. "MemFree", "SUnreclaim"), in KiB."""
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise AssertionError(f"no {field} in /proc/meminfo")

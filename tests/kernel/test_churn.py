@@ -27,7 +27,7 @@ import pytest
 from accounting import check_accounting, drain
 from figures import figure
 from guest import DEBUG_KERNEL as DEBUG
-from guest import REDUCED
+from guest import REDUCED, meminfo_kib
 from load import emitters_on_all_cpus, kill_all
 from rawioctl import ioctl, subscribe
 
@@ -46,14 +46,6 @@ SIG = signal.SIGRTMIN + 10
 # Seconds a netlink cycle waits for its first message.
 FIRST_EVENT_WAIT = 0.05
 F_SETSIG = 10
-
-
-def sunreclaim_kib() -> int:
-    with open("/proc/meminfo") as f:
-        for line in f:
-            if line.startswith("SUnreclaim:"):
-                return int(line.split()[1])
-    raise AssertionError("no SUnreclaim in /proc/meminfo")
 
 
 def take_signals() -> int:
@@ -189,10 +181,10 @@ def test_churn(dev: upcall.Device, via: str) -> None:
             for _ in range(WARM_UP):
                 cycle()
             time.sleep(0.2)
-            before = sunreclaim_kib()
+            before = meminfo_kib("SUnreclaim")
             received = churn(cycle)
             time.sleep(0.2)
-            after = sunreclaim_kib()
+            after = meminfo_kib("SUnreclaim")
             kill_all(pids)
             pids = []
             # Only the witness is left among the subscribers.

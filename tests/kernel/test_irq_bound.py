@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from load import emitters_on_all_cpus, kill_all
 
 import upcall
 from upcall import abi
+from upcall.edu import sysfs_write
 
 TRACING = Path("/sys/kernel/tracing")
 KPROBES = (
@@ -61,9 +63,14 @@ def preempt_rt() -> bool:
     return Path("/sys/kernel/realtime").exists() or "PREEMPT_RT" in os.uname().version
 
 
-def write(name: str, text: str, *, append: bool = False) -> None:
-    # os.open: Python's append mode seeks to the end, which tracefs refuses.
-    fd = os.open(TRACING / name, os.O_WRONLY | (os.O_APPEND if append else os.O_TRUNC))
+def write(name: str, text: str) -> None:
+    sysfs_write(TRACING / name, text + "\n")
+
+
+def append(name: str, text: str) -> None:
+    # O_APPEND adds a probe; Python's append mode would also seek, which
+    # tracefs refuses.
+    fd = os.open(TRACING / name, os.O_WRONLY | os.O_APPEND)
     try:
         os.write(fd, text.encode() + b"\n")
     finally:
@@ -73,13 +80,13 @@ def write(name: str, text: str, *, append: bool = False) -> None:
 @pytest.fixture
 def tracing() -> Iterator[None]:
     if not (TRACING / "trace").exists():
-        os.system("mount -t tracefs nodev /sys/kernel/tracing")
+        subprocess.run(["mount", "-t", "tracefs", "nodev", str(TRACING)], check=False)
     if not (TRACING / "events/irq_vectors/irq_work_entry").exists():
         pytest.skip("this kernel has no irq_vectors:irq_work_entry event (x86 only)")
     write("tracing_on", "0")
     write("trace", "")
     for probe in KPROBES:
-        write("kprobe_events", probe, append=True)
+        append("kprobe_events", probe)
     try:
         write("buffer_size_kb", "32768")
         for event in EVENTS:
@@ -89,8 +96,8 @@ def tracing() -> Iterator[None]:
         write("tracing_on", "0")
         for event in EVENTS:
             write(f"events/{event}/enable", "0")
-        write("kprobe_events", "-:upcall_irqb/drain", append=True)
-        write("kprobe_events", "-:upcall_irqb/send", append=True)
+        append("kprobe_events", "-:upcall_irqb/drain")
+        append("kprobe_events", "-:upcall_irqb/send")
         write("trace", "")
         write("buffer_size_kb", "1408")
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 from figures import figure
+from guest import meminfo_kib
 from rawioctl import ioctl, stats, subscribe
 
 from upcall import abi
@@ -542,13 +543,6 @@ def test_queue_memory_charged_to_memory_cgroup() -> None:
         cg.rmdir()
 
 
-def _mem_free_kib() -> int:
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith("MemFree:"):
-            return int(line.split()[1])
-    raise AssertionError("no MemFree in /proc/meminfo")
-
-
 def test_open_costs_the_subscriber_alone() -> None:
     """An open file that has not subscribed holds no queue: a thousand of them
     take well under a queue's 48 KiB each, and a thousand default queues
@@ -556,12 +550,12 @@ def test_open_costs_the_subscriber_alone() -> None:
     files = 1000
     fds: list[int] = []
     try:  # 48 MiB of queues: within the default per-user cap
-        free0 = _mem_free_kib()
+        free0 = meminfo_kib("MemFree")
         fds = [os.open("/dev/upcall", os.O_RDONLY) for _ in range(files)]
-        free1 = _mem_free_kib()
+        free1 = meminfo_kib("MemFree")
         for fd in fds:
             assert subscribe(fd, 0, transport=abi.UPCALL_TRANSPORT_QUEUE) == 0
-        free2 = _mem_free_kib()
+        free2 = meminfo_kib("MemFree")
     finally:
         for fd in fds:
             os.close(fd)
