@@ -64,6 +64,7 @@ $(STAMP)/venv: pyproject.toml $(STAMP)/apt
 
 deps: $(STAMP)/apt $(STAMP)/debug-kernel $(STAMP)/venv bpf-deps
 
+include mk/apt.mk
 include mk/bpf.mk
 include mk/bench.mk
 include mk/docs.mk
@@ -183,8 +184,7 @@ soak-debug: deps fuzz-build bench-build
 CHECKPATCH := build/tools/linux-source-6.1/scripts/checkpatch.pl
 
 $(CHECKPATCH):
-	@dpkg-query -W linux-source-6.1 >/dev/null 2>&1 || \
-		(DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q linux-source-6.1)
+	@$(call apt_ensure,linux-source-6.1)
 	mkdir -p build/tools
 	tar -xf /usr/src/linux-source-6.1.tar.xz -C build/tools \
 		linux-source-6.1/scripts/checkpatch.pl \

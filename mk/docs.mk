@@ -17,8 +17,7 @@ DOCS_SHOTS := build/site-shots
 DOCS_PAGES := index.html reference/api/index.html
 
 docs-shots: docs
-	@dpkg-query -W -f='$${Status}\n' chromium 2>/dev/null | grep -q "install ok installed" || \
-		(DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium)
+	@$(call apt_ensure,chromium)
 	mkdir -p $(DOCS_SHOTS)
 	@for page in $(DOCS_PAGES); do \
 		out=$(DOCS_SHOTS)/$$(dirname $$page | sed 's,^\.$$,index,;s,/,-,g').png; \

@@ -6,21 +6,21 @@
 #   make -f mk/kselftest.mk kselftest-build
 # Output goes to build/kselftest/ (git-ignored).
 
+include $(dir $(lastword $(MAKEFILE_LIST)))apt.mk
+
 KSFT_TARBALL := /usr/src/linux-source-6.1.tar.xz
 KSFT_TAR_DIR := linux-source-6.1/tools/testing/selftests
 KSFT_OUT     := build/kselftest
 KSFT_INCLUDE := $(KSFT_OUT)/include
 KSFT_HARNESS := $(KSFT_INCLUDE)/kselftest_harness.h
 KSFT_BIN     := $(KSFT_OUT)/upcall_abi_test
-KSFT_SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: kselftest-build kselftest-clean
 
 kselftest-build: $(KSFT_BIN)
 
 $(KSFT_HARNESS):
-	@dpkg-query -W linux-source-6.1 >/dev/null 2>&1 || \
-		(DEBIAN_FRONTEND=noninteractive $(KSFT_SUDO) apt-get install -y -q linux-source-6.1)
+	@$(call apt_ensure,linux-source-6.1)
 	mkdir -p $(KSFT_INCLUDE)
 	tar -xf $(KSFT_TARBALL) -C $(KSFT_INCLUDE) --strip-components=4 \
 		$(KSFT_TAR_DIR)/kselftest_harness.h $(KSFT_TAR_DIR)/kselftest.h

@@ -8,6 +8,8 @@
 #   make -f mk/ynl.mk ynl-build
 # Output goes to build/ynl/ (git-ignored), laid out as in the kernel tree.
 
+include $(dir $(lastword $(MAKEFILE_LIST)))apt.mk
+
 YNL_TARBALL := /usr/src/linux-source-6.12.tar.xz
 YNL_TAR_TOP := linux-source-6.12
 YNL_OUT     := build/ynl
@@ -15,17 +17,13 @@ YNL_FILES   := tools/net/ynl/cli.py tools/net/ynl/ynl-gen-c.py \
 	tools/net/ynl/lib/__init__.py tools/net/ynl/lib/nlspec.py tools/net/ynl/lib/ynl.py \
 	Documentation/netlink/genetlink-c.yaml scripts/kernel-doc
 YNL_STAMP   := $(YNL_OUT)/.extracted
-YNL_SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: ynl-build ynl-clean
 
 ynl-build: $(YNL_STAMP)
 
-# dpkg-query -W alone also succeeds for a package that was removed (its
-# files gone, its configuration kept): ask for the installed state.
 $(YNL_STAMP): mk/ynl.mk
-	@dpkg-query -W -f='$${Status}\n' linux-source-6.12 2>/dev/null | grep -q "install ok installed" || \
-		(DEBIAN_FRONTEND=noninteractive $(YNL_SUDO) apt-get install -y -q linux-source-6.12)
+	@$(call apt_ensure,linux-source-6.12)
 	rm -rf $(YNL_OUT)
 	mkdir -p $(YNL_OUT)
 	tar -xf $(YNL_TARBALL) -C $(YNL_OUT) --strip-components=1 \
