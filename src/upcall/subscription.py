@@ -23,7 +23,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from types import TracebackType
-from typing import ClassVar, Protocol, Self
+from typing import Protocol, Self
 
 from . import abi, signals
 from ._batch import Batch
@@ -39,7 +39,19 @@ from .event import Event, make_event, monotonic_ns
 DEFAULT_BATCH = 64
 
 
-class SubscriberFile(Protocol):
+class Handle(Protocol):
+    """What a subscription holds in the kernel: counters to read, and a close that ends it.
+
+    For the module's transports, an open file of the device (a
+    :class:`SubscriberFile`); for the BPF path, the loaded BPF object.
+    """
+
+    def stats(self) -> Stats: ...
+
+    def close(self) -> None: ...
+
+
+class SubscriberFile(Handle, Protocol):
     """One open file of the device, i.e. one subscriber in the kernel.
 
     :meth:`subscribe` issues UPCALL_IOC_SUBSCRIBE *from the calling thread*
@@ -57,10 +69,6 @@ class SubscriberFile(Protocol):
         netlink_fd: int = 0,
     ) -> None: ...
 
-    def stats(self) -> Stats: ...
-
-    def close(self) -> None: ...
-
 
 class QueueFile(SubscriberFile, Protocol):
     """A subscriber file whose records are read(2) from it (the QUEUE transport).
@@ -73,6 +81,15 @@ class QueueFile(SubscriberFile, Protocol):
     def fileno(self) -> int: ...
 
     def set_eventfd(self, fd: int) -> None: ...
+
+
+def detach_to_queue(file: SubscriberFile, queue_size: int) -> None:
+    """Re-subscribe ``file`` as QUEUE, the one transport that sends nothing by itself.
+
+    Best effort (a close path): errors are ignored.
+    """
+    with contextlib.suppress(OSError, UpcallError):
+        file.subscribe(abi.UPCALL_TRANSPORT_QUEUE, 0, 0, queue_size)
 
 
 def check_queue_size(queue_size: int | None) -> int:
@@ -108,15 +125,16 @@ class Subscription(abc.ABC):
     sum of the gaps seen in sequence numbers (events the kernel dropped).
     """
 
-    transport: ClassVar[str]
+    #: The transport's name, carried by every :class:`Event` (``event.transport``).
+    transport: str
     #: One event asked for and none buffered: read at once rather than wait
     #: first, even when the last read emptied the kernel's queue. For a
     #: transport whose read is one system call that says EAGAIN when there
     #: is nothing (the queue): the common ``read(1)``/``poll()`` after the
     #: event came costs one read(2), not a poll(2) and a read(2).
-    _read_first: ClassVar[bool] = False
+    _read_first: bool = False
 
-    def __init__(self, file: SubscriberFile) -> None:
+    def __init__(self, file: Handle) -> None:
         self._file = file
         self._lock = threading.RLock()
         self._buffer: deque[Event] = deque()
@@ -184,11 +202,6 @@ class Subscription(abc.ABC):
         finally:
             os.close(self._wake_fd)
 
-    def _detach_to_queue(self, queue_size: int) -> None:
-        """Re-subscribe as QUEUE: the one transport that sends nothing by itself."""
-        with contextlib.suppress(OSError, UpcallError):
-            self._file.subscribe(abi.UPCALL_TRANSPORT_QUEUE, 0, 0, queue_size)
-
     # -- counters ------------------------------------------------------------
 
     def _account(self, seqno: int) -> None:
@@ -213,6 +226,20 @@ class Subscription(abc.ABC):
             )
         self._lost += last - self._last_seqno - n
         self._last_seqno = last
+        self._received += n
+
+    def _account_unordered(self, n: int, highest: int) -> None:
+        """Count ``n`` events, the highest seqno among them ``highest``, in any order.
+
+        For a source whose events may arrive out of seqno order (a BPF ring
+        buffer filled from several CPUs at once): ``lost`` is kept equal to
+        the seqnos not seen up to the highest seen, so a late event makes up
+        for the gap it was counted in.
+        """
+        if highest > self._last_seqno:
+            self._lost += highest - self._last_seqno
+            self._last_seqno = highest
+        self._lost -= n
         self._received += n
 
     @property
@@ -719,6 +746,7 @@ class SignalSubscription(Subscription):
     """
 
     transport = "signal"
+    _file: SubscriberFile
 
     def __init__(
         self,
@@ -859,7 +887,7 @@ class SignalSubscription(Subscription):
     def _detach(self) -> None:
         # Otherwise a forked child holding the file keeps the signals coming
         # here, and once unblocked their default action ends the process.
-        self._detach_to_queue(self._queue_size)
+        detach_to_queue(self._file, self._queue_size)
 
     def _teardown(self) -> None:
         # Discard what is still queued, then unblock: a pending signal would

@@ -108,7 +108,7 @@ def test_trigger_delivers_exact_values(via: str) -> None:
     assert {e.transport for e in evs} == {"ringbuf" if via == "ringbuf" else "bpf-signal"}
     assert all(e.source == 0 and e.timestamp_ns is not None for e in evs)
     assert all(e.latency_ns is not None and e.latency_ns >= 0 for e in evs)
-    assert (st.emitted, st.delivered, st.dropped, st.received) == (6, 6, 0, 6)
+    assert (st.emitted, st.delivered, st.dropped, sub.received, sub.lost) == (6, 6, 0, 6, 0)
     if via == "signal":
         assert evs[0].signo is not None and evs[0].signo >= 34
     assert evs[4].signed_value == -1
@@ -253,7 +253,9 @@ def test_burst_of_100k_is_exactly_accounted(via: str) -> None:
         st = sub.stats()
     assert st.emitted == n
     assert st.delivered + st.dropped == n
-    assert len(seqnos) == st.received == st.delivered
+    assert len(seqnos) == sub.received == st.delivered
+    # The gaps seen are the drops counted, but for those after the last event read.
+    assert sub.lost == st.dropped - (n - seqnos[-1])
     assert seqnos == sorted(set(seqnos))  # strictly increasing: gaps are drops
     assert seqnos[-1] <= n
     assert ok_values  # every value matches its seqno, across the gaps
@@ -262,14 +264,12 @@ def test_burst_of_100k_is_exactly_accounted(via: str) -> None:
 # ---- the module's subscription surface ------------------------------------
 
 
-def test_wait_fileno_callbacks_iteration() -> None:
+def test_wait_fileno_iteration() -> None:
     import select
 
     from upcall.bpf import BpfSubscription, Trigger
 
     with BpfSubscription(Trigger(), via="ringbuf") as sub:
-        seen: list[int] = []
-        sub.on_event(lambda e: seen.append(e.value))
         assert sub.wait(0) is False
         r, _, _ = select.select([sub.fileno()], [], [], 0)
         assert r == []
@@ -279,11 +279,40 @@ def test_wait_fileno_callbacks_iteration() -> None:
         assert sub.wait(5) is True
         it = iter(sub)
         assert [next(it).value for _ in range(3)] == [5, 6, 7]
-        assert seen == [5, 6, 7]
+        assert sub.poll(0) is None
     from upcall.errors import ClosedError
 
     with pytest.raises(ClosedError):
         sub.read(1, timeout=0)
+
+
+@pytest.mark.parametrize("via", VIAS)
+def test_on_event_runs_callbacks_in_the_main_thread(via: str) -> None:
+    """As for the module's transports: a watcher reads, the main thread runs the callbacks."""
+    import threading
+
+    from upcall.bpf import BpfSubscription, Trigger
+    from upcall.errors import UpcallError
+
+    with BpfSubscription(Trigger(), via=via) as sub:
+        seen: list[tuple[int, bool]] = []
+        sub.on_event(
+            lambda e: seen.append((e.value, threading.current_thread() is threading.main_thread()))
+        )
+        with pytest.raises(UpcallError, match="dispatches its events"):
+            sub.read(1, timeout=0)
+        # From the watcher thread, between two bytecodes of this loop.
+        sub.trigger(10, 3, seq=True)
+        deadline = time.monotonic() + 10
+        while len(seen) < 3 and time.monotonic() < deadline:
+            time.sleep(0.001)
+        # Read by run() in this thread itself.
+        sub.trigger(20, 2, seq=True)
+        deadline = time.monotonic() + 10
+        while len(seen) < 5 and time.monotonic() < deadline:
+            sub.run(0.05)
+        assert seen == [(10, True), (11, True), (12, True), (20, True), (21, True)]
+        assert (sub.received, sub.lost) == (5, 0)
 
 
 @pytest.mark.parametrize("via", VIAS)
@@ -475,7 +504,7 @@ def test_read_batch(via: str) -> None:
             assert all(e.transport == sub.transport for e in batch)
         assert got == list(range(100, 150))
         assert seqnos == list(range(1, 51))
-        assert sub.stats().received == 50
+        assert sub.received == 50 and sub.lost == 0
         assert not sub.read_batch(8, timeout=0)
 
 

@@ -8,7 +8,6 @@ closes their fds and the kernel detaches and frees them. Nothing is pinned.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import ctypes
 import errno
@@ -17,17 +16,15 @@ import os
 import select
 import struct
 import threading
-import time
-from collections import deque
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 
 from upcall import signals
 from upcall._batch import Batch
-from upcall.errors import ClosedError
+from upcall.abi import Stats
+from upcall.errors import ClosedError, WrongThreadError
 from upcall.event import Event, make_event, monotonic_ns
+from upcall.subscription import Subscription
 
 from . import _abi, _libbpf, _sig, probe
 from ._object import object_path
@@ -89,22 +86,24 @@ _PROGRAMS = (
 
 
 @dataclass(frozen=True, slots=True)
-class BpfStats:
-    """Counters of one subscription.
+class BpfStats(Stats):
+    """The kernel's counters of one BPF subscription, in the module's :class:`~upcall.Stats` shape.
 
     emitted: events that passed the filter in the kernel and got a seqno.
     delivered: handed to the transport (signal queued, record committed).
     dropped: could not be handed over (ring full, signal refused): the seqno
         gaps the reader sees.
+    seqno: the last seqno given out (every emitted event gets the next one).
+    pending: emitted, not yet delivered or dropped (a hook running now).
+    transport: 0: the subscription is no subscriber of the module.
+    signo: the real-time signal of signal delivery, else 0.
     filtered: hook hits that the pid/comm filter refused in the kernel.
-    received: events this process has read so far.
+
+    Events this process has read are the subscription's
+    :attr:`~upcall.Subscription.received`, as for the module's transports.
     """
 
-    emitted: int
-    delivered: int
-    dropped: int
-    filtered: int
-    received: int
+    filtered: int = 0
 
 
 def _validate_hook(hook: Hook) -> tuple[str, str | None]:
@@ -157,19 +156,69 @@ def _pow2_at_least(n: int) -> int:
     return 1 << max(0, (n - 1).bit_length())
 
 
-class BpfSubscription:
-    """Events from one kernel hook, delivered by signal or ring buffer.
+class _Loaded:
+    """The BPF object of one subscription: its programs, maps and links.
+
+    What the subscription holds in the kernel (its :class:`~upcall.subscription.Handle`):
+    :meth:`close` detaches the hook and closes every program and map fd, so
+    the kernel frees them; nothing is pinned.
+    """
+
+    def __init__(self) -> None:
+        self.obj: int | None = None
+        self.links: list[int] = []
+        self.stats_map: mmap.mmap | None = None
+        self.signo = 0
+
+    def stats(self) -> BpfStats:
+        """The counters, read from the mmap'd stats map (no system call)."""
+        if self.stats_map is None:
+            raise ClosedError("the BPF subscription is closed")
+        emitted, delivered, dropped, filtered, _slots = _abi.STATS.unpack_from(self.stats_map, 0)
+        return BpfStats(
+            emitted=emitted,
+            delivered=delivered,
+            dropped=dropped,
+            seqno=emitted,
+            pending=max(0, emitted - delivered - dropped),
+            transport=0,
+            signo=self.signo,
+            filtered=filtered,
+        )
+
+    def close(self) -> None:
+        lb = _libbpf.lib()
+        links, self.links = self.links, []
+        for link in links:
+            lb.bpf_link__destroy(link)
+        if self.stats_map is not None:
+            self.stats_map.close()
+            self.stats_map = None
+        if self.obj is not None:
+            obj, self.obj = self.obj, None
+            lb.bpf_object__close(obj)  # closes the program and map fds
+
+
+class BpfSubscription(Subscription):
+    """Events from one kernel hook, delivered by BPF: by signal or ring buffer.
+
+    The surface is :class:`upcall.Subscription`'s, as for the module's
+    transports: ``wait``, ``read``, ``read_batch``, ``poll``, iteration,
+    ``aread``/``async for``, ``on_event``/``run`` (callbacks in the main
+    thread), ``received``/``lost``, ``stats()`` and ``close``.
 
     via: ``"ringbuf"`` (records with seqno, timestamp and value in a BPF ring
-        buffer) or ``"signal"`` (a real-time signal to the subscribing thread
-        with the value in ``si_value``; seqno and timestamp from a per-signal
-        slot). Signal delivery is read in the thread that subscribed.
+        buffer; read from any thread) or ``"signal"`` (a real-time signal to
+        the subscribing thread with the value in ``si_value``; seqno and
+        timestamp from a per-signal slot; read in the thread that subscribed).
     pid: only events whose current task belongs to this process (tgid);
         None: any. Decided in the kernel.
     comm: only events whose current task has this comm (exact); None: any.
     ring_size: ring buffer bytes (a power of two, at least a page).
     signo: the real-time signal to use; None picks a free one.
     """
+
+    _file: _Loaded
 
     def __init__(
         self,
@@ -182,25 +231,6 @@ class BpfSubscription:
         signo: int | None = None,
         kfunc: bool | None = None,
     ) -> None:
-        self.hook = hook
-        self._closed = True  # until fully open, close() has nothing to undo
-        self._obj: int | None = None
-        self._links: list[int] = []
-        self._ring: RingReader | None = None
-        self._stats_map: mmap.mmap | None = None
-        self._slots_map: mmap.mmap | None = None
-        self._epoll: select.epoll | None = None
-        self._sigfd = -1
-        self._signo: int | None = None
-        self._claim: signals.SignalClaim | None = None
-        self._pending: deque[Event] = deque()
-        self._callbacks: list[Callable[[Event], None]] = []
-        self._received = 0
-        self._last_seq = 0
-        self._slot_cursor = 0
-        self._slot_taken: set[int] = set()
-        self._owner = threading.get_ident()
-        self._prog: int | None = None
         if via not in ("ringbuf", "signal"):
             raise BpfError(f"--via must be signal or ringbuf, got {via!r}")
         if pid is not None and pid <= 0:
@@ -209,15 +239,30 @@ class BpfSubscription:
             raise BpfError(f"comm filter must be 1 to 15 bytes, got {comm!r}")
         if ring_size < mmap.PAGESIZE or ring_size & (ring_size - 1):
             raise BpfError(f"ring_size must be a power of two >= {mmap.PAGESIZE}")
+        super().__init__(_Loaded())
+        self.hook = hook
+        self.via = via
+        self.transport = "ringbuf" if via == "ringbuf" else "bpf-signal"
+        self._source = _source_of(hook)
+        self._ring: RingReader | None = None
+        self._slots_map: mmap.mmap | None = None
+        self._epoll: select.epoll | None = None
+        self._sigfd = -1
+        self._signo: int | None = None
+        self._claim: signals.SignalClaim | None = None
+        self._waiter: _sig.SigWaiter | None = None
+        self._slot_cursor = 0
+        self._slot_taken: set[int] = set()
+        self._sig_seq = 0  # the highest seqno a signal was matched to
+        self._owner = threading.get_ident()
+        self._prog: int | None = None
+        self._whoami = -1
         with contextlib.ExitStack() as undo:
-            undo.callback(self._close_partial)
+            # Unwound last in, first out: the hook detached, then the rest.
+            undo.callback(self._teardown)
+            undo.callback(self._abandon)
             self._open(hook, via, pid, comm, ring_size, signo, kfunc)
-            undo.pop_all()
-
-    def _close_partial(self) -> None:
-        """Undo whatever :meth:`_open` did before it failed."""
-        self._closed = False
-        self.close()
+            undo.pop_all()  # from here on close() releases everything
 
     # ---- setup --------------------------------------------------------
 
@@ -255,14 +300,13 @@ class BpfSubscription:
                     f"{probe.kernel_release()}); use --via ringbuf, or a pid filter "
                     "of this very process"
                 )
-        self.via = via
-        self.transport = "ringbuf" if via == "ringbuf" else "bpf-signal"
         self._mode = mode
+        # The ring is read without a system call: try it before waiting.
+        self._read_first = mode == _abi.VIA_RINGBUF
 
         _libbpf.clear_log()
         obj = lb.bpf_object__open_file(str(path).encode(), None)
-        self._obj = _libbpf.check_ptr(obj, f"cannot open {path}")
-        self._closed = False
+        self._file.obj = _libbpf.check_ptr(obj, f"cannot open {path}")
 
         progs: dict[str, int] = {}
         for name in _PROGRAMS:
@@ -288,6 +332,7 @@ class BpfSubscription:
             slots = _pow2_at_least(max(want + SLOT_WINDOW, 1024))
         if mode != _abi.VIA_RINGBUF:
             self._signo = signals.choose_signal(from_top=True) if signo is None else signo
+            self._file.signo = self._signo
         comm_b = (comm or "").encode()
         cfg = _abi.CFG.pack(
             mode,
@@ -306,17 +351,14 @@ class BpfSubscription:
         if rc < 0:
             raise self._load_error(-rc, prog_name, target)
         self._prog = lb.bpf_program__fd(prog)
+        self._whoami = lb.bpf_program__fd(progs["upcall_whoami"])
 
-        # Whom to signal: the kernel's id of this thread (pid namespaces aside).
-        who = ctypes.create_string_buffer(_abi.WHOAMI.size)
-        self._test_run(lb.bpf_program__fd(progs["upcall_whoami"]), who)
-        pid_tgid = _abi.WHOAMI.unpack(who.raw)[0]
-        self._tgid, self._tid = pid_tgid >> 32, pid_tgid & 0xFFFFFFFF
         self._target_fd = lb.bpf_map__fd(self._find_map(obj, "target"))
         self._published = 0
+        self._tgid, self._tid = self._kernel_ids()
         self._set_target(0)
 
-        self._stats_map = mmap.mmap(
+        self._file.stats_map = mmap.mmap(
             lb.bpf_map__fd(self._find_map(obj, "stats")),
             mmap.PAGESIZE,
             mmap.MAP_SHARED,
@@ -341,6 +383,13 @@ class BpfSubscription:
             self._epoll.register(lb.bpf_map__fd(ring_map), select.EPOLLIN)
 
         self._attach(prog, prog_name, target)
+
+    def _kernel_ids(self) -> tuple[int, int]:
+        """The kernel's (tgid, tid) of the calling thread (pid namespaces aside)."""
+        who = ctypes.create_string_buffer(_abi.WHOAMI.size)
+        self._test_run(self._whoami, who)
+        pid_tgid = _abi.WHOAMI.unpack(who.raw)[0]
+        return pid_tgid >> 32, pid_tgid & 0xFFFFFFFF
 
     def _set_target(self, consumed: int) -> None:
         lb = _libbpf.lib()
@@ -411,7 +460,7 @@ class BpfSubscription:
         if not link:
             err = ctypes.get_errno() or errno.EINVAL
             raise BpfError(f"cannot attach {prog_name} to {target}: {os.strerror(err)}")
-        self._links.append(link)
+        self._file.links.append(link)
 
     def _test_run(self, prog_fd: int, ctx: ctypes.Array[ctypes.c_char]) -> None:
         opts = _libbpf.TestRunOpts()
@@ -433,7 +482,8 @@ class BpfSubscription:
             its value (latency measurements).
         Any thread may call it; the pid/comm filter applies to the caller.
         """
-        self._check_open()
+        if self._closed:
+            raise ClosedError("the BPF subscription is closed")
         if not isinstance(self.hook, Trigger) or self._prog is None:
             raise BpfError("trigger() needs a subscription to the Trigger hook")
         if not 1 <= count <= (1 << 23):
@@ -444,86 +494,92 @@ class BpfSubscription:
         )
         self._test_run(self._prog, ctx)
 
-    # ---- reading -------------------------------------------------------
+    # ---- what Subscription asks of a transport ---------------------------
 
     def fileno(self) -> int:
         """A file descriptor that polls readable when events are waiting.
 
         For signal delivery it is a signalfd that only reports readiness to
-        the subscribing thread; read with :meth:`read`, never from the fd.
+        the thread the signals are sent to; read with :meth:`read`, never
+        from the fd.
         """
-        self._check_open()
-        if self._mode == _abi.VIA_SIGNAL or self._epoll is None:
+        if self._closed:
+            raise ClosedError("the BPF subscription is closed")
+        if self._epoll is None:
             return self._sigfd
         return self._epoll.fileno()
 
-    def _stats_raw(self) -> tuple[int, int, int, int, int]:
-        assert self._stats_map is not None
-        e, d, dr, f, sl = _abi.STATS.unpack_from(self._stats_map, 0)
-        return int(e), int(d), int(dr), int(f), int(sl)
+    def _check_thread(self) -> None:
+        if self._mode == _abi.VIA_SIGNAL and threading.get_ident() != self._owner:
+            raise WrongThreadError(
+                "the signals of this BPF subscription are sent to the thread that "
+                "subscribed, and only it can read them"
+            )
 
-    def _fill(self, max_events: int, timeout: float | None) -> int:
-        """Move up to ``max_events`` events into the pending queue; the count."""
-        self._check_open()
+    def _read_records(self, max_records: int) -> list[Event]:
         if self._mode == _abi.VIA_SIGNAL:
-            return self._fill_signal(max_events, timeout)
-        deadline = None if timeout is None else time.monotonic() + timeout
+            return self._read_signals(max_records)
         ring = self._ring
         assert ring is not None
-        while True:
-            if self._mode == _abi.VIA_SIGNAL_CURRENT:
-                # Consume the doorbells; the records are in the ring.
-                while self._waiter.wait(0) is not None:
-                    pass
-            got: list[Event] = []
-            n = ring.read(max_events, monotonic_ns(), got)
-            if n:
-                if self._mode == _abi.VIA_SIGNAL_CURRENT:
-                    got = [_as_transport(e, "bpf-signal", self._signo) for e in got]
-                self._pending.extend(got)
-                self._last_seq = got[-1].seqno
-                return n
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                return 0
-            if self._mode == _abi.VIA_SIGNAL_CURRENT:
-                self._waiter.wait(left)
-            else:
-                assert self._epoll is not None
-                with contextlib.suppress(InterruptedError):
-                    self._epoll.poll(-1 if left is None else left)
+        if self._mode == _abi.VIA_SIGNAL_CURRENT and threading.get_ident() == self._owner:
+            # Consume the doorbells (sent to the thread that ran the hook,
+            # this one for trigger()); the records are in the ring.
+            waiter = self._waiter
+            assert waiter is not None
+            while waiter.wait(0) is not None:
+                pass
+        got: list[Event] = []
+        n = ring.read(max_records, monotonic_ns(), got)
+        if not n:
+            return got
+        if self._mode == _abi.VIA_SIGNAL_CURRENT:
+            got = [_as_transport(e, "bpf-signal", self._signo) for e in got]
+        self._account_unordered(n, max(e.seqno for e in got))
+        return got
 
-    def _fill_signal(self, max_events: int, timeout: float | None) -> int:
-        if threading.get_ident() != self._owner:
-            raise BpfError("signal delivery is read in the thread that subscribed")
+    def _read_batch(self, max_records: int) -> Batch:
+        ring = self._ring
+        if self._mode != _abi.VIA_RINGBUF or ring is None:
+            return super()._read_batch(max_records)
+        data = ring.read_run(max_records)
+        if data:
+            # One copy out of the ring, no object per event.
+            batch = Batch(data, self.transport, monotonic_ns(), layout=RING_LAYOUT)
+            self._account_unordered(len(batch), max(batch.seqno))
+            return batch
+        if ring.available():
+            # A record of another shape (discarded...): the decoding path.
+            return super()._read_batch(max_records)
+        return Batch.empty(self.transport)
+
+    def _read_signals(self, max_records: int) -> list[Event]:
         waiter = self._waiter
-        got = 0
-        r = waiter.wait(timeout)
-        source = _source_of(self.hook)
+        assert waiter is not None
+        events: list[Event] = []
+        r = waiter.wait(0)
         while r is not None:
-            now = monotonic_ns()
             seq, ts = self._match_slot(r.value)
-            self._pending.append(
-                make_event(seq, r.value, source, "bpf-signal", ts, now, r.signo, 0)
+            events.append(
+                make_event(seq, r.value, self._source, "bpf-signal", ts, monotonic_ns(), r.signo, 0)
             )
-            got += 1
-            if got >= max_events:
+            if len(events) >= max_records:
                 break
             r = waiter.wait(0)
+        if events:
+            self._account_unordered(len(events), max(e.seqno for e in events))
         # Tell the kernel which slots are free again (one syscall per quarter
         # of the slots, so this costs nothing per event).
         if self._slot_cursor - self._published > (self._slot_mask + 1) // 4:
             self._set_target(self._slot_cursor)
-        return got
+        return events
 
     def _match_slot(self, value: int) -> tuple[int, int | None]:
         """The seqno and timestamp of a received signal, from its slot."""
-        assert self._slots_map is not None
+        assert self._slots_map is not None and self._file.stats_map is not None
         sm = self._slots_map
         mask = self._slot_mask
         size = _abi.SIGSLOT.size
-        assert self._stats_map is not None
-        limit = _STATS_SLOTS.unpack_from(self._stats_map, _STATS_SLOTS_OFF)[0]  # once per signal
+        limit = _STATS_SLOTS.unpack_from(self._file.stats_map, _STATS_SLOTS_OFF)[0]
         c = self._slot_cursor
         found = -1
         i = c
@@ -537,8 +593,8 @@ class BpfSubscription:
         if found < 0:
             # Not found (overwritten by a backlog larger than the slots): keep
             # the order, say nothing about the time.
-            self._last_seq += 1
-            return self._last_seq, None
+            self._sig_seq += 1
+            return self._sig_seq, None
         self._slot_taken.add(found)
         # Advance past what is consumed or failed (failed slots are the gaps).
         while c < limit:
@@ -548,185 +604,57 @@ class BpfSubscription:
                 break
             c += 1
         self._slot_cursor = c
-        self._last_seq = max(self._last_seq, seq)
+        self._sig_seq = max(self._sig_seq, seq)
         return seq, ts
 
-    def _take(self, n: int) -> list[Event]:
-        pending = self._pending
-        if n >= len(pending):
-            out = list(pending)
-            pending.clear()
-        else:
-            out = [pending.popleft() for _ in range(n)]
-        self._received += len(out)
-        for cb in self._callbacks:
-            for ev in out:
-                cb(ev)
-        return out
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """True when an event is ready to read; False after ``timeout`` seconds.
-
-        timeout None waits forever; 0 only checks.
-        """
-        return bool(self._pending) or self._fill(1024, timeout) > 0
-
-    def read(self, max_events: int = 1024, timeout: float | None = None) -> list[Event]:
-        """Up to ``max_events`` events, in a batch.
-
-        timeout None blocks until at least one event; 0 returns at once
-        (possibly with an empty list); otherwise waits up to that many seconds.
-        """
-        if max_events <= 0:
-            raise ValueError("max_events must be positive")
-        if len(self._pending) < max_events:
-            self._fill(max_events - len(self._pending), 0 if self._pending else timeout)
-        return self._take(max_events)
-
-    def read_batch(self, max_events: int = 1024, timeout: float | None = None) -> Batch:
-        """Up to ``max_events`` events as one :class:`~upcall.Batch`, waiting as :meth:`read`.
-
-        Ring buffer delivery copies the run of records out of the ring in
-        one go and builds no object per event; signal delivery dequeues one
-        siginfo per system call (sigtimedwait) and packs them.
-        """
-        if max_events <= 0:
-            raise ValueError("max_events must be positive")
-        self._check_open()
-        if self._pending or self._mode != _abi.VIA_RINGBUF or self._callbacks:
-            return Batch.from_events(self.read(max_events, timeout), self.transport, monotonic_ns())
-        ring, epoll = self._ring, self._epoll
-        assert ring is not None and epoll is not None
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            data = ring.read_run(max_events)
-            if data:
-                batch = Batch(data, self.transport, monotonic_ns(), layout=RING_LAYOUT)
-                self._received += len(batch)
-                self._last_seq = batch.seqno[-1]
-                return batch
-            if ring.available() and self._fill(max_events, 0):
-                # A record of another shape (discarded...): the decoding path.
-                return Batch.from_events(self._take(max_events), self.transport, monotonic_ns())
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                return Batch.empty(self.transport)
-            with contextlib.suppress(InterruptedError):
-                epoll.poll(-1 if left is None else left)
-            self._check_open()
-
-    def on_event(self, callback: Callable[[Event], None]) -> Callable[[Event], None]:
-        """Call ``callback`` with every event this subscription hands out.
-
-        Callbacks run in the reading thread, from :meth:`read`, iteration or
-        ``async for``; returns the callback so it can be used as a decorator.
-        """
-        self._callbacks.append(callback)
-        return callback
-
-    def __iter__(self) -> Iterator[Event]:
-        """Blocks for each next event; ends when the subscription is closed."""
-        while not self._closed:
-            yield from self.read(256, timeout=None)
-
-    def __aiter__(self) -> BpfSubscription:
-        return self
-
-    async def __anext__(self) -> Event:
-        while True:
-            if self._closed:
-                raise StopAsyncIteration
-            if self._pending or self._fill(256, 0):
-                return self._take(1)[0]
-            loop = asyncio.get_running_loop()
-            fut: asyncio.Future[None] = loop.create_future()
-            fd = self.fileno()
-
-            def ready(f: asyncio.Future[None] = fut) -> None:
-                if not f.done():
-                    f.set_result(None)
-
-            loop.add_reader(fd, ready)
-            try:
-                await fut
-            finally:
-                loop.remove_reader(fd)
-
-    def stats(self) -> BpfStats:
-        """The kernel's counters (read from the mmap'd map, no system call)."""
-        self._check_open()
-        emitted, delivered, dropped, filtered, _slots = self._stats_raw()
-        return BpfStats(emitted, delivered, dropped, filtered, self._received)
-
-    def bpf_ids(self) -> dict[str, list[int]]:
-        """Kernel ids of this subscription's programs, maps and links (for bpftool)."""
-        self._check_open()
-        lb = _libbpf.lib()
-        assert self._obj is not None
-        progs = []
-        p = lb.bpf_object__next_program(self._obj, None)
-        while p:
-            fd = lb.bpf_program__fd(p)
-            if fd >= 0:
-                progs.append(_libbpf.obj_id(fd))
-            p = lb.bpf_object__next_program(self._obj, p)
-        maps = []
-        m = lb.bpf_object__next_map(self._obj, None)
-        while m:
-            fd = lb.bpf_map__fd(m)
-            if fd >= 0:
-                maps.append(_libbpf.obj_id(fd))
-            m = lb.bpf_object__next_map(self._obj, m)
-        links = [_libbpf.obj_id(lb.bpf_link__fd(lk)) for lk in self._links]
-        return {"progs": progs, "maps": maps, "links": links}
-
-    @property
-    def signo(self) -> int | None:
-        """The real-time signal used, or None for ring-buffer delivery."""
+    def _choose_dispatch_signal(self) -> int:
+        if self._mode != _abi.VIA_SIGNAL:
+            return signals.choose_signal()  # a token for _thread.interrupt_main(); never sent
+        if self._owner != threading.main_thread().ident:
+            raise WrongThreadError(
+                "on_event() needs a signal subscription made in the main thread, which "
+                "can hand its signals over to the watcher thread"
+            )
+        assert self._signo is not None
         return self._signo
 
-    @property
-    def closed(self) -> bool:
-        return self._closed
+    def _watcher_attach(self) -> None:
+        # A signal is read by the thread it is sent to: send them to the
+        # watcher from now on (the seqno slots go on as they were).
+        if self._mode == _abi.VIA_SIGNAL:
+            assert self._signo is not None
+            if not signals.is_blocked(self._signo):
+                signals.block(self._signo)
+            self._tgid, self._tid = self._kernel_ids()
+            self._set_target(self._slot_cursor)
 
-    def _check_open(self) -> None:
-        if self._closed:
-            raise ClosedError("BPF subscription is closed")
+    def _main_attach(self) -> None:
+        if self._mode == _abi.VIA_SIGNAL:
+            self._tgid, self._tid = self._kernel_ids()
+            self._set_target(self._slot_cursor)
 
-    # ---- teardown ------------------------------------------------------
-
-    def close(self) -> None:
-        """Detach, free the maps, give the signal back. Idempotent."""
-        if self._closed:
-            return
-        self._closed = True
-        lb = _libbpf.lib()
-        for link in self._links:
-            lb.bpf_link__destroy(link)
-        self._links.clear()
+    def _teardown(self) -> None:
+        # The links and the object are gone (the handle's close): nothing
+        # sends any more. Unmap, then give the signal back.
         if self._ring is not None:
             self._ring.close()
             self._ring = None
-        for m in (self._stats_map, self._slots_map):
-            if m is not None:
-                m.close()
-        self._stats_map = self._slots_map = None
+        if self._slots_map is not None:
+            self._slots_map.close()
+            self._slots_map = None
         if self._epoll is not None:
             self._epoll.close()
             self._epoll = None
-        if self._obj is not None:
-            lb.bpf_object__close(self._obj)  # closes prog and map fds
-            self._obj = None
         self._sigfd = -1
         if self._claim is not None:
             self._release_signal(self._claim)
 
     def _release_signal(self, claim: signals.SignalClaim) -> None:
         if threading.get_ident() == self._owner:
-            # Links are gone; drop what is still queued. A hook that can run
-            # with interrupts off defers its send to irq_work, which runs
-            # within microseconds: give one such straggler a moment to land
-            # before the mask is restored, since unblocked it would kill us.
+            # Drop what is still queued. A hook that can run with interrupts
+            # off defers its send to irq_work, which runs within microseconds:
+            # give one such straggler a moment to land before the mask is
+            # restored, since unblocked it would kill us.
             waiter = _sig.SigWaiter(claim.signo)
             while waiter.wait(0) is not None:
                 pass
@@ -737,22 +665,55 @@ class BpfSubscription:
         # owner thread only) and gives the signal back.
         claim.close()
         self._claim = None
-        self._signo = None
 
-    def __enter__(self) -> BpfSubscription:
-        return self
+    # ---- BPF's own ----------------------------------------------------
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
+    def stats(self) -> BpfStats:
+        """The kernel's counters (read from the mmap'd map, no system call)."""
+        if self._closed:
+            raise ClosedError("the BPF subscription is closed")
+        return self._file.stats()
+
+    def bpf_ids(self) -> dict[str, list[int]]:
+        """Kernel ids of this subscription's programs, maps and links (for bpftool)."""
+        obj = self._file.obj
+        if self._closed or obj is None:
+            raise ClosedError("the BPF subscription is closed")
+        lb = _libbpf.lib()
+        progs = []
+        p = lb.bpf_object__next_program(obj, None)
+        while p:
+            fd = lb.bpf_program__fd(p)
+            if fd >= 0:
+                progs.append(_libbpf.obj_id(fd))
+            p = lb.bpf_object__next_program(obj, p)
+        maps = []
+        m = lb.bpf_object__next_map(obj, None)
+        while m:
+            fd = lb.bpf_map__fd(m)
+            if fd >= 0:
+                maps.append(_libbpf.obj_id(fd))
+            m = lb.bpf_object__next_map(obj, m)
+        links = [_libbpf.obj_id(lb.bpf_link__fd(lk)) for lk in self._file.links]
+        return {"progs": progs, "maps": maps, "links": links}
+
+    @property
+    def signo(self) -> int | None:
+        """The real-time signal used, or None for ring-buffer delivery."""
+        return self._signo if self._claim is not None else None
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"hook={self.hook!r}"
+        return (
+            f"<BpfSubscription via={self.via} {state} received={self._received} lost={self._lost}>"
+        )
 
     def __del__(self) -> None:
+        # A subscription dropped unclosed: the kernel would keep the hook
+        # attached for as long as the process lives.
         if not getattr(self, "_closed", True):
-            self.close()
+            with contextlib.suppress(Exception):
+                self.close()
 
 
 _abi_mask = (1 << 64) - 1

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import ClassVar
 
 from .._batch import Batch
 from ..errors import ClosedError
@@ -29,8 +28,8 @@ class EventfdSubscription(QueueSubscription):
     Events have ``transport="eventfd"`` and ``timestamp_ns`` set.
     """
 
-    transport: ClassVar[str] = "eventfd"
-    _read_first: ClassVar[bool] = False  # the notification first, then the queue
+    transport = "eventfd"
+    _read_first = False  # the notification first, then the queue
 
     def __init__(self, file: QueueFile, queue_size: int | None = None) -> None:
         """Subscribe ``file``; ``queue_size`` None (or 0) keeps the module's default length."""

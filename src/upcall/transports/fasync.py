@@ -16,7 +16,6 @@ import os
 import signal
 import struct
 from collections import Counter
-from typing import ClassVar
 
 from .. import signals
 from .._batch import Batch
@@ -69,8 +68,8 @@ class FasyncSubscription(QueueSubscription):
     thread (``F_SETOWN_EX``), which alone can wait for them.
     """
 
-    transport: ClassVar[str] = "fasync"
-    _read_first: ClassVar[bool] = False  # the notification first, then the queue
+    transport = "fasync"
+    _read_first = False  # the notification first, then the queue
 
     def __init__(
         self,

@@ -21,12 +21,12 @@ import socket
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 from .. import abi, signals
 from ..errors import ClosedError, DeviceError, UpcallError
 from ..event import Event, make_event, monotonic_ns
-from ..subscription import SubscriberFile, Subscription, check_queue_size
+from ..subscription import SubscriberFile, Subscription, check_queue_size, detach_to_queue
 from . import nlmsg
 from .mmsg import DatagramReader
 
@@ -234,7 +234,8 @@ class NetlinkSubscription(Subscription):
     never fall short of it.
     """
 
-    transport: ClassVar[str] = "netlink"
+    transport = "netlink"
+    _file: SubscriberFile
 
     def __init__(
         self,
@@ -386,7 +387,7 @@ class NetlinkSubscription(Subscription):
         # Stop this subscriber's messages (the file may live on in a forked
         # child): the group's listeners would get them, or the module would
         # keep holding our socket.
-        self._detach_to_queue(self._queue_size)
+        detach_to_queue(self._file, self._queue_size)
 
     def _teardown(self) -> None:
         if self._sock is not None:

@@ -7,7 +7,6 @@ import contextlib
 import fcntl
 import os
 import struct
-from typing import ClassVar
 
 from .. import abi, signals
 from .._batch import Batch
@@ -35,8 +34,8 @@ class QueueSubscription(Subscription):
     else.
     """
 
-    transport: ClassVar[str] = "queue"
-    _read_first: ClassVar[bool] = True
+    transport = "queue"
+    _read_first = True
 
     def __init__(self, file: QueueFile, queue_size: int | None = None) -> None:
         """Subscribe ``file``; ``queue_size`` None (or 0) keeps the module's default length."""
