@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Self
 
 from . import abi
+from ._libc import libc
 from .errors import SignalSetupError
 
 SIGNALFD_SIGINFO_SIZE = 128
@@ -47,21 +48,6 @@ assert _SIGINFO_RT.size == 128
 # System call numbers of rt_tgsigqueueinfo per machine (x86_64 and the
 # asm-generic table that arm64 and riscv64 use).
 _NR_RT_TGSIGQUEUEINFO = {"x86_64": 297, "aarch64": 240, "riscv64": 240}
-
-_libc: ctypes.CDLL | None = None
-
-
-def libc() -> ctypes.CDLL:
-    """upcall's one binding of the C library (``use_errno``), for what CPython lacks."""
-    global _libc
-    if _libc is None:
-        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        _libc.signalfd.argtypes = (ctypes.c_int, ctypes.c_void_p, ctypes.c_int)
-        _libc.signalfd.restype = ctypes.c_int
-        _libc.sigemptyset.argtypes = (ctypes.c_void_p,)
-        _libc.sigaddset.argtypes = (ctypes.c_void_p, ctypes.c_int)
-        _libc.syscall.restype = ctypes.c_long
-    return _libc
 
 
 def _oserror() -> OSError:

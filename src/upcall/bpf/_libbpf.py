@@ -21,11 +21,12 @@ import threading
 from collections import deque
 from typing import Any
 
+from upcall._libc import libc
+
 from .errors import BpfError
 
 _lock = threading.Lock()
 _lib: ctypes.CDLL | None = None
-_libc = ctypes.CDLL(None, use_errno=True)
 
 # libbpf's log (verifier output, "failed to find BTF for ...") is kept so
 # that an error can say why instead of printing to stderr.
@@ -37,7 +38,7 @@ _PRINT_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes
 def _on_print(level: int, fmt: bytes | None, ap: int | None) -> int:
     # va_list on x86-64/arm64 is passed as a pointer: hand it to vsnprintf.
     buf = ctypes.create_string_buffer(4096)
-    _libc.vsnprintf(buf, ctypes.c_size_t(len(buf)), fmt, ctypes.c_void_p(ap))
+    libc().vsnprintf(buf, ctypes.c_size_t(len(buf)), fmt, ctypes.c_void_p(ap))
     text = buf.value.decode(errors="replace").rstrip()
     if text:
         _log.append(text)

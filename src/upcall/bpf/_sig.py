@@ -15,9 +15,9 @@ import errno
 import os
 from typing import NamedTuple
 
-from upcall import signals
+from upcall._libc import libc
 
-_libc = signals.libc()
+_libc = libc()
 
 SI_KERNEL = 0x80
 

@@ -12,6 +12,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from upcall._libc import libc
+
 from . import _libbpf
 from ._object import OBJ_ENV, OBJ_NAME, object_path
 from .errors import BpfError
@@ -158,8 +160,7 @@ def ensure_tracefs() -> Path:
     if events.is_dir():
         return events
     if TRACEFS.is_dir() and os.geteuid() == 0:
-        libc = ctypes.CDLL(None, use_errno=True)
-        rc = libc.mount(b"tracefs", str(TRACEFS).encode(), b"tracefs", 0, None)
+        rc = libc().mount(b"tracefs", str(TRACEFS).encode(), b"tracefs", 0, None)
         if rc == 0 and events.is_dir():
             return events
     raise BpfError(

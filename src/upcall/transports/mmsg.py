@@ -18,6 +18,8 @@ import struct
 from collections.abc import Callable
 from typing import cast
 
+from .._libc import libc
+
 MSG_DONTWAIT = socket.MSG_DONTWAIT
 MSG_TRUNC = socket.MSG_TRUNC
 
@@ -52,17 +54,9 @@ _FLAGS_AND_LEN = struct.Struct(
 )
 assert _FLAGS_AND_LEN.size == _MMSG_SIZE
 
-_libc: ctypes.CDLL | None = None
-
 
 def _recvmmsg() -> Callable[[int, int, int, int, None], int]:
-    global _libc
-    if _libc is None:
-        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    f = _libc.recvmmsg
-    f.argtypes = (ctypes.c_int, ctypes.c_void_p, ctypes.c_uint, ctypes.c_int, ctypes.c_void_p)
-    f.restype = ctypes.c_int
-    return cast("Callable[[int, int, int, int, None], int]", f)
+    return cast("Callable[[int, int, int, int, None], int]", libc().recvmmsg)
 
 
 class DatagramReader:
