@@ -18,8 +18,7 @@ from types import TracebackType
 from typing import ClassVar
 
 import pytest
-from test_receivers import FakeQueueFile
-from test_signals import FakeModule, signal_state_guard  # noqa: F401 - fixture
+from fakes import FakeModule, FakeQueueFile, signal_state_guard  # noqa: F401 - fixture
 
 import upcall.vm
 from upcall import cli, edu

@@ -1,13 +1,9 @@
 """The queue, fasync, eventfd and netlink receivers, against honest stand-ins.
 
-The host kernel cannot load the module. :class:`FakeQueueFile` plays one
-QUEUE subscriber's file with a pipe: the module's records are written whole
-(48 bytes, below PIPE_BUF, so each write is atomic) and read(2) of the read
-end returns whole records, poll(2) reports it readable, and O_ASYNC with
-F_SETOWN/F_SETSIG makes the kernel's own pipe code send the SIGIO-style
-signal (kill_fasync, si_fd, POLL_IN) exactly as the module's file does. Its
-eventfd is signalled after each record, as the module's is. Everything on
-the receiving side is the real code.
+The host kernel cannot load the module: :class:`fakes.FakeQueueFile` plays
+one QUEUE subscriber's file with a pipe (whole records, poll, the kernel's
+own SIGIO-style signal, an eventfd signalled per record). Everything on the
+receiving side is the real code.
 
 Netlink messages are parsed from hand-built bytes, received through a real
 netlink socket with recvmmsg(2), and, in a private network namespace (root
@@ -34,13 +30,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from fakes import FakeQueueFile, is_eventfd, reads_in_main_thread, signal_state_guard  # noqa: F401 - fixture
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_signals import reads_in_main_thread, signal_state_guard  # noqa: F401 - fixture
 
 import upcall
 from upcall import abi, device, signals
-from upcall.abi import Stats
 from upcall.errors import ClosedError, DeviceError, SignalSetupError, WrongThreadError
 from upcall.event import Event, monotonic_ns
 from upcall.signals import choose_signal
@@ -54,103 +49,6 @@ from upcall.transports.queue import QueueSubscription
 pytestmark = pytest.mark.usefixtures("signal_state_guard")
 
 U64 = (1 << 64) - 1
-
-
-def _is_eventfd(fd: int) -> bool:
-    try:
-        return os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:[eventfd]"
-    except OSError:
-        return False
-
-
-class FakeQueueFile:
-    """One QUEUE subscriber's file as the module serves it, over a pipe (QueueFile)."""
-
-    def __init__(self) -> None:
-        self._r, self._w = os.pipe2(os.O_CLOEXEC)
-        self.transport = abi.UPCALL_TRANSPORT_NONE
-        self.queue_sizes: list[int] = []
-        self.eventfd = -1
-        self.seqno = 0
-        self.emitted = 0
-        self.dropped = 0
-        self.closed = False
-
-    # QueueFile
-    def fileno(self) -> int:
-        if self.closed:
-            raise ClosedError("closed")
-        return self._r
-
-    def subscribe(
-        self,
-        transport: int,
-        signo: int = 0,
-        flags: int = 0,
-        queue_size: int = 0,
-        netlink_fd: int = 0,
-    ) -> None:
-        assert not self.closed and signo == 0 and flags == 0
-        self.transport = transport
-        self.queue_sizes.append(queue_size)
-
-    def set_eventfd(self, fd: int) -> None:
-        if fd != -1 and not _is_eventfd(fd):
-            raise OSError(errno.EINVAL, "not an eventfd")
-        self.eventfd = fd
-
-    def stats(self) -> Stats:
-        return Stats(
-            emitted=self.emitted,
-            delivered=self.emitted - self.dropped,
-            dropped=self.dropped,
-            seqno=self.seqno,
-            pending=0,
-            transport=self.transport,
-            signo=0,
-            id=7,
-        )
-
-    def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            os.close(self._r)
-            os.close(self._w)
-
-    # the kernel side
-    def emit(
-        self, value: int, source: int = 0, *, drop: bool = False, timestamp_ns: int | None = None
-    ) -> int:
-        """Number the event and queue its record (or count it dropped)."""
-        if self.closed or self.transport != abi.UPCALL_TRANSPORT_QUEUE:
-            return 0
-        self.seqno += 1
-        self.emitted += 1
-        if drop:
-            self.dropped += 1
-            return 1
-        record = abi.UpcallEvent(
-            seqno=self.seqno,
-            timestamp_ns=monotonic_ns() if timestamp_ns is None else timestamp_ns,
-            value=abi.encode_value(value),
-            source=source,
-        )
-        assert os.write(self._w, bytes(record)) == abi.UPCALL_EVENT_SIZE
-        if self.eventfd >= 0:
-            os.eventfd_write(self.eventfd, 1)
-        return 1
-
-    def emit_many(self, values: list[int]) -> None:
-        """Queue several records with one notification, as one irq_work run announces them."""
-        recs = []
-        for value in values:
-            self.seqno += 1
-            self.emitted += 1
-            recs.append(bytes(abi.UpcallEvent(seqno=self.seqno, value=value)))
-        data = b"".join(recs)
-        assert os.write(self._w, data) == len(data)  # one write: one SIGIO
-        if self.eventfd >= 0:
-            os.eventfd_write(self.eventfd, 1)
 
 
 KINDS = ["queue", "fasync", "eventfd"]
@@ -587,7 +485,7 @@ def test_fasync_thread_directed(file: FakeQueueFile) -> None:
 FORKED_CHILD_KEEPS_THE_FILE = r"""
 import os, signal, sys
 sys.path[:0] = [sys.argv[1]]
-from test_receivers import FakeQueueFile
+from fakes import FakeQueueFile
 from upcall.transports.fasync import FasyncSubscription
 f = FakeQueueFile()
 go_r, go_w = os.pipe()
@@ -625,7 +523,7 @@ def test_fasync_close_stops_the_signals_a_forked_child_would_cause() -> None:
 
 def test_eventfd_handed_over_and_counted(file: FakeQueueFile) -> None:
     with EventfdSubscription(file) as sub:
-        assert _is_eventfd(file.eventfd) and sub.fileno() == file.eventfd
+        assert is_eventfd(file.eventfd) and sub.fileno() == file.eventfd
         for v in range(3):
             file.emit(v)
         assert values(sub.read(timeout=5)) == [0, 1, 2]

@@ -1,15 +1,8 @@
 """The signalfd receiver, fed with real signals laid out as the module sends them.
 
-The host kernel cannot load the module, so :class:`FakeModule` plays its part
-for one subscriber: it records who subscribed (the calling thread for a
-thread-directed subscription, else the thread group leader, as the module
-does), numbers events and queues each one as a real signal with the module's
-Signal layout through rt_tgsigqueueinfo(2). Everything on the receiving side
+:class:`fakes.FakeModule` plays the module's part for one subscriber (real
+signals through rt_tgsigqueueinfo(2)); everything on the receiving side
 (signal masks, signalfd, decoding, callbacks, asyncio) is the real code.
-
-FakeModule and the fixtures live here rather than in a conftest.py, which
-would clash with tests/kernel/conftest.py (one "conftest" module for mypy,
-and for ``import conftest``); test_cli.py imports them from here.
 """
 
 from __future__ import annotations
@@ -25,79 +18,15 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
+from fakes import FakeModule, reads_in_main_thread, signal_state_guard  # noqa: F401 - fixture
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from upcall import abi, signals
-from upcall.abi import Stats
 from upcall.errors import ClosedError, SignalSetupError, UpcallError, WrongThreadError
 from upcall.event import Event
 from upcall.signals import choose_signal
-from upcall.subscription import SignalSubscription, Subscription
-
-
-class FakeModule:
-    """One subscriber file as the module would serve it (SubscriberFile)."""
-
-    def __init__(self) -> None:
-        self.transport = abi.UPCALL_TRANSPORT_NONE
-        self.signo = 0
-        self.flags = 0
-        self.target_tid = 0
-        self.subscribe_tids: list[int] = []
-        self.seqno = 0
-        self.emitted = 0
-        self.delivered = 0
-        self.dropped = 0
-        self.closed = False
-        self.refuse: OSError | None = None  # raised by the next subscribe()
-        self.queue_sizes: list[int] = []  # queue_size of every subscribe()
-
-    # SubscriberFile
-    def subscribe(
-        self,
-        transport: int,
-        signo: int = 0,
-        flags: int = 0,
-        queue_size: int = 0,
-        netlink_fd: int = 0,
-    ) -> None:
-        assert not self.closed
-        if self.refuse is not None:
-            raise self.refuse
-        tid = signals.current_tid()
-        self.transport, self.signo, self.flags = transport, signo, flags
-        self.queue_sizes.append(queue_size)
-        self.target_tid = tid if flags & abi.UPCALL_SUBSCRIBE_THREAD else os.getpid()
-        self.subscribe_tids.append(tid)
-
-    def stats(self) -> Stats:
-        return Stats(
-            emitted=self.emitted,
-            delivered=self.delivered,
-            dropped=self.dropped,
-            seqno=self.seqno,
-            pending=0,
-            transport=self.transport,
-            signo=self.signo,
-        )
-
-    def close(self) -> None:
-        self.closed = True
-
-    # the kernel side
-    def emit(self, value: int, source: int = 0, *, drop: bool = False) -> int:
-        """Give the event the next seqno and queue it, or count it dropped."""
-        if self.closed or self.transport == abi.UPCALL_TRANSPORT_NONE:
-            return 0
-        self.seqno += 1
-        self.emitted += 1
-        if drop:
-            self.dropped += 1
-            return 1
-        signals.queue_upcall_signal(self.target_tid, self.signo, self.seqno, value, source)
-        self.delivered += 1
-        return 1
+from upcall.subscription import SignalSubscription
 
 
 @pytest.fixture
@@ -105,37 +34,7 @@ def module() -> FakeModule:
     return FakeModule()
 
 
-@pytest.fixture
-def signal_state_guard() -> Iterator[None]:
-    """Fail a test that leaks a blocked signal, a handler or a thread.
-
-    Used by the signal and CLI tests (pytestmark), not by other modules here.
-    """
-    mask = signal.pthread_sigmask(signal.SIG_BLOCK, set())
-    handlers = {n: signal.getsignal(n) for n in range(signal.SIGRTMIN, signal.SIGRTMAX + 1)}
-    threads = set(threading.enumerate())
-    yield
-    assert signal.pthread_sigmask(signal.SIG_BLOCK, set()) == mask, "signal mask leaked"
-    for n, h in handlers.items():
-        assert signal.getsignal(n) == h, f"handler of signal {n} leaked"
-    assert set(threading.enumerate()) <= threads, "thread leaked"
-
-
 pytestmark = pytest.mark.usefixtures("signal_state_guard")
-
-
-def reads_in_main_thread(sub: Subscription, monkeypatch: pytest.MonkeyPatch) -> list[bool]:
-    """For each event ``sub`` reads from now on: whether the main thread read it."""
-    in_main: list[bool] = []
-    read = sub._read_records
-
-    def spy(n: int) -> list[Event]:
-        events = read(n)
-        in_main.extend(threading.current_thread() is threading.main_thread() for _ in events)
-        return events
-
-    monkeypatch.setattr(sub, "_read_records", spy)
-    return in_main
 
 
 U64 = (1 << 64) - 1
@@ -535,7 +434,7 @@ def test_close_with_pending_events_does_not_kill() -> None:
         """
         import os, signal, sys
         sys.path.insert(0, sys.argv[1])
-        from test_signals import FakeModule
+        from fakes import FakeModule
         from upcall.subscription import SignalSubscription
         m = FakeModule()
         with SignalSubscription(m) as sub:

@@ -1,0 +1,228 @@
+"""Honest stand-ins for the kernel module, shared by the host tests.
+
+The host kernel cannot load the module, so these play one subscriber's file
+as the module serves it, with real kernel objects underneath:
+
+- :class:`FakeModule` (a SubscriberFile for the SIGNAL transport) records
+  who subscribed (the calling thread for a thread-directed subscription,
+  else the thread group leader, as the module does), numbers events and
+  queues each one as a real signal with the module's layout through
+  rt_tgsigqueueinfo(2).
+- :class:`FakeQueueFile` (a QueueFile) queues the module's 48-byte records
+  in a pipe (each write atomic, below PIPE_BUF): read(2) returns whole
+  records, poll(2) reports it readable, and O_ASYNC with F_SETOWN/F_SETSIG
+  makes the kernel's pipe code send the SIGIO-style signal (kill_fasync,
+  si_fd, POLL_IN) as the module's file does; its eventfd is signalled after
+  each record, as the module's is.
+
+Everything on the receiving side is the real code. They live here, not in a
+conftest.py, which would clash with tests/kernel/conftest.py (one
+"conftest" module for mypy, and for ``import conftest``).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from upcall import abi, signals
+from upcall.abi import Stats
+from upcall.errors import ClosedError
+from upcall.event import Event, monotonic_ns
+from upcall.subscription import Subscription
+
+
+class FakeModule:
+    """One subscriber file as the module would serve it (SubscriberFile)."""
+
+    def __init__(self) -> None:
+        self.transport = abi.UPCALL_TRANSPORT_NONE
+        self.signo = 0
+        self.flags = 0
+        self.target_tid = 0
+        self.subscribe_tids: list[int] = []
+        self.seqno = 0
+        self.emitted = 0
+        self.delivered = 0
+        self.dropped = 0
+        self.closed = False
+        self.refuse: OSError | None = None  # raised by the next subscribe()
+        self.queue_sizes: list[int] = []  # queue_size of every subscribe()
+
+    # SubscriberFile
+    def subscribe(
+        self,
+        transport: int,
+        signo: int = 0,
+        flags: int = 0,
+        queue_size: int = 0,
+        netlink_fd: int = 0,
+    ) -> None:
+        assert not self.closed
+        if self.refuse is not None:
+            raise self.refuse
+        tid = signals.current_tid()
+        self.transport, self.signo, self.flags = transport, signo, flags
+        self.queue_sizes.append(queue_size)
+        self.target_tid = tid if flags & abi.UPCALL_SUBSCRIBE_THREAD else os.getpid()
+        self.subscribe_tids.append(tid)
+
+    def stats(self) -> Stats:
+        return Stats(
+            emitted=self.emitted,
+            delivered=self.delivered,
+            dropped=self.dropped,
+            seqno=self.seqno,
+            pending=0,
+            transport=self.transport,
+            signo=self.signo,
+        )
+
+    def close(self) -> None:
+        self.closed = True
+
+    # the kernel side
+    def emit(self, value: int, source: int = 0, *, drop: bool = False) -> int:
+        """Give the event the next seqno and queue it, or count it dropped."""
+        if self.closed or self.transport == abi.UPCALL_TRANSPORT_NONE:
+            return 0
+        self.seqno += 1
+        self.emitted += 1
+        if drop:
+            self.dropped += 1
+            return 1
+        signals.queue_upcall_signal(self.target_tid, self.signo, self.seqno, value, source)
+        self.delivered += 1
+        return 1
+
+
+def is_eventfd(fd: int) -> bool:
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:[eventfd]"
+    except OSError:
+        return False
+
+
+class FakeQueueFile:
+    """One QUEUE subscriber's file as the module serves it, over a pipe (QueueFile)."""
+
+    def __init__(self) -> None:
+        self._r, self._w = os.pipe2(os.O_CLOEXEC)
+        self.transport = abi.UPCALL_TRANSPORT_NONE
+        self.queue_sizes: list[int] = []
+        self.eventfd = -1
+        self.seqno = 0
+        self.emitted = 0
+        self.dropped = 0
+        self.closed = False
+
+    # QueueFile
+    def fileno(self) -> int:
+        if self.closed:
+            raise ClosedError("closed")
+        return self._r
+
+    def subscribe(
+        self,
+        transport: int,
+        signo: int = 0,
+        flags: int = 0,
+        queue_size: int = 0,
+        netlink_fd: int = 0,
+    ) -> None:
+        assert not self.closed and signo == 0 and flags == 0
+        self.transport = transport
+        self.queue_sizes.append(queue_size)
+
+    def set_eventfd(self, fd: int) -> None:
+        if fd != -1 and not is_eventfd(fd):
+            raise OSError(errno.EINVAL, "not an eventfd")
+        self.eventfd = fd
+
+    def stats(self) -> Stats:
+        return Stats(
+            emitted=self.emitted,
+            delivered=self.emitted - self.dropped,
+            dropped=self.dropped,
+            seqno=self.seqno,
+            pending=0,
+            transport=self.transport,
+            signo=0,
+            id=7,
+        )
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            os.close(self._r)
+            os.close(self._w)
+
+    # the kernel side
+    def emit(
+        self, value: int, source: int = 0, *, drop: bool = False, timestamp_ns: int | None = None
+    ) -> int:
+        """Number the event and queue its record (or count it dropped)."""
+        if self.closed or self.transport != abi.UPCALL_TRANSPORT_QUEUE:
+            return 0
+        self.seqno += 1
+        self.emitted += 1
+        if drop:
+            self.dropped += 1
+            return 1
+        record = abi.UpcallEvent(
+            seqno=self.seqno,
+            timestamp_ns=monotonic_ns() if timestamp_ns is None else timestamp_ns,
+            value=abi.encode_value(value),
+            source=source,
+        )
+        assert os.write(self._w, bytes(record)) == abi.UPCALL_EVENT_SIZE
+        if self.eventfd >= 0:
+            os.eventfd_write(self.eventfd, 1)
+        return 1
+
+    def emit_many(self, values: list[int]) -> None:
+        """Queue several records with one notification, as one irq_work run announces them."""
+        recs = []
+        for value in values:
+            self.seqno += 1
+            self.emitted += 1
+            recs.append(bytes(abi.UpcallEvent(seqno=self.seqno, value=value)))
+        data = b"".join(recs)
+        assert os.write(self._w, data) == len(data)  # one write: one SIGIO
+        if self.eventfd >= 0:
+            os.eventfd_write(self.eventfd, 1)
+
+
+@pytest.fixture
+def signal_state_guard() -> Iterator[None]:
+    """Fail a test that leaks a blocked signal, a handler or a thread.
+
+    Used by the signal and CLI tests (pytestmark), not by other modules here.
+    """
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, set())
+    handlers = {n: signal.getsignal(n) for n in range(signal.SIGRTMIN, signal.SIGRTMAX + 1)}
+    threads = set(threading.enumerate())
+    yield
+    assert signal.pthread_sigmask(signal.SIG_BLOCK, set()) == mask, "signal mask leaked"
+    for n, h in handlers.items():
+        assert signal.getsignal(n) == h, f"handler of signal {n} leaked"
+    assert set(threading.enumerate()) <= threads, "thread leaked"
+
+
+def reads_in_main_thread(sub: Subscription, monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """For each event ``sub`` reads from now on: whether the main thread read it."""
+    in_main: list[bool] = []
+    read = sub._read_records
+
+    def spy(n: int) -> list[Event]:
+        events = read(n)
+        in_main.extend(threading.current_thread() is threading.main_thread() for _ in events)
+        return events
+
+    monkeypatch.setattr(sub, "_read_records", spy)
+    return in_main
