@@ -7,7 +7,6 @@ buffer and bpf_send_signal_task (6.13+). The BPF object is built with
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
@@ -261,80 +260,7 @@ def test_burst_of_100k_is_exactly_accounted(via: str) -> None:
     assert ok_values  # every value matches its seqno, across the gaps
 
 
-# ---- the module's subscription surface ------------------------------------
-
-
-def test_wait_fileno_iteration() -> None:
-    import select
-
-    from upcall.bpf import BpfSubscription, Trigger
-
-    with BpfSubscription(Trigger(), via="ringbuf") as sub:
-        assert sub.wait(0) is False
-        r, _, _ = select.select([sub.fileno()], [], [], 0)
-        assert r == []
-        sub.trigger(5, 3, seq=True)
-        r, _, _ = select.select([sub.fileno()], [], [], 10)
-        assert r == [sub.fileno()]
-        assert sub.wait(5) is True
-        it = iter(sub)
-        assert [next(it).value for _ in range(3)] == [5, 6, 7]
-        assert sub.poll(0) is None
-    from upcall.errors import ClosedError
-
-    with pytest.raises(ClosedError):
-        sub.read(1, timeout=0)
-
-
-@pytest.mark.parametrize("via", VIAS)
-def test_on_event_runs_callbacks_in_the_main_thread(via: str) -> None:
-    """As for the module's transports: a watcher reads, the main thread runs the callbacks."""
-    import threading
-
-    from upcall.bpf import BpfSubscription, Trigger
-    from upcall.errors import UpcallError
-
-    with BpfSubscription(Trigger(), via=via) as sub:
-        seen: list[tuple[int, bool]] = []
-        sub.on_event(
-            lambda e: seen.append((e.value, threading.current_thread() is threading.main_thread()))
-        )
-        with pytest.raises(UpcallError, match="dispatches its events"):
-            sub.read(1, timeout=0)
-        # From the watcher thread, between two bytecodes of this loop.
-        sub.trigger(10, 3, seq=True)
-        deadline = time.monotonic() + 10
-        while len(seen) < 3 and time.monotonic() < deadline:
-            time.sleep(0.001)
-        # Read by run() in this thread itself.
-        sub.trigger(20, 2, seq=True)
-        deadline = time.monotonic() + 10
-        while len(seen) < 5 and time.monotonic() < deadline:
-            sub.run(0.05)
-        assert seen == [(10, True), (11, True), (12, True), (20, True), (21, True)]
-        assert (sub.received, sub.lost) == (5, 0)
-
-
-@pytest.mark.parametrize("via", VIAS)
-def test_async_for(via: str) -> None:
-    from upcall.bpf import BpfSubscription, Trigger
-
-    async def main() -> list[int]:
-        with BpfSubscription(Trigger(), via=via) as sub:
-            loop = asyncio.get_running_loop()
-            loop.call_later(0.01, lambda: sub.trigger(100, 4, seq=True))
-            out: list[int] = []
-            async with asyncio.timeout(30):
-                async for ev in sub:
-                    out.append(ev.value)
-                    if len(out) == 4:
-                        break
-            return out
-
-    assert asyncio.run(main()) == [100, 101, 102, 103]
-
-
-# ---- lifetime: nothing outlives the subscription or its process -----------
+# ---- closing (the surface shared with the module: tests/host/test_contract.py)
 
 
 def test_close_detaches_and_frees() -> None:
@@ -486,26 +412,6 @@ def test_watch_count_not_reached_exits_1() -> None:
     assert r.returncode == 1, r.stderr
     assert json.loads(r.stdout.splitlines()[-1])["received"] == 0
     assert r.stderr.startswith("watching ")
-
-
-@pytest.mark.parametrize("via", VIAS)
-def test_read_batch(via: str) -> None:
-    from upcall.bpf import BpfSubscription, Trigger
-
-    with BpfSubscription(Trigger(), via=via) as sub:
-        sub.trigger(100, count=50, seq=True)
-        got: list[int] = []
-        seqnos: list[int] = []
-        deadline = time.monotonic() + 10
-        while len(got) < 50 and time.monotonic() < deadline:
-            batch = sub.read_batch(1024, timeout=1)
-            got += batch.value.tolist()
-            seqnos += batch.seqno.tolist()
-            assert all(e.transport == sub.transport for e in batch)
-        assert got == list(range(100, 150))
-        assert seqnos == list(range(1, 51))
-        assert sub.received == 50 and sub.lost == 0
-        assert not sub.read_batch(8, timeout=0)
 
 
 def test_signal_claimed_like_the_module_transports() -> None:
