@@ -143,6 +143,10 @@ class Subscription(abc.ABC):
         self._busy = 0
         # The last read found the kernel's queue empty: wait before reading.
         self._drained = True
+        # A read(1) of a read-first transport came before its event: the
+        # next waits first (one read(2) that finds nothing saved per event)
+        # until an event is found already waiting again.
+        self._missed = False
         self._last_seqno = 0
         self._received = 0
         self._lost = 0
@@ -323,16 +327,18 @@ class Subscription(abc.ABC):
                 return events
             return [buffer.popleft() for _ in range(max_events)]
 
+    def _make_poller(self) -> select.poll:
+        # One poll object for the subscription's life: the descriptors do
+        # not change, and building one per wait costs per event.
+        poller = self._poller = select.poll()
+        poller.register(self.fileno(), select.POLLIN)
+        poller.register(self._wake_fd, select.POLLIN)
+        return poller
+
     def _wait_readable(self, timeout: float | None) -> None:
         """Wait until the transport's descriptor or the close wake-up is readable."""
-        poller = self._poller
-        if poller is None:
-            # One poll object for the subscription's life: the descriptors
-            # do not change, and building one per wait costs per event.
-            poller = self._poller = select.poll()
-            poller.register(self.fileno(), select.POLLIN)
-            poller.register(self._wake_fd, select.POLLIN)
-        poller.poll(_poll_ms(timeout))  # EINTR is retried by Python (PEP 475)
+        # EINTR is retried by Python (PEP 475).
+        (self._poller or self._make_poller()).poll(_poll_ms(timeout))
 
     def _fill(self, want: int, deadline: float | None) -> bool:
         """Read until the buffer holds an event or ``deadline`` passes; True if it does."""
@@ -453,6 +459,7 @@ class Subscription(abc.ABC):
 
     def _get(self, take: int, batch: int, timeout: float | None) -> list[Event]:
         buffer = self._buffer
+        since = 0
         with self._lock:
             self._check_readable()
             n = len(buffer)
@@ -466,16 +473,22 @@ class Subscription(abc.ABC):
                     return events
                 return [buffer.popleft() for _ in range(take)]
             if take == 1 and not n and batch and self._read_first:
-                events = self._read_records(batch)
-                if events:
-                    self._drained = len(events) < batch
-                    if len(events) > 1:
-                        buffer.extend(events[1:])
-                        del events[1:]
-                    return events
-                self._drained = True  # found empty: wait before the next read
-                if timeout == 0:
-                    return events
+                if not self._missed or timeout == 0:
+                    events = self._read_records(batch)
+                    if events:
+                        self._drained = len(events) < batch
+                        if len(events) > 1:
+                            buffer.extend(events[1:])
+                            del events[1:]
+                        return events
+                    self._drained = True  # found empty: wait before the next read
+                    if timeout == 0:
+                        return events
+                    # The caller came before the event: until one is found
+                    # waiting again, wait first, then read once (see below).
+                    self._missed = True
+                else:
+                    since = monotonic_ns()
             self._busy += 1
         try:
             deadline: float | None = None
@@ -498,8 +511,20 @@ class Subscription(abc.ABC):
                             buffer.extend(events[take:])
                             del events[take:]
                     if events:
+                        if since:
+                            # Stamped before this call began: reading first
+                            # would have found it, so do that again.
+                            stamp = events[0].timestamp_ns
+                            self._missed = stamp is None or stamp >= since
                         return events
                 first = False
+                if timeout is None:
+                    # The blocking read(1) of an event loop's worth of code:
+                    # the poll, without the deadline's bookkeeping.
+                    (self._poller or self._make_poller()).poll()
+                    if self._closed:
+                        raise ClosedError(f"the {self.transport} subscription was closed")
+                    continue
                 waited, deadline = self._wait_step(timeout, deadline)
                 if not waited:
                     return []

@@ -387,6 +387,63 @@ def test_queue_read_one_ready_is_one_read_no_poll(
         assert calls == ["read", "read"]  # 7 came with 6, from the buffer
 
 
+def test_queue_waiting_read_one_waits_first_until_an_event_is_found_waiting(
+    file: FakeQueueFile, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read(1) that had to wait makes the next wait first: poll(2) then one read(2).
+
+    Reading first would find nothing each time (read(2), poll(2), read(2)).
+    Once an event is found already waiting, read(1) reads first again.
+    """
+    calls: list[str] = []
+    real_read = os.read
+    real_poll = select.poll
+
+    def counted_read(fd: int, n: int) -> bytes:
+        try:
+            data = real_read(fd, n)
+        except BlockingIOError:
+            calls.append("read-empty")
+            raise
+        calls.append("read")
+        return data
+
+    class CountedPoll:
+        def __init__(self) -> None:
+            self._poll = real_poll()
+
+        def register(self, fd: int, mask: int) -> None:
+            self._poll.register(fd, mask)
+
+        def poll(self, timeout: int | None = None) -> list[tuple[int, int]]:
+            calls.append("poll")
+            return self._poll.poll(timeout)
+
+    monkeypatch.setattr("upcall.transports.queue.os.read", counted_read)
+    monkeypatch.setattr("upcall.subscription.select.poll", CountedPoll)
+
+    def later(value: int) -> None:
+        timer = threading.Timer(0.05, file.emit, (value,))
+        timer.start()
+        try:
+            assert values(q.read(1)) == [value]
+        finally:
+            timer.join()
+
+    with QueueSubscription(file) as q:
+        later(1)
+        assert calls == ["read-empty", "poll", "read"]
+        calls.clear()
+        later(2)
+        assert calls == ["poll", "read"]
+        calls.clear()
+        file.emit(3)  # there before the call: the next read(1) reads first again
+        assert values(q.read(1)) == [3]
+        file.emit(4)
+        assert values(q.read(1)) == [4]
+        assert calls == ["poll", "read", "read"]
+
+
 @pytest.fixture
 def fsub(file: FakeQueueFile) -> Iterator[FasyncSubscription]:
     with FasyncSubscription(file) as s:
