@@ -135,7 +135,9 @@ def test_events_in_order_with_their_values(source: Source) -> None:
 
 def test_a_drop_is_a_gap_counted_as_lost(source: Source) -> None:
     if source.drop is None:
-        pytest.skip("a BPF source drops only when its ring or signal queue is full")
+        pytest.skip(
+            "this source drops only when its queue is full (the burst tests count those drops)"
+        )
     source.emit([1])
     source.drop()
     source.emit([3])
