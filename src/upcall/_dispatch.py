@@ -41,9 +41,8 @@ class Dispatched(Protocol):
     _lock: threading.RLock
     _buffer: deque[Event]
     _wake_fd: int
-
-    @property
-    def closed(self) -> bool: ...
+    #: ``closed``, read as the attribute: this is every event's path.
+    _closed: bool
 
     def fileno(self) -> int: ...
 
@@ -157,9 +156,9 @@ class Dispatcher:
             p.register(sub.fileno(), select.POLLIN)
             p.register(sub._wake_fd, select.POLLIN)
             p.register(self._pause_fd, select.POLLIN)
-            while not sub.closed:
+            while not sub._closed:
                 p.poll()
-                if sub.closed:
+                if sub._closed:
                     break
                 if self._pause:
                     self._park()
@@ -175,7 +174,7 @@ class Dispatcher:
                     self._kick()
         except BaseException as e:
             # Never stop silently: the next dispatch raises it in the main thread.
-            if not sub.closed:
+            if not sub._closed:
                 self._watch_error = e
                 self._kick()
         finally:
@@ -200,7 +199,7 @@ class Dispatcher:
             pass
         self._parked.set()
         self._resume.wait()  # close() sets it too
-        if sub.closed:
+        if sub._closed:
             return
         sub._watcher_attach()
         self._reattached.set()
@@ -221,7 +220,7 @@ class Dispatcher:
         if self._dispatching:
             return 0  # a callback is running further up this stack; it drains
         sub = self._sub
-        if self._watch_error is not None and not sub.closed:
+        if self._watch_error is not None and not sub._closed:
             error, self._watch_error = self._watch_error, None
             raise UpcallError(f"the event watcher thread failed: {error}") from error
         self._dispatching = True
@@ -229,7 +228,7 @@ class Dispatcher:
         try:
             while True:
                 with sub._lock:
-                    if sub.closed or not sub._buffer:
+                    if sub._closed or not sub._buffer:
                         break
                     event = sub._buffer.popleft()
                 self.dispatched += 1
@@ -257,7 +256,7 @@ class Dispatcher:
                 direct = True
                 self._pause_watcher()
             self.dispatch()
-            while not sub.closed:
+            while not sub._closed:
                 left = remaining(deadline)
                 if left == 0.0:
                     break
@@ -300,7 +299,7 @@ class Dispatcher:
         sub = self._sub
         self._pause = False
         self._resume.set()
-        if sub.closed:
+        if sub._closed:
             return  # close() has released the watcher
         self._reattached.wait()  # set by _park(), or by a watcher that ended
         try:
