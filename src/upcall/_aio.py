@@ -125,9 +125,13 @@ class Waiter:
             raise UpcallError("another task is already waiting on this subscription")
         self._waiting = True
         try:
-            await wait_readable(self._epoll.fileno(), timeout)
+            await wait_readable(self.fileno(), timeout)
         finally:
             self._waiting = False
+
+    def fileno(self) -> int:
+        """The epoll descriptor a wait watches."""
+        return self._epoll.fileno()
 
     def close(self) -> None:
         self._epoll.close()
