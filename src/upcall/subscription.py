@@ -14,7 +14,6 @@ make the module stop sending.
 from __future__ import annotations
 
 import abc
-import asyncio
 import contextlib
 import os
 import select
@@ -26,6 +25,7 @@ from types import TracebackType
 from typing import Protocol, Self
 
 from . import abi, signals
+from ._aio import Waiter
 from ._batch import Batch
 from ._dispatch import Callback, Dispatcher
 from ._timeout import deadline as _deadline
@@ -150,9 +150,9 @@ class Subscription(abc.ABC):
         self._last_seqno = 0
         self._received = 0
         self._lost = 0
-        # Readable once close() ran: wakes every waiter (poll, asyncio, watcher).
+        # Readable once close() ran: wakes every waiter (poll, async, watcher).
         self._wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-        self._async_waiting = False
+        self._waiter: Waiter | None = None  # what async waits watch, made by the first
         self._poller: select.poll | None = None
         # on_event()'s callbacks and watcher thread, once there is one.
         self._dispatcher: Dispatcher | None = None
@@ -563,11 +563,12 @@ class Subscription(abc.ABC):
     async def aread(
         self, max_events: int = DEFAULT_BATCH, timeout: float | None = None
     ) -> list[Event]:
-        """Asyncio version of :meth:`read`: waits on the running loop, never busily.
+        """Async version of :meth:`read`, under asyncio, trio or anyio: never waits busily.
 
-        The descriptors are watched with ``loop.add_reader`` only while this
-        coroutine waits; cancellation removes them and loses no event (events
-        are only taken once they are returned).
+        The descriptors are watched by the running loop only while this
+        coroutine waits. Cancellation (``Task.cancel()``, a trio or anyio
+        cancel scope, ``anyio.fail_after``) loses no event: events are only
+        taken once they are returned, and the subscription stays usable.
         """
         if max_events < 1:
             raise ValueError("max_events must be at least 1")
@@ -578,43 +579,30 @@ class Subscription(abc.ABC):
             events = self._get(take, batch, 0.0)
             if events or timeout == 0:
                 return events
-        loop = asyncio.get_running_loop()
         deadline = _deadline(timeout)
         # Busy while waiting: a close() meanwhile keeps the descriptors open
         # (the loop watches them) until this returns.
         with self._using():
+            waiter = self._async_waiter()
             while True:
-                await self._readable(loop, _remaining(deadline))
+                await waiter.wait(_remaining(deadline))
                 if self._closed:
                     raise ClosedError(f"the {self.transport} subscription was closed")
                 events = self._get(take, batch, 0.0)
                 if events or _remaining(deadline) == 0.0:
                     return events
 
-    async def _readable(self, loop: asyncio.AbstractEventLoop, timeout: float | None) -> None:
-        if self._async_waiting:
-            raise UpcallError("another task is already waiting on this subscription")
-        fut: asyncio.Future[None] = loop.create_future()
-
-        def ready() -> None:
-            if not fut.done():
-                fut.set_result(None)
-
-        fds = (self.fileno(), self._wake_fd)
-        self._async_waiting = True
-        try:
-            for fd in fds:
-                loop.add_reader(fd, ready)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(timeout):
-                    await fut
-        finally:
-            for fd in fds:
-                loop.remove_reader(fd)
-            self._async_waiting = False
+    def _async_waiter(self) -> Waiter:
+        """The async waits' one descriptor, readable when events or close() come."""
+        with self._lock:
+            if self._closed:  # the transport's descriptor may be gone already
+                raise ClosedError(f"the {self.transport} subscription was closed")
+            if self._waiter is None:
+                self._waiter = Waiter(self.fileno(), self._wake_fd)
+            return self._waiter
 
     async def aevents(self, timeout: float | None = None) -> AsyncIterator[Event]:
-        """Asyncio version of :meth:`events` (same ``timeout`` and end rules)."""
+        """Async version of :meth:`events` (same ``timeout`` and end rules)."""
         while True:
             try:
                 batch = await self._aget(1, DEFAULT_BATCH, timeout)
@@ -733,6 +721,8 @@ class Subscription(abc.ABC):
         finally:
             if self._dispatcher is not None:
                 self._dispatcher.release()
+            if self._waiter is not None:
+                self._waiter.close()
             os.close(self._wake_fd)
             self._buffer.clear()
 

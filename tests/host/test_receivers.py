@@ -245,7 +245,7 @@ def test_async_for(file: FakeQueueFile, sub: QueueSubscription) -> None:
             got.append(ev.signed_value)
             if len(got) == 3:
                 break
-        assert not loop.remove_reader(sub.fileno())
+        assert sub._waiter and not loop.remove_reader(sub._waiter.fileno())
         return got
 
     assert asyncio.run(main()) == [10, -1, 30]

@@ -237,7 +237,7 @@ def test_async_for(module: FakeModule, sub: SignalSubscription) -> None:
             if len(got) == 3:
                 break
         # the reader is gone once the loop is left
-        assert not loop.remove_reader(sub.fileno())
+        assert sub._waiter and not loop.remove_reader(sub._waiter.fileno())
         return got
 
     assert asyncio.run(main()) == [10, -1, 30]
@@ -251,7 +251,7 @@ def test_async_timeout_and_cancel_lose_nothing(module: FakeModule, sub: SignalSu
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        assert not asyncio.get_running_loop().remove_reader(sub.fileno())
+        assert sub._waiter and not asyncio.get_running_loop().remove_reader(sub._waiter.fileno())
         module.emit(8)
         got = [e.value async for e in sub.aevents(timeout=0.1)]
         assert got == [8]
