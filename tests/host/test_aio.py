@@ -6,12 +6,14 @@ that loses no event and leaves the subscription usable, and a close from
 another thread or task that wakes the waiter. The subscriptions are the
 real code, fed by the stand-ins of the other host tests: FakeQueueFile (the
 module's queue, over a pipe) and FakeModule (real signals, read through a
-signalfd).
+signalfd), and, as root, by real BPF programs (the BPF path's ring buffer
+and signal delivery through the user-triggered hook).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 import threading
@@ -22,8 +24,7 @@ from typing import Any, TypeVar
 import anyio
 import pytest
 import trio
-from test_receivers import FakeQueueFile
-from test_signals import FakeModule, signal_state_guard  # noqa: F401 - fixture
+from fakes import FakeModule, FakeQueueFile, signal_state_guard  # noqa: F401 - fixture
 
 from upcall import _aio
 from upcall.errors import ClosedError, UpcallError
@@ -153,10 +154,19 @@ class Source:
 
     def __init__(self, kind: str) -> None:
         self.sub: Subscription
+        self._emit: Callable[[int], object]
         if kind == "queue":
             file = FakeQueueFile()
             self.sub = QueueSubscription(file)
-            self._emit: Callable[[int], object] = file.emit
+            self._emit = file.emit
+        elif kind.startswith("bpf-"):
+            if os.geteuid() != 0:
+                pytest.skip("the BPF path loads BPF programs: needs root")
+            from upcall.bpf import BpfSubscription, Trigger
+
+            bpf = BpfSubscription(Trigger(), via=kind.removeprefix("bpf-"))
+            self.sub = bpf
+            self._emit = bpf.trigger
         else:
             module = FakeModule()
             self.sub = SignalSubscription(module)
@@ -184,7 +194,7 @@ def backend(request: pytest.FixtureRequest) -> Backend:
     return Backend(str(request.param))
 
 
-@pytest.fixture(params=["queue", "signal"])
+@pytest.fixture(params=["queue", "signal", "bpf-ringbuf", "bpf-signal"])
 def src(request: pytest.FixtureRequest) -> Iterator[Source]:
     s = Source(str(request.param))
     try:

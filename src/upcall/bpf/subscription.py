@@ -250,7 +250,7 @@ class BpfSubscription(Subscription):
         self._sigfd = -1
         self._signo: int | None = None
         self._claim: signals.SignalClaim | None = None
-        self._waiter: _sig.SigWaiter | None = None
+        self._sigwait: _sig.SigWaiter | None = None
         self._slot_cursor = 0
         self._slot_taken: set[int] = set()
         self._sig_seq = 0  # the highest seqno a signal was matched to
@@ -376,7 +376,7 @@ class BpfSubscription(Subscription):
             # Blocked before attach: an unblocked RT signal would kill us.
             # The claim's signalfd is for readiness only: SigWaiter reads.
             self._claim = signals.SignalClaim(self._signo).open()
-            self._waiter = _sig.SigWaiter(self._signo)
+            self._sigwait = _sig.SigWaiter(self._signo)
             self._sigfd = self._claim.fd
         if mode != _abi.VIA_SIGNAL:
             self._epoll = select.epoll()
@@ -524,7 +524,7 @@ class BpfSubscription(Subscription):
         if self._mode == _abi.VIA_SIGNAL_CURRENT and threading.get_ident() == self._owner:
             # Consume the doorbells (sent to the thread that ran the hook,
             # this one for trigger()); the records are in the ring.
-            waiter = self._waiter
+            waiter = self._sigwait
             assert waiter is not None
             while waiter.wait(0) is not None:
                 pass
@@ -553,7 +553,7 @@ class BpfSubscription(Subscription):
         return Batch.empty(self.transport)
 
     def _read_signals(self, max_records: int) -> list[Event]:
-        waiter = self._waiter
+        waiter = self._sigwait
         assert waiter is not None
         events: list[Event] = []
         r = waiter.wait(0)
