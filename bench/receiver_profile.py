@@ -3,7 +3,7 @@
 
 Run in a guest with the module (and, for the edu rows, ``--edu``)::
 
-    upcall vm --edu --kernel 6.1 -- python bench/profile.py 500 20000
+    upcall vm --edu --kernel 6.1 -- python bench/receiver_profile.py 500 20000
 
 For every transport it runs :func:`upcall.bench.py_latency` (one event in
 flight, the bench's emitter) with each API (the bare read, ``read(1)``,
