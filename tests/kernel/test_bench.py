@@ -48,8 +48,9 @@ def test_every_transport_and_receiver_ran(results: tuple[dict[str, Any], Path]) 
     result, _ = results
     runs = result["runs"]
     got = {(r["transport"], r["mode"], r["api"]) for r in runs}
-    want = {(t, "throughput", api) for t in bench.TRANSPORTS for api in ("c", "read")}
-    want |= {(t, "latency", api) for t in bench.TRANSPORTS for api in ("c", "callback", "read")}
+    want = {(t, "throughput", api) for t in bench.TRANSPORTS for api in ("c", "read", "read_batch")}
+    lat_apis = ("c", "callback", "bare", *bench.READ_APIS)
+    want |= {(t, "latency", api) for t in bench.TRANSPORTS for api in lat_apis}
     assert got == want
 
 
@@ -87,4 +88,8 @@ def test_host_report_renders(results: tuple[dict[str, Any], Path]) -> None:
     assert {row["transport"] for row in summary["ratios"]} == set(bench.TRANSPORTS)
     text = bench.markdown(result, summary)
     assert "| queue | C |" in text and "Python on_event" in text
+    # Every target the guest part measures has its ratio (edu's need --edu).
+    for row in summary["targets"]:
+        assert row["ratio"] is not None or row["target"].startswith("edu"), row
+    assert "Targets (issue 14)" in text
     json.dumps({**result, "summary": summary})
