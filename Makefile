@@ -218,7 +218,7 @@ check: deps $(CHECKPATCH)
 
 clean:
 	-$(MAKE) -C kmod KDIR=$(KDIR) clean
-	rm -rf build
+	rm -rf build $(BPF_PACKAGED)
 
 .PHONY: help deps module fuzz-build demo test env-check test-kernel test-kernel-matrix \
 	test-all test-kernel-debug soak soak-debug check clean

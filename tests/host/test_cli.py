@@ -822,6 +822,31 @@ def test_doctor_names_a_wrong_object_override(monkeypatch: pytest.MonkeyPatch) -
     assert chk.fix == "unset UPCALL_BPF_OBJ or point it at upcall.bpf.o"
 
 
+def test_the_object_is_looked_for_in_the_package_alone(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Beside upcall/bpf (a wheel's object, or make bpf-build's link), nowhere else."""
+    import importlib.resources
+
+    from upcall.bpf import _object
+    from upcall.bpf.errors import BpfError
+
+    monkeypatch.delenv("UPCALL_BPF_OBJ", raising=False)
+    package = Path(str(importlib.resources.files("upcall.bpf")))
+    if (package / "upcall.bpf.o").is_file():
+        assert _object.object_path() == package / "upcall.bpf.o"
+    # A package directory without the object, inside a tree that has a
+    # build/bpf/upcall.bpf.o above it: not taken.
+    (tmp_path / "build" / "bpf").mkdir(parents=True)
+    (tmp_path / "build" / "bpf" / "upcall.bpf.o").write_bytes(b"\x7fELF")
+    (tmp_path / "src" / "upcall" / "bpf").mkdir(parents=True)
+    monkeypatch.setattr(
+        importlib.resources, "files", lambda name: tmp_path / "src" / "upcall" / "bpf"
+    )
+    with pytest.raises(BpfError, match=r"not found in the package .*: reinstall the wheel"):
+        _object.object_path()
+
+
 def test_netlink_without_pyroute2_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     from upcall.errors import UpcallError
     from upcall.transports import netlink

@@ -56,6 +56,8 @@ def test_wheel_carries_the_bpf_object_and_the_sdist_its_sources(built: Built) ->
            "upcall/_progress.py"]  # fmt: skip
     assert not [n for n in names if n.startswith((*dev, "tools/"))]
     assert not [m for m in members if m.startswith((*dev, "tools/", *("src/" + d for d in dev)))]
+    # make bpf-build's link to build/bpf/ is the checkout's, not the sdist's.
+    assert "src/upcall/bpf/upcall.bpf.o" not in members
 
 
 def test_import_without_any_dependency(installed: wheel_venv.Venv) -> None:

@@ -38,6 +38,7 @@ from upcall.bpf.errors import BpfError
 from upcall.bpf.subscription import BpfSubscription, Trigger
 from upcall.event import Event, monotonic_ns
 
+from . import REPO
 from .progress import steps
 
 BURST = 1000
@@ -45,7 +46,7 @@ RING = 16 << 20
 
 
 def _consumer_path() -> Path:
-    p = object_path().parent / "upcall-bpf-consumer"
+    p = REPO / "build" / "bpf" / "upcall-bpf-consumer"
     if not p.is_file():
         raise BpfError(f"C consumer {p} not built: run `make bpf-build`")
     return p
