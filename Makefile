@@ -7,10 +7,10 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-UPCALL := $(PY) -m upcall.vm
+UPCALL := $(PY) -m upcall_dev vm
 SHARED_KERNELS ?= $(firstword $(wildcard ../shared/kernels /work/shared/kernels))
 # The kernels upcall is tested on (flavours 6.1, 6.1-rt, 6.12, 6.12-rt in
-# src/upcall/vm.py), all from the suites a fresh Debian 12 machine has.
+# tools/upcall_dev/vm.py), all from the suites a fresh Debian 12 machine has.
 KERNEL_PACKAGES := linux-image-amd64 linux-headers-amd64 \
 	linux-image-rt-amd64 linux-headers-rt-amd64 \
 	linux-image-6.12-amd64 linux-headers-6.12-amd64 \
@@ -55,11 +55,14 @@ $(STAMP)/debug-kernel: $(STAMP)/apt
 	fi
 	@touch $@
 
-$(STAMP)/venv: pyproject.toml $(STAMP)/apt
+# The library, and the checkout's tooling (tools/upcall_dev: the kernel
+# harness and the benchmarks, a project of its own so that the wheel never
+# holds it), both editable: python -m upcall_dev finds the checkout it is in.
+$(STAMP)/venv: pyproject.toml tools/pyproject.toml $(STAMP)/apt
 	@mkdir -p $(@D)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev]' -e tools
 	@touch $@
 
 deps: $(STAMP)/apt $(STAMP)/debug-kernel $(STAMP)/venv bpf-deps
@@ -209,14 +212,14 @@ check: deps $(CHECKPATCH)
 		echo "$$k ($$(basename $$kdir)): W=1 no warnings, sparse clean"; \
 	done
 	$(MAKE) -C kmod checkpatch CHECKPATCH=$(CURDIR)/$(CHECKPATCH)
-	$(VENV)/bin/ruff check src tests examples bench
-	$(VENV)/bin/ruff format --check src tests examples bench
+	$(VENV)/bin/ruff check src tools tests examples bench
+	$(VENV)/bin/ruff format --check src tools tests examples bench
 	$(VENV)/bin/mypy
 	$(MAKE) docs
 
 clean:
 	-$(MAKE) -C kmod KDIR=$(KDIR) clean
-	rm -rf build
+	rm -rf build $(BPF_PACKAGED)
 
 .PHONY: help deps module fuzz-build demo test env-check test-kernel test-kernel-matrix \
 	test-all test-kernel-debug soak soak-debug check clean

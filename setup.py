@@ -8,8 +8,10 @@ a ``vmlinux.h`` generated from the build machine's kernel BTF, and puts
 CO-RE: libbpf relocates it at load time, so one object serves every kernel
 with BTF. Without clang, bpftool, make or BTF the wheel build fails with one
 line saying what to install: a wheel without the object is useless for the
-BPF path. An editable install (``pip install -e``) builds nothing: a source
-checkout uses ``build/bpf/upcall.bpf.o`` from ``make bpf-build``.
+BPF path. An editable install (``pip install -e``) builds nothing: in a
+source checkout ``make bpf-build`` links ``build/bpf/upcall.bpf.o`` to
+``src/upcall/bpf/upcall.bpf.o``, where the library looks as it does in a
+wheel.
 """
 
 from __future__ import annotations

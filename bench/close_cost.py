@@ -3,7 +3,7 @@ eventfd's close in the same boot (the baseline: a file with nothing behind
 it). Before subscribers were freed by call_rcu(), each close waited for an
 RCU grace period.
 
-    python -m upcall.vm -- .venv/bin/python bench/close_cost.py
+    python -m upcall_dev vm -- .venv/bin/python bench/close_cost.py
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """In the guest: the queue transport's p50 latency for the C receiver, a bare
 Python loop (poll, os.read, struct.unpack: no library) and ``sub.read(1)``,
-in interleaved rounds, pinned as ``upcall bench`` pins them. It tells how
-much of Python's gap to C is the interpreter and how much the library.
+in interleaved rounds, pinned as ``python -m upcall_dev bench`` pins them. It
+tells how much of Python's gap to C is the interpreter and how much the
+library.
 
-    python -m upcall.vm --edu -- .venv/bin/python bench/floor.py
+    python -m upcall_dev vm --edu -- .venv/bin/python bench/floor.py
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ import statistics
 from array import array
 from pathlib import Path
 
-from upcall import abi, bench
+from upcall import abi
 from upcall.event import monotonic_ns
+from upcall_dev import bench
 
 N = 2000
 ROUNDS = 3

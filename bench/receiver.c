@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * The C side of `upcall bench`: a small receiver for every transport of the
- * upcall module, and the emitter that both it and the Python receiver are
- * measured against.
+ * The C side of `python -m upcall_dev bench`: a small receiver for every
+ * transport of the upcall module, and the emitter that both it and the
+ * Python receiver are measured against.
  *
  * usage:
  *   upcall-bench recv TRANSPORT MODE N [--sync-fd FD] [--samples PATH]

@@ -1,14 +1,15 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
-"""Where a Python receiver's time goes, per event: cProfile of ``upcall bench``'s own loops.
+"""Where a Python receiver's time goes, per event: cProfile of ``upcall_dev bench``'s own loops.
 
 Run in a guest with the module (and, for the edu rows, ``--edu``)::
 
-    upcall vm --edu --kernel 6.1 -- python bench/receiver_profile.py 500 20000
+    python -m upcall_dev vm --edu --kernel 6.1 -- \
+        .venv/bin/python bench/receiver_profile.py 500 20000
 
-For every transport it runs :func:`upcall.bench.py_latency` (one event in
+For every transport it runs :func:`upcall_dev.bench.py_latency` (one event in
 flight, the bench's emitter) with each API (the bare read, ``read(1)``,
 ``poll()``, iteration, ``aread(1)``, ``on_event``) and
-:func:`upcall.bench.py_throughput` with ``read_batch``, each under cProfile,
+:func:`upcall_dev.bench.py_throughput` with ``read_batch``, each under cProfile,
 and prints per event: Python function calls, and the functions with the
 most own time (calls per event, own µs per event under the profiler, which
 inflates Python code against C). With an edu device, the bench's Python edu
@@ -27,8 +28,8 @@ import pstats
 import sys
 from pathlib import Path
 
-from upcall import bench
 from upcall.edu import find_device
+from upcall_dev import bench
 
 TOP = 14
 

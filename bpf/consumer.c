@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * The C side of `upcall bench --bpf`: loads the same BPF object the Python
+ * The C side of `python -m upcall_dev bench-bpf`: loads the same BPF object the Python
  * library loads, fires the same user-triggered hook from a producer thread,
  * and consumes with libbpf's ring_buffer__poll() or sigtimedwait(), so the
  * Python consumer can be compared with C in the same run.

@@ -1,5 +1,5 @@
 # Module transports benchmark (issue 3): the C receiver and emitter that
-# `upcall bench` runs in the guest beside the Python receiver.
+# `python -m upcall_dev bench` runs in the guest beside the Python receiver.
 # Included by the top-level Makefile; also usable alone:
 #   make -f mk/bench.mk bench-build
 # Built on the host: the guest shares the host's filesystem and C library.

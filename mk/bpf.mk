@@ -16,6 +16,7 @@ BPF_APT_PKGS := clang llvm libbpf-dev bpftool
 
 BPF_OBJ      := $(BPF_OUT)/upcall.bpf.o
 BPF_CONSUMER := $(BPF_OUT)/upcall-bpf-consumer
+BPF_PACKAGED := src/upcall/bpf/upcall.bpf.o
 BPF_VMLINUX  := $(BPF_OUT)/vmlinux.h
 
 .PHONY: bpf-deps bpf-build bpf-clean
@@ -30,7 +31,13 @@ bpf-deps:
 		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(BPF_APT_PKGS); \
 	fi
 
-bpf-build: $(BPF_OBJ) $(BPF_CONSUMER)
+bpf-build: $(BPF_OBJ) $(BPF_CONSUMER) $(BPF_PACKAGED)
+
+# Where the library looks for the object (upcall/bpf/, as in the wheel): an
+# editable install from this checkout finds it there through this relative
+# link (git-ignored, *.o), and looks nowhere else.
+$(BPF_PACKAGED): $(BPF_OBJ)
+	ln -sfr $< $@
 
 $(BPF_OUT):
 	mkdir -p $@
@@ -47,4 +54,4 @@ $(BPF_CONSUMER): $(BPF_SRC_DIR)/consumer.c $(BPF_SRC_DIR)/upcall_bpf.h | $(BPF_O
 	$(BPF_CC) -O2 -Wall -Wextra -Werror -I$(BPF_SRC_DIR) $< -o $@ -lbpf -lpthread
 
 bpf-clean:
-	rm -rf $(BPF_OUT)
+	rm -rf $(BPF_OUT) $(BPF_PACKAGED)

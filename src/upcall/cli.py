@@ -292,18 +292,15 @@ async def _listen_async(
 # `upcall: ...` line and exit status 1; UsageError gives exit status 2.
 #: Where each of them is added: (module, its function adding its command(s)).
 _EXTRA_COMMANDS = {
-    "vm": ("upcall.vm", "add_command"),
     "watch": ("upcall.bpf.cli", "add_commands"),
     "doctor": ("upcall.bpf.cli", "add_commands"),
-    "bench-bpf": ("upcall.bpf.cli", "add_commands"),
-    "bench": ("upcall.bench", "add_command"),
 }
 
 
 def _add_extra_commands(
     commands: argparse._SubParsersAction[argparse.ArgumentParser], command: str | None
 ) -> None:
-    """Add ``vm`` (the kernel harness), the BPF path's commands and ``bench``.
+    """Add the BPF path's commands (``watch``, ``doctor``).
 
     Only ``command``'s module is imported when it is one of them (an import
     costs seconds in a guest); every one otherwise (help, a bad command).
@@ -510,8 +507,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print a JSON line")
     p.set_defaults(func=cmd_trigger)
 
-    # A command defined above needs none of the other modules (the harness,
-    # the benchmark, the BPF path), whose import costs seconds in a guest.
+    # A command defined above needs none of the BPF path's modules, whose
+    # import costs seconds in a guest.
     if command not in commands.choices:
         _add_extra_commands(commands, command)
     return parser

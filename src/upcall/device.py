@@ -42,8 +42,8 @@ def _open_error(path: str, err: OSError) -> DeviceError:
     if code == errno.ENOENT:
         msg = (
             f"{path} does not exist: the upcall module is not loaded (load it with "
-            "`insmod upcall.ko`, try it in a VM with `upcall vm`, or use the module-free "
-            "BPF path: `upcall watch`)"
+            "`modprobe upcall` from the upcall-dkms package or `insmod upcall.ko`, or use "
+            "the module-free BPF path: `upcall watch`)"
         )
     elif code in (errno.EACCES, errno.EPERM):
         try:

@@ -63,7 +63,7 @@ def bound_device(pci_devices: Path | None = None) -> Path:
     if dev is None:
         raise EduError(
             f"no edu PCI device ({PCI_ID.replace(' ', ':')}): "
-            "boot the guest with it (`upcall vm --edu`)"
+            "start the QEMU guest with it (`-device edu`)"
         )
     drv = driver_of(dev)
     if drv != DRIVER.name:

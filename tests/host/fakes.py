@@ -25,8 +25,10 @@ from __future__ import annotations
 import errno
 import os
 import signal
+import subprocess
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -226,3 +228,15 @@ def reads_in_main_thread(sub: Subscription, monkeypatch: pytest.MonkeyPatch) -> 
 
     monkeypatch.setattr(sub, "_read_records", spy)
     return in_main
+
+
+ROOT = Path(__file__).resolve().parents[2]
+#: Where the BPF path looks for its object in a checkout (``make bpf-build``
+#: links it there, as the wheel carries it).
+BPF_OBJECT = ROOT / "src" / "upcall" / "bpf" / "upcall.bpf.o"
+
+
+def ensure_bpf_object() -> None:
+    """Build the BPF object (and its link into the package) if it is missing."""
+    if not BPF_OBJECT.is_file():
+        subprocess.run(["make", "-f", "mk/bpf.mk", "bpf-build"], cwd=ROOT, check=True)

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 import anyio
 import pytest
 import trio
-from fakes import FakeModule, FakeQueueFile, signal_state_guard  # noqa: F401 - fixture
+from fakes import FakeModule, FakeQueueFile, ensure_bpf_object, signal_state_guard  # noqa: F401 - fixture
 
 from upcall import _aio
 from upcall.errors import ClosedError, UpcallError
@@ -164,6 +164,7 @@ class Source:
                 pytest.skip("the BPF path loads BPF programs: needs root")
             from upcall.bpf import BpfSubscription, Trigger
 
+            ensure_bpf_object()
             bpf = BpfSubscription(Trigger(), via=kind.removeprefix("bpf-"))
             self.sub = bpf
             self._emit = bpf.trigger

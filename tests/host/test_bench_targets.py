@@ -1,10 +1,10 @@
-"""`upcall bench`'s targets table: each ratio of a run, met or missed against its threshold."""
+"""`upcall_dev bench`'s targets table: each ratio of a run, met or missed against its threshold."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from upcall import bench
+from upcall_dev import bench
 
 
 def _lat(transport: str, api: str, p50: int) -> dict[str, Any]:

@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fakes import ensure_bpf_object
 
 ROOT = Path(__file__).resolve().parents[2]
-OBJ = ROOT / "build" / "bpf" / "upcall.bpf.o"
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0, reason="the BPF path loads BPF programs: needs root"
@@ -32,8 +32,7 @@ VIAS = ["ringbuf", "signal"]
 
 @pytest.fixture(scope="module", autouse=True)
 def built() -> None:
-    if not OBJ.is_file():
-        subprocess.run(["make", "-f", "mk/bpf.mk", "bpf-build"], cwd=ROOT, check=True)
+    ensure_bpf_object()
 
 
 def _cli(*args: str, env: dict[str, str] | None = None, user: bool = False) -> list[str]:

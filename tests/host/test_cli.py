@@ -20,7 +20,6 @@ from typing import ClassVar
 import pytest
 from fakes import FakeModule, FakeQueueFile, signal_state_guard  # noqa: F401 - fixture
 
-import upcall.vm
 from upcall import cli, edu
 from upcall._args import parse_int
 from upcall.abi import Stats
@@ -124,7 +123,7 @@ def test_missing_device_option(capsys: pytest.CaptureFixture[str], command: list
     rc, out, err = run_main(capsys, *command, "--device", MISSING)
     line = one_error(err)
     assert rc == 1
-    assert MISSING in line and "insmod upcall.ko" in line and "upcall vm" in line
+    assert MISSING in line and "insmod upcall.ko" in line and "modprobe upcall" in line
     assert "module-free BPF path: `upcall watch`" in line
     assert out == []
 
@@ -584,7 +583,7 @@ def test_no_edu_device(
     monkeypatch.setattr(edu, "PCI_DEVICES", tmp_path / "absent")
     rc, out, err = run_main(capsys, *command)
     assert (rc, out) == (1, [])
-    assert "no edu PCI device (1234:11e8)" in one_error(err) and "upcall vm --edu" in err[0]
+    assert "no edu PCI device (1234:11e8)" in one_error(err) and "-device edu" in err[0]
 
 
 @pytest.mark.parametrize(
@@ -673,26 +672,7 @@ WATCH = ["watch", "--tracepoint", "sched:sched_process_exec"]
         ),
         (["watch", "--irq", "-3"], "argument --irq: IRQ -3 out of range 0..2147483647"),
         (["watch"], "one of the arguments --irq --tracepoint --kprobe is required"),
-        (["bench-bpf", "--events", "0"], "argument --events: count 0 out of range 1..2**62"),
-        (["bench", "--latency-events", "x"], "argument --latency-events: not a number: 'x'"),
-        (["bench", "--timeout", "inf"], "argument --timeout: seconds inf out of range 0..1000000"),
         (["doctor", "--bogus"], "unrecognized arguments: --bogus"),
-        (["vm", "--timeout", "nan"], "argument --timeout: seconds nan out of range 0..1000000"),
-        (["vm", "--timeout", "inf"], "argument --timeout: seconds inf out of range 0..1000000"),
-        (["vm", "--timeout", "-1"], "argument --timeout: seconds -1 out of range 0..1000000"),
-        (["vm", "--timeout", "1e20"], "argument --timeout: seconds 1e20 out of range 0..1000000"),
-        (["vm", "--timeout", "0"], "argument --timeout: seconds must be more than 0"),
-        (["vm", "--cpus", "0"], "argument --cpus: cpus 0 out of range 1..64"),
-        (["vm", "--cpus", "two"], "argument --cpus: not a number: 'two'"),
-        (["vm", "--memory", "1"], "argument --memory: memory 1 out of range 64M..1T"),
-        (
-            ["vm", "--memory", "2P"],
-            "argument --memory: not a size: '2P' (MiB, or a number with K, M, G or T)",
-        ),
-        (
-            ["vm", "--memory", "65537K"],
-            "argument --memory: memory 65537K is not a whole number of MiB",
-        ),
     ],
 )
 def test_bad_numbers_one_line(
@@ -718,30 +698,6 @@ def test_bad_numbers_no_traceback_in_a_process(argv: list[str]) -> None:
     assert r.returncode == 2 and r.stdout == ""
     assert "Traceback" not in r.stderr
     one_error(r.stderr.splitlines())
-
-
-@pytest.mark.parametrize(
-    "argv",
-    [["--timeout", "nan"], ["--timeout", "inf"], ["--timeout", "-1"], ["--timeout", "1e20"],
-     ["--cpus", "-2"], ["--memory", "lots"]],
-)  # fmt: skip
-def test_vm_bad_numbers_no_traceback_in_a_process(argv: list[str]) -> None:
-    """``python -m upcall.vm`` parses as ``upcall vm`` does: one line, status 2, no boot."""
-    r = subprocess.run(
-        [sys.executable, "-m", "upcall.vm", *argv, "--", "true"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert (r.returncode, r.stdout) == (2, "")
-    assert one_error(r.stderr.splitlines()).startswith(f"upcall: argument {argv[0]}: ")
-
-
-@pytest.mark.parametrize(
-    ("text", "qemu"), [("2G", "2048M"), ("512", "512M"), ("64m", "64M"), ("1048576K", "1024M")]
-)
-def test_vm_memory_as_qemu_takes_it(text: str, qemu: str) -> None:
-    assert upcall.vm.parse_memory(text) == qemu
 
 
 def test_version(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -794,7 +750,18 @@ def test_version_with_the_module_loaded(
     assert out == [f"{lib}, module loaded (no version)"]
 
 
-COMMANDS = ["stats", "emit", "listen", "trigger", "vm", "watch", "doctor", "bench-bpf", "bench"]
+COMMANDS = ["stats", "emit", "listen", "trigger", "watch", "doctor"]
+
+
+def test_the_commands_are_the_users(capsys: pytest.CaptureFixture[str]) -> None:
+    """The developer tooling (python -m upcall_dev) is no command of upcall's."""
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert sorted(sub.choices) == sorted(COMMANDS)
+    for command in ("vm", "bench", "bench-bpf"):
+        rc, out, err = run_main(capsys, command)
+        assert (rc, out) == (2, [])
+        assert f"invalid choice: '{command}'" in one_error(err)
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -808,8 +775,7 @@ def test_every_option_has_help_and_every_command_an_example(command: str) -> Non
         assert action.help, f"{command} {action.option_strings or action.dest}: no help"
 
 
-@pytest.mark.parametrize("command", ["stats", "emit", "listen", "trigger", "watch", "doctor",
-                                     "bench-bpf", "bench"])  # fmt: skip
+@pytest.mark.parametrize("command", ["stats", "emit", "listen", "trigger", "watch", "doctor"])
 def test_every_result_printing_command_has_json(command: str) -> None:
     parser = cli.build_parser(command)
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[
@@ -853,6 +819,31 @@ def test_doctor_names_a_wrong_object_override(monkeypatch: pytest.MonkeyPatch) -
     assert not chk.ok and chk.needed
     assert chk.detail.startswith("UPCALL_BPF_OBJ=/nonexistent/upcall.bpf.o: no such file")
     assert chk.fix == "unset UPCALL_BPF_OBJ or point it at upcall.bpf.o"
+
+
+def test_the_object_is_looked_for_in_the_package_alone(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Beside upcall/bpf (a wheel's object, or make bpf-build's link), nowhere else."""
+    import importlib.resources
+
+    from upcall.bpf import _object
+    from upcall.bpf.errors import BpfError
+
+    monkeypatch.delenv("UPCALL_BPF_OBJ", raising=False)
+    package = Path(str(importlib.resources.files("upcall.bpf")))
+    if (package / "upcall.bpf.o").is_file():
+        assert _object.object_path() == package / "upcall.bpf.o"
+    # A package directory without the object, inside a tree that has a
+    # build/bpf/upcall.bpf.o above it: not taken.
+    (tmp_path / "build" / "bpf").mkdir(parents=True)
+    (tmp_path / "build" / "bpf" / "upcall.bpf.o").write_bytes(b"\x7fELF")
+    (tmp_path / "src" / "upcall" / "bpf").mkdir(parents=True)
+    monkeypatch.setattr(
+        importlib.resources, "files", lambda name: tmp_path / "src" / "upcall" / "bpf"
+    )
+    with pytest.raises(BpfError, match=r"not found in the package .*: reinstall the wheel"):
+        _object.object_path()
 
 
 def test_netlink_without_pyroute2_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -19,15 +19,13 @@ from __future__ import annotations
 import asyncio
 import os
 import select
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
-from fakes import FakeModule, FakeQueueFile, signal_state_guard  # noqa: F401 - fixture
+from fakes import FakeModule, FakeQueueFile, ensure_bpf_object, signal_state_guard  # noqa: F401 - fixture
 
 from upcall.errors import ClosedError, UpcallError
 from upcall.event import Event
@@ -38,7 +36,6 @@ from upcall.transports.queue import QueueSubscription
 
 pytestmark = pytest.mark.usefixtures("signal_state_guard")
 
-ROOT = Path(__file__).resolve().parents[2]
 U64 = (1 << 64) - 1
 MODULE = ["queue", "fasync", "eventfd", "signal"]
 BPF = ["bpf-ringbuf", "bpf-signal"]
@@ -84,8 +81,7 @@ def _module_source(kind: str) -> Source:
 def _bpf_source(kind: str) -> Source:
     if os.geteuid() != 0:
         pytest.skip("the BPF path loads BPF programs: needs root")
-    if not (ROOT / "build" / "bpf" / "upcall.bpf.o").is_file():
-        subprocess.run(["make", "-f", "mk/bpf.mk", "bpf-build"], cwd=ROOT, check=True)
+    ensure_bpf_object()
     from upcall.bpf import BpfSubscription, Trigger
 
     sub = BpfSubscription(Trigger(), via=kind.removeprefix("bpf-"))

@@ -37,7 +37,7 @@ from pathlib import Path
 import pytest
 import wheel_venv
 
-import upcall.vm
+import upcall_dev.vm
 from upcall import __version__
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,7 +49,7 @@ ARCH = platform.machine()
 GUEST_FLAVOUR = "6.1"
 #: The modules the package must install (kmod/dkms.conf lists them): the
 #: ones the harness builds and loads.
-MODULES = upcall.vm.MODULES
+MODULES = upcall_dev.vm.MODULES
 
 
 def _run(*argv: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -106,7 +106,7 @@ def installed() -> Iterator[Installed]:
         assert DEB.is_file(), f"make dkms-deb did not make {DEB}"
         install = _run("dpkg", "-i", str(DEB), timeout=1200)
         assert install.returncode == 0, f"dpkg -i failed:\n{install.stdout}{install.stderr}"
-        kernels = [k.version for k in upcall.vm.installed_kernels()]
+        kernels = [k.version for k in upcall_dev.vm.installed_kernels()]
         if Path(f"/lib/modules/{platform.release()}").is_dir():
             # Debian's DKMS builds for the running and the newest kernel
             # only where the running kernel is installed (everywhere else,
@@ -157,7 +157,7 @@ def test_package_files(installed: Installed) -> None:
     assert (doc / "client-module" / "hard" / "Makefile").is_file()
 
 
-def _build_client(variant: str, kernel: upcall.vm.Kernel) -> Path:
+def _build_client(variant: str, kernel: upcall_dev.vm.Kernel) -> Path:
     """Build examples/client-module/<variant> from a copy, as a driver author would."""
     # Under build/: the guest sees the host's files, but /tmp is its own.
     out = ROOT / "build" / "dkms-clients" / variant
@@ -170,13 +170,13 @@ def _build_client(variant: str, kernel: upcall.vm.Kernel) -> Path:
 
 
 def test_guest_modprobes_the_dkms_module_and_loads_its_clients(installed: Installed) -> None:
-    kernel = upcall.vm.pick_kernel(GUEST_FLAVOUR)
+    kernel = upcall_dev.vm.pick_kernel(GUEST_FLAVOUR)
     hard = _build_client("hard", kernel)
     optional = _build_client("optional", kernel)
     depends = _run("modinfo", "-F", "depends", str(optional)).stdout.strip()
     assert depends == "", f"the optional client depends on {depends!r}"
     helper = Path(__file__).with_name("dkms_guest.py")
-    result = upcall.vm.run(
+    result = upcall_dev.vm.run(
         [sys.executable, str(helper), __version__, str(hard), str(optional)],
         kernel=kernel,
         modules=[],
@@ -197,14 +197,14 @@ def test_guest_runs_the_wheel_with_the_dkms_module(
     installed: Installed, built: wheel_venv.Built
 ) -> None:
     """A user's whole path: the DKMS package's module, the wheel's library, no checkout."""
-    kernel = upcall.vm.pick_kernel(GUEST_FLAVOUR)
+    kernel = upcall_dev.vm.pick_kernel(GUEST_FLAVOUR)
     # Under build/: the guest sees the host's files, but /tmp is its own.
     wheels = ROOT / "build" / "dkms-wheel"
     shutil.rmtree(wheels, ignore_errors=True)
     wheels.mkdir(parents=True)
     wheel = Path(shutil.copy2(built.wheel, wheels))
     helper = Path(__file__).with_name("wheel_guest.py")
-    result = upcall.vm.run(
+    result = upcall_dev.vm.run(
         [sys.executable, str(helper), __version__, str(wheel), "5"],
         kernel=kernel,
         modules=[],

@@ -1,7 +1,8 @@
-"""No import circles in the library: no module imports one that imports it back.
+"""No import circles in the library and the checkout's tooling (upcall_dev): no
+module imports one that imports it back; the library imports no tooling.
 
 Every ``import``/``from ... import`` counts, also one inside a function, and
-so does a module name in a string (``importlib.import_module("upcall.vm")``);
+so does a module name in a string (``importlib.import_module("upcall_dev.vm")``);
 not the package ``__init__`` files (importing ``upcall.abi`` runs
 ``upcall/__init__.py`` whatever one does) nor an ``if __name__ == "__main__":``
 block, which runs as another module.
@@ -13,16 +14,22 @@ import ast
 from pathlib import Path
 
 import upcall
+import upcall_dev
 
-SRC = Path(upcall.__file__).parent.parent
-PACKAGES = {"upcall", "upcall.bpf", "upcall.transports"}
+#: Each package and the directory it is in.
+ROOTS = {
+    "upcall": Path(upcall.__file__).parent.parent,
+    "upcall_dev": Path(upcall_dev.__file__).parent.parent,
+}
+PACKAGES = {"upcall", "upcall.bpf", "upcall.transports", "upcall_dev"}
 
 
 def _modules() -> dict[str, Path]:
     mods = {}
-    for path in SRC.joinpath("upcall").rglob("*.py"):
-        name = ".".join(path.relative_to(SRC).with_suffix("").parts)
-        mods[name.removesuffix(".__init__")] = path
+    for package, root in ROOTS.items():
+        for path in root.joinpath(package).rglob("*.py"):
+            name = ".".join(path.relative_to(root).with_suffix("").parts)
+            mods[name.removesuffix(".__init__")] = path
     return mods
 
 
@@ -67,3 +74,19 @@ def test_no_import_circles() -> None:
                     seen.add(nxt)
                     stack.append((nxt, [*path, nxt]))
     assert circles == []
+
+
+def test_the_library_imports_no_tooling_and_seeks_no_checkout() -> None:
+    """The wheel holds upcall alone: it must work without upcall_dev and a checkout.
+
+    No module of it reads its own ``__file__`` (``parents[2]``, a walk up to a
+    ``build/``): what it needs is beside it in the package.
+    """
+    mods = _modules()
+    for name, path in mods.items():
+        if name.startswith("upcall_dev"):
+            continue
+        imported = _imports(name, path, mods)
+        assert not {m for m in imported if m.startswith("upcall_dev")}, name
+        assert "__file__" not in path.read_text(), f"{name} looks around its own file"
+    assert len(mods) > 30 and "upcall_dev.vm" in mods

@@ -49,6 +49,15 @@ def test_wheel_carries_the_bpf_object_and_the_sdist_its_sources(built: Built) ->
         top = f"upcall-{upcall.__version__}/"
         members = {m.name.removeprefix(top) for m in t.getmembers()}
     assert {"setup.py", "mk/bpf.mk", "bpf/upcall.bpf.c", "bpf/upcall_bpf.h"} <= members
+    # The checkout's tooling (tools/upcall_dev: the harness, the benchmarks)
+    # is in neither, nor anything of it left in the library.
+    assert "upcall/cli.py" in names and "upcall/bpf/cli.py" in names
+    dev = ["upcall_dev/", "upcall/vm.py", "upcall/bench.py", "upcall/bpf/bench.py",
+           "upcall/_progress.py"]  # fmt: skip
+    assert not [n for n in names if n.startswith((*dev, "tools/"))]
+    assert not [m for m in members if m.startswith((*dev, "tools/", *("src/" + d for d in dev)))]
+    # make bpf-build's link to build/bpf/ is the checkout's, not the sdist's.
+    assert "src/upcall/bpf/upcall.bpf.o" not in members
 
 
 def test_import_without_any_dependency(installed: wheel_venv.Venv) -> None:
@@ -61,6 +70,16 @@ def test_import_without_any_dependency(installed: wheel_venv.Venv) -> None:
     version, path, pyroute2 = r.stdout.split()
     assert version == upcall.__version__
     assert path.startswith(str(installed.path)) and pyroute2 == "None"
+
+
+def test_no_developer_tooling(installed: wheel_venv.Venv) -> None:
+    """A user's upcall has the user's commands; the harness and benchmarks stay behind."""
+    r = installed.run(str(installed.bin / "python"), "-c", "import upcall_dev")
+    assert r.returncode == 1 and "No module named 'upcall_dev'" in r.stderr
+    for command in ("vm", "bench", "bench-bpf"):
+        r = installed.run("upcall", command)
+        assert (r.returncode, r.stdout) == (2, ""), command
+        assert f"invalid choice: '{command}'" in r.stderr
 
 
 def test_version(installed: wheel_venv.Venv) -> None:

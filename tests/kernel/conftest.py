@@ -1,8 +1,9 @@
 """Kernel tests: they run inside a guest kernel with upcall.ko loaded.
 
-`make test-kernel` (or `upcall vm -- python -m pytest tests/kernel`) boots
-the kernel and runs this directory in one pytest process; outside such a
-guest there is no module to test, so the whole directory is skipped.
+`make test-kernel` (or `python -m upcall_dev vm -- python -m pytest
+tests/kernel`) boots the kernel and runs this directory in one pytest
+process; outside such a guest there is no module to test, so the whole
+directory is skipped.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""`upcall bench`'s in-guest part, CI-sized: it runs, writes well-formed results, loses nothing.
+"""The module benchmark's in-guest part (``python -m upcall_dev bench --in-guest``),
+CI-sized: it runs, writes well-formed results, loses nothing.
 
 Timing is not checked (the guest is emulated and shares its host): only that
 every run of every transport, C and Python, accounts for every event
@@ -17,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from upcall import bench
+from upcall_dev import bench
 
 LATENCY = 200
 THROUGHPUT = 4000
@@ -31,7 +32,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], P
     out = tmp_path_factory.mktemp("bench")
     # A process of its own: signal subscriptions want no other threads around.
     proc = subprocess.run(
-        [sys.executable, "-m", "upcall.bench", "--in-guest",
+        [sys.executable, "-m", "upcall_dev", "bench", "--in-guest",
          "--latency-events", str(LATENCY), "--throughput-events", str(THROUGHPUT),
          "--rounds", str(ROUNDS), "--gap-us", "100"],
         env={**os.environ, "UPCALL_VM_OUTDIR": str(out)},

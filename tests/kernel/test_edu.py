@@ -2,8 +2,8 @@
 
 The module's edu driver binds to 1234:11e8; writing to the device's sysfs
 attribute ``raise`` raises an interrupt whose handler emits the value with
-UPCALL_SOURCE_EDU. Needs the guest booted with the edu device (``upcall vm
---edu``, which `make test` does); without it these tests skip.
+UPCALL_SOURCE_EDU. Needs the guest booted with the edu device (``python -m
+upcall_dev vm --edu``, which `make test` does); without it these tests skip.
 """
 
 from __future__ import annotations
@@ -57,7 +57,10 @@ def bind(dev: Path, mode: str = "msi") -> None:
 def edu_dev() -> Path:
     dev = edu_sysfs.find_device()
     if dev is None:
-        pytest.skip("no QEMU edu PCI device (1234:11e8): boot the guest with `upcall vm --edu`")
+        pytest.skip(
+            "no QEMU edu PCI device (1234:11e8): "
+            "boot the guest with `python -m upcall_dev vm --edu`"
+        )
     return dev
 
 

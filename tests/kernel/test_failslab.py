@@ -10,7 +10,7 @@ swept with /proc/thread-self/fail-nth: the call is made with its 1st, then
 count), until a call passes them all. Each failure must be -ENOMEM and leave
 the subscriber as it was. Delivery runs outside the caller's task: signals
 allocate with GFP_ATOMIC in irq_work, so failslab is aimed at their cache
-(cache-filter; `upcall vm` boots the debug kernel with slub_debug=A,sigqueue,
+(cache-filter; the harness boots the debug kernel with slub_debug=A,sigqueue,
 which marks it); netlink messages are built with GFP_KERNEL by a work item on
 the high-priority workqueue, so failslab is aimed at those workers
 (task-filter). Each failure must be a counted drop. After each, the module does a normal round

@@ -253,7 +253,7 @@ def test_rlimit_sigpending_at_one(dev: upcall.Device) -> None:
 def edu() -> Iterator[str]:
     dev = find_device()
     if dev is None:
-        pytest.skip("no edu device: boot with `upcall vm --edu` (make test does)")
+        pytest.skip("no edu device: boot with `python -m upcall_dev vm --edu` (make test does)")
     yield dev.name
     if not (DRIVER / dev.name).exists():
         write(DRIVER / "bind", dev.name)

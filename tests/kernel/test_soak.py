@@ -31,9 +31,9 @@ from guest import REDUCED
 from modules import TIMER_HZ as TIMER
 
 import upcall
-from upcall import bench
 from upcall import edu as edu_sysfs
-from upcall._progress import counting
+from upcall_dev import bench
+from upcall_dev.progress import counting
 
 EVENTS = int(os.environ.get("UPCALL_SOAK_EVENTS", 20_000 if REDUCED else 100_000))
 EMITTERS = int(os.environ.get("UPCALL_SOAK_EMITTERS", 2))

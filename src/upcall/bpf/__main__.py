@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
-"""``python -m upcall.bpf watch|doctor|bench-bpf``: the main command line, which has them."""
+"""``python -m upcall.bpf watch|doctor``: the main command line, which has them."""
 
 from __future__ import annotations
 

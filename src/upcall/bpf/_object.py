@@ -19,10 +19,11 @@ OBJ_NAME = "upcall.bpf.o"
 def object_path() -> Path:
     """The compiled BPF object this process loads.
 
-    In order: ``$UPCALL_BPF_OBJ``; the object the wheel carries beside this
-    module (``upcall/bpf/upcall.bpf.o``, compiled when the wheel was built);
-    in a source checkout, ``build/bpf/upcall.bpf.o`` from ``make bpf-build``.
-    BpfError, saying how to get one, when there is none.
+    In order: ``$UPCALL_BPF_OBJ``; the object beside this module
+    (``upcall/bpf/upcall.bpf.o``): the wheel carries it, compiled when the
+    wheel was built, and in a source checkout's editable install
+    ``make bpf-build`` links it there from ``build/bpf/``. Nothing else is
+    searched. BpfError, saying how to get one, when there is none.
     """
     env = os.environ.get(OBJ_ENV)
     if env:
@@ -32,12 +33,8 @@ def object_path() -> Path:
     packaged = importlib.resources.files("upcall.bpf") / OBJ_NAME
     if packaged.is_file():
         return Path(str(packaged))
-    for parent in Path(__file__).resolve().parents:
-        cand = parent / "build" / "bpf" / OBJ_NAME
-        if cand.is_file():
-            return cand
     raise BpfError(
-        f"BPF object {OBJ_NAME} not found: not in the package (a wheel carries it), nor "
-        f"build/bpf/ of a source checkout: run `make bpf-build` in the checkout, reinstall "
-        f"the wheel, or set {OBJ_ENV}=/path/to/{OBJ_NAME}"
+        f"BPF object {OBJ_NAME} not found in the package ({packaged}): reinstall the wheel "
+        f"(it carries it), run `make bpf-build` in a source checkout, or set "
+        f"{OBJ_ENV}=/path/to/{OBJ_NAME}"
     )

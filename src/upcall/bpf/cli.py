@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
-"""``upcall watch``, ``upcall doctor`` and ``upcall bench-bpf`` for the BPF path.
+"""``upcall watch`` and ``upcall doctor`` for the BPF path.
 
 :func:`add_commands` registers them on the main CLI's subparsers; each sets
 ``func`` to a handler taking the parsed arguments and returning the exit
@@ -106,21 +106,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
-    """Time the BPF signal and ring buffer, a Python and a C consumer each."""
-    from . import bench
-
-    return bench.run(
-        events=args.events,
-        latency_events=args.latency_events,
-        out=args.out,
-        plots=not args.no_plots,
-        as_json=args.json,
-    )
-
-
 def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register ``watch``, ``doctor`` and ``bench-bpf`` on the main CLI."""
+    """Register ``watch`` and ``doctor`` on the main CLI."""
     w = subparsers.add_parser(
         "watch",
         help="print kernel events from a BPF hook (no module needed)",
@@ -168,28 +155,3 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     )
     d.add_argument("--json", action="store_true", help="print one JSON object")
     d.set_defaults(func=cmd_doctor)
-
-    b = subparsers.add_parser(
-        "bench-bpf",
-        help="latency and throughput of BPF signal and ring buffer, Python vs C",
-        description=cmd_bench.__doc__,
-        epilog="example:\n  sudo upcall bench-bpf --events 20000 --latency-events 2000 --no-plots",
-    )
-    b.add_argument(
-        "--events",
-        type=parse_count,
-        default=200_000,
-        metavar="N",
-        help="events per throughput run (default 200,000)",
-    )
-    b.add_argument(
-        "--latency-events",
-        type=parse_count,
-        default=20_000,
-        metavar="N",
-        help="events per latency run (default 20,000)",
-    )
-    b.add_argument("--out", default="build/bench", metavar="DIR", help="where results and plots go")
-    b.add_argument("--no-plots", action="store_true", help="write no PNG plots (no matplotlib)")
-    b.add_argument("--json", action="store_true", help="print the results as one JSON object")
-    b.set_defaults(func=cmd_bench)

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
-"""``upcall bench-bpf``: BPF signal and ring buffer, Python consumer against C.
+"""``python -m upcall_dev bench-bpf``: BPF signal and ring buffer, Python consumer against C.
 
 Both consumers load the same object and fire the same user-triggered hook,
 in the same run; C from a producer thread, Python from a forked producer
@@ -19,6 +19,7 @@ shared counter in latency mode:
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import mmap
@@ -34,12 +35,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from upcall._progress import steps
+from upcall._args import parse_count
+from upcall.bpf._object import object_path
+from upcall.bpf.errors import BpfError
+from upcall.bpf.subscription import BpfSubscription, Trigger
 from upcall.event import Event, monotonic_ns
 
-from ._object import object_path
-from .errors import BpfError
-from .subscription import BpfSubscription, Trigger
+from . import REPO
+from .progress import steps
 
 BURST = 1000
 RING = 16 << 20
@@ -47,7 +50,7 @@ TARGET_BATCH_EPS = 0.8  # read_batch() events/s against the C consumer's (issue 
 
 
 def _consumer_path() -> Path:
-    p = object_path().parent / "upcall-bpf-consumer"
+    p = REPO / "build" / "bpf" / "upcall-bpf-consumer"
     if not p.is_file():
         raise BpfError(f"C consumer {p} not built: run `make bpf-build`")
     return p
@@ -208,7 +211,7 @@ def run(*, events: int, latency_events: int, out: str, plots: bool, as_json: boo
     outdir.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     lats: dict[str, list[int]] = {}
-    with steps("bench-bpf", 10) as progress:
+    with steps("upcall_dev bench-bpf", 10) as progress:
         for via in ("ringbuf", "signal"):
             progress.step(f"{via}: C throughput, {events:,} events")
             c_tp, _ = c_run(via, "throughput", events, outdir)
@@ -296,7 +299,7 @@ def _plots(rows: list[dict[str, Any]], lats: dict[str, list[int]], outdir: Path)
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        print("upcall: matplotlib missing: no plots (pip install 'upcall[bench]')", file=sys.stderr)
+        print("upcall_dev: matplotlib missing: no plots (make deps installs it)", file=sys.stderr)
         return
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for key, lat in sorted(lats.items()):
@@ -325,3 +328,44 @@ def _plots(rows: list[dict[str, Any]], lats: dict[str, list[int]], outdir: Path)
     fig.tight_layout()
     fig.savefig(outdir / "bpf-throughput.png", dpi=110)
     plt.close(fig)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Time the BPF signal and ring buffer, a Python and a C consumer each."""
+    return run(
+        events=args.events,
+        latency_events=args.latency_events,
+        out=args.out,
+        plots=not args.no_plots,
+        as_json=args.json,
+    )
+
+
+def add_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``bench-bpf`` on the developer command line's subcommands."""
+    b = subparsers.add_parser(
+        "bench-bpf",
+        help="latency and throughput of BPF signal and ring buffer, Python vs C",
+        description=cmd_bench.__doc__,
+        epilog="example:\n"
+        "  sudo .venv/bin/python -m upcall_dev bench-bpf --events 20000 --latency-events 2000 "
+        "--no-plots",
+    )
+    b.add_argument(
+        "--events",
+        type=parse_count,
+        default=200_000,
+        metavar="N",
+        help="events per throughput run (default 200,000)",
+    )
+    b.add_argument(
+        "--latency-events",
+        type=parse_count,
+        default=20_000,
+        metavar="N",
+        help="events per latency run (default 20,000)",
+    )
+    b.add_argument("--out", default="build/bench", metavar="DIR", help="where results and plots go")
+    b.add_argument("--no-plots", action="store_true", help="write no PNG plots (no matplotlib)")
+    b.add_argument("--json", action="store_true", help="print the results as one JSON object")
+    b.set_defaults(func=cmd_bench)

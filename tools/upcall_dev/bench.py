@@ -1,9 +1,9 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
-"""``upcall bench``: the module's transports, Python receiver against C, in one boot.
+"""``python -m upcall_dev bench``: the module's transports, Python receiver against C, in one boot.
 
-On the host, ``upcall bench`` builds the C receiver (``bench/receiver.c``,
+On the host, ``bench`` builds the C receiver (``bench/receiver.c``,
 ``make -f mk/bench.mk bench-build``) and the module, boots one guest kernel
-(:func:`upcall.vm.run`) and runs ``python -m upcall.bench --in-guest`` there;
+(:func:`upcall_dev.vm.run`) and runs ``python -m upcall_dev bench --in-guest`` there;
 the guest writes its results to the harness's run directory
 (``$UPCALL_VM_OUTDIR/bench``), which the host copies to ``OUT/guest``. For
 every transport (signal, queue, fasync, eventfd, netlink) the C receiver and
@@ -70,15 +70,16 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import abi
-from ._args import parse_count, parse_wait, ranged
-from ._progress import steps
-from .edu import DRIVER as EDU_DRIVER
-from .edu import FORCE_INTX, find_device, sysfs_write
-from .edu import PCI_ID as EDU_ID
-from .event import Event, monotonic_ns
+from upcall import abi
+from upcall._args import parse_count, parse_wait, ranged
+from upcall.edu import DRIVER as EDU_DRIVER
+from upcall.edu import FORCE_INTX, find_device, sysfs_write
+from upcall.edu import PCI_ID as EDU_ID
+from upcall.event import Event, monotonic_ns
 
-REPO = Path(__file__).resolve().parents[2]
+from . import REPO
+from .progress import steps
+
 BENCH_BIN = REPO / "build" / "bench" / "upcall-bench"
 TRANSPORTS = ("signal", "queue", "fasync", "eventfd", "netlink")
 QUEUE_MAX = 65536
@@ -364,9 +365,9 @@ def _bare_latency(sub: Any, transport: str, n: int, w: int, lat: array[int]) -> 
     over, socket subscribed) and reads nothing here. The descriptors are
     made blocking for the loop, non-blocking again after it.
     """
-    from .signals import SIGNALFD_SIGINFO_SIZE, extend_seqno, parse_siginfos
-    from .transports import nlmsg
-    from .transports.records import RECORD_SIZE, decode
+    from upcall.signals import SIGNALFD_SIGINFO_SIZE, extend_seqno, parse_siginfos
+    from upcall.transports import nlmsg
+    from upcall.transports.records import RECORD_SIZE, decode
 
     fd = sub.fileno()
     blocking = os.get_blocking(fd)
@@ -1446,7 +1447,7 @@ def report(
         print(f"copied the plots to {publish}/", file=note)
     if not summary["accounting_ok"]:
         print(
-            "upcall: bench: accounting mismatch in at least one run (see results.json)",
+            "upcall_dev: bench: accounting mismatch in at least one run (see results.json)",
             file=sys.stderr,
         )
         return 1
@@ -1498,7 +1499,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     from . import vm
 
-    cmd = [sys.executable, "-m", "upcall.bench", "--in-guest",
+    cmd = [sys.executable, "-m", "upcall_dev", "bench", "--in-guest",
            "--latency-events", str(lat), "--throughput-events", str(tp),
            "--transports", ",".join(transports), "--gap-us", str(args.gap_us),
            "--rounds", str(args.rounds)] + (["--no-pin"] if args.no_pin else [])  # fmt: skip
@@ -1506,7 +1507,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         cmd += ["--edu", "--edu-events", str(edu)]
     kernel = vm.pick_kernel(args.kernel)
     # The guest's own lines (one a run) stream above the bar, or after these.
-    with steps("upcall bench", 2) as progress:
+    with steps("upcall_dev bench", 2) as progress:
         progress.step("building the C receiver")
         build_receiver()
         progress.step(f"every run of {', '.join(transports)} in a {kernel.version} guest")
@@ -1516,7 +1517,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     status = vm.report(res, kernel)
     written = res.outdir / "bench" if res.outdir else None
     if written is None or not (written / "results.json").exists():
-        sys.stderr.write("upcall: bench: the guest wrote no results\n")
+        sys.stderr.write("upcall_dev: bench: the guest wrote no results\n")
         return status or 1
     if guest.exists():
         shutil.rmtree(guest)
@@ -1556,7 +1557,7 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
         "--publish", metavar="DIR", help="copy the plots here (bench/ for BENCHMARKS.md)"
     )
     p.add_argument("--kernel", metavar="KERNEL",
-                   help="kernel to boot, as for `upcall vm --kernel`")  # fmt: skip
+                   help="kernel to boot, as for `vm --kernel`")  # fmt: skip
     p.add_argument("--timeout", type=parse_wait, default=3600, metavar="S",
                    help="seconds before the guest is killed (default 3600)")  # fmt: skip
     p.add_argument("--from-guest", action="store_true",
@@ -1568,22 +1569,14 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register ``upcall bench`` on the CLI's subcommands."""
+    """Register ``bench`` on the developer command line's subcommands."""
     p = subparsers.add_parser(
         "bench",
         help="benchmark the module's transports, Python against C, in a guest kernel",
         description="Boot a guest kernel with the module, time every transport with a C "
         "and a Python receiver against the same emitter, print the tables, write JSON "
         "and PNG plots.",
-        epilog="examples:\n  upcall bench --small\n  upcall bench --transports queue,signal --json",
+        epilog="examples:\n  python -m upcall_dev bench --small\n"
+        "  python -m upcall_dev bench --transports queue,signal --json",
     )
     _add_arguments(p)
-
-
-if __name__ == "__main__":
-    # ``python -m upcall.bench``: the same as ``upcall bench``. This file runs
-    # as __main__ here, so the command line (which imports upcall.bench)
-    # imports nothing back.
-    from upcall.cli import main
-
-    sys.exit(main(["bench", *sys.argv[1:]]))

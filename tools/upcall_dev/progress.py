@@ -3,9 +3,9 @@
 stdout keeps the results.
 
 On a terminal, a rich progress bar with the elapsed time, when rich is
-installed (the ``bench``/``demo``/``dev`` extras); everywhere else (a log,
-CI, a pipe, a test guest's console, ``TERM=dumb``) plain lines, which a log
-keeps and nothing redraws. The core needs no rich.
+installed (upcall-dev depends on it); everywhere else (a log, CI, a pipe, a
+test guest's console, ``TERM=dumb``) plain lines, which a log keeps and
+nothing redraws.
 
 A progress opened inside another adds its line to the bar already shown:
 one live display at a time, as rich allows.

@@ -26,12 +26,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ._args import parse_mib_size, parse_wait, ranged
-from ._progress import Steps, steps
-from ._version import __version__
-from .errors import UpcallError
+from upcall._args import parse_mib_size, parse_wait, ranged
+from upcall._version import __version__
+from upcall.errors import UpcallError
 
-REPO = Path(__file__).resolve().parents[2]
+from . import REPO
+from .progress import Steps, steps
+
 KMOD_SOURCES = REPO / "kmod"
 BUILD_DIR = REPO / "build"
 
@@ -143,7 +144,7 @@ KERNEL_FLAVOURS = {
     "6.12": "linux-image-6.12-amd64",
     "6.12-rt": "linux-image-6.12-rt-amd64",
 }
-#: What ``upcall vm`` boots when no --kernel is given.
+#: What ``python -m upcall_dev vm`` boots when no --kernel is given.
 DEFAULT_FLAVOUR = "6.1"
 
 
@@ -310,12 +311,12 @@ def build_module(kernel: Kernel, *, extra: Sequence[str] = ()) -> list[Path]:
 def _guest_script(modules: Sequence[Path], command: str, outdir: Path, *, debug: bool) -> str:
     """The shell script the guest runs: load, run, save the log, unload."""
     inserts = "\n".join(
-        f"insmod {shlex.quote(str(m))} || {{ echo 'upcall vm: insmod {m.name} failed'; "
+        f"insmod {shlex.quote(str(m))} || {{ echo 'upcall_dev vm: insmod {m.name} failed'; "
         f"dmesg | tail -20; exit 125; }}"
         for m in modules
     )
     removes = "\n".join(
-        f"rmmod {m.stem} || {{ echo 'upcall vm: rmmod {m.stem} failed'; rc=126; }}"
+        f"rmmod {m.stem} || {{ echo 'upcall_dev vm: rmmod {m.stem} failed'; rc=126; }}"
         for m in reversed(modules)
     )
     out = shlex.quote(str(outdir))
@@ -370,7 +371,8 @@ def run(
     kernel = kernel or pick_kernel()
     if not stream:
         return _run(command, kernel, edu, modules, build, cpus, memory, timeout, stream, None)
-    with steps(f"upcall vm: {kernel.version}", 2 if modules is None and build else 1) as progress:
+    label = f"upcall_dev vm: {kernel.version}"
+    with steps(label, 2 if modules is None and build else 1) as progress:
         return _run(command, kernel, edu, modules, build, cpus, memory, timeout, stream, progress)
 
 
@@ -440,7 +442,7 @@ def _run(
     if "--disable-kvm" not in args and _kvm_aborted(lines):
         # KVM passed the probe but aborted the guest: this host's KVM is not
         # usable after all, so boot again under TCG.
-        lines.append("upcall vm: KVM aborted the guest; booting again without KVM\n")
+        lines.append("upcall_dev vm: KVM aborted the guest; booting again without KVM\n")
         retry_code, retry = _boot([*args, "--disable-kvm"], timeout, stream, env)
         returncode, lines = retry_code, lines + retry
 
@@ -509,7 +511,7 @@ def _boot(
             watchdog.cancel()
             returncode = proc.wait()
         if expired.is_set():
-            lines.append(f"upcall vm: killed after {timeout:.0f} s\n")
+            lines.append(f"upcall_dev vm: killed after {timeout:.0f} s\n")
             returncode = returncode or 124
 
     return returncode, lines
@@ -523,15 +525,17 @@ parse_memory = parse_mib_size("memory", 64 << 20, 1 << 40)
 
 
 def add_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register ``upcall vm`` on the CLI's subcommands."""
+    """Register ``vm`` on the developer command line's subcommands."""
     p = subparsers.add_parser(
         "vm",
         help="build the module, boot a kernel under QEMU, run a command inside",
         description="Build kmod/ for an installed kernel, boot it with virtme-ng, insmod "
         "upcall.ko and its source modules, run CMD, and fail on any kernel report in the "
         "guest's log. Needs a source checkout (kmod/).",
-        epilog="examples:\n  upcall vm --kernel 6.12 -- upcall listen --count 1 --timeout 5\n"
-        "  upcall vm --edu --timeout 600 -- python -m pytest -q tests/kernel/test_edu.py",
+        epilog="examples:\n"
+        "  python -m upcall_dev vm --kernel 6.12 -- upcall listen --count 1 --timeout 5\n"
+        "  python -m upcall_dev vm --edu --timeout 600 -- "
+        "python -m pytest -q tests/kernel/test_edu.py",
     )
     p.add_argument(
         "--kernel",
@@ -600,25 +604,16 @@ def _cli_vm(args: argparse.Namespace) -> int:
 def report(result: VmResult, kernel: Kernel) -> int:
     """Print the verdict on a run to stderr; return the exit status it deserves."""
     say = sys.stderr.write
-    say(f"upcall vm: {kernel.version}: exit {result.returncode} in {result.seconds:.0f} s\n")
+    say(f"upcall_dev vm: {kernel.version}: exit {result.returncode} in {result.seconds:.0f} s\n")
     if not result.kernel_log:
-        say("upcall vm: the guest left no kernel log (it died before the end)\n")
+        say("upcall_dev vm: the guest left no kernel log (it died before the end)\n")
         tail = result.output.splitlines()[-30:]
         say("\n".join(tail) + "\n")
         return result.returncode or 1
     for line in result.reports:
-        say(f"upcall vm: kernel report: {line}\n")
+        say(f"upcall_dev vm: kernel report: {line}\n")
     if result.bad_taint:
-        say(f"upcall vm: kernel tainted: {result.taint}\n")
+        say(f"upcall_dev vm: kernel tainted: {result.taint}\n")
     if result.reports or result.bad_taint:
         return result.returncode or 1
     return result.returncode
-
-
-if __name__ == "__main__":
-    # ``python -m upcall.vm``: the same as ``upcall vm``. This file runs
-    # as __main__ here, so the command line (which imports upcall.vm)
-    # imports nothing back.
-    from upcall.cli import main
-
-    sys.exit(main(["vm", *sys.argv[1:]]))
