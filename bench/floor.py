@@ -17,7 +17,7 @@ from array import array
 from pathlib import Path
 
 from upcall import abi
-from upcall.event import monotonic_ns
+from upcall._event import monotonic_ns
 from upcall_dev import bench
 
 N = 2000

@@ -72,7 +72,7 @@ class PipeFile:
 
 
 def _queue_sub(file: PipeFile) -> Any:
-    from upcall.transports.queue import QueueSubscription
+    from upcall._transports.queue import QueueSubscription
 
     return QueueSubscription(file)
 

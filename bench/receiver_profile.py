@@ -28,7 +28,7 @@ import pstats
 import sys
 from pathlib import Path
 
-from upcall.edu import find_device
+from upcall._edu import find_device
 from upcall_dev import bench
 
 TOP = 14

@@ -23,7 +23,8 @@ from rich.console import Console
 from rich.table import Table
 
 import upcall
-from upcall import abi, edu
+from upcall import _edu as edu
+from upcall import abi
 
 console = Console(highlight=False)
 VALUES = [0, 1, 42, -1, -(2**31), 2**32 + 7, 2**64 - 1]

@@ -14,10 +14,8 @@ Typical use (the queue transport, the default)::
 from __future__ import annotations
 
 from ._batch import Batch
-from ._version import __version__
-from .abi import Stats
-from .device import DEFAULT_PATH, TRANSPORTS, Device, open
-from .errors import (
+from ._device import DEFAULT_PATH, TRANSPORTS, Device, open
+from ._errors import (
     ClosedError,
     DeviceError,
     ModuleVersionError,
@@ -25,12 +23,14 @@ from .errors import (
     UpcallError,
     WrongThreadError,
 )
-from .event import Event
-from .subscription import SignalSubscription, Subscription
-from .transports.eventfd import EventfdSubscription
-from .transports.fasync import FasyncSubscription
-from .transports.netlink import NetlinkSubscription
-from .transports.queue import QueueSubscription
+from ._event import Event
+from ._subscription import SignalSubscription, Subscription
+from ._transports.eventfd import EventfdSubscription
+from ._transports.fasync import FasyncSubscription
+from ._transports.netlink import NetlinkSubscription
+from ._transports.queue import QueueSubscription
+from ._version import __version__
+from .abi import Stats
 
 __all__ = [
     "DEFAULT_PATH",

@@ -34,7 +34,7 @@ from __future__ import annotations
 import select
 import sys
 
-from .errors import UpcallError
+from ._errors import UpcallError
 
 
 def current_library() -> str:

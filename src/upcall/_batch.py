@@ -21,8 +21,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Final
 
+from ._event import Event, make_event
 from .abi import EVENT_RECORD
-from .event import Event, make_event
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,8 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 """What ``upcall listen`` and ``upcall watch`` share: output lines and how a run ends.
 
-Apart from :mod:`upcall.cli` so that the BPF path's commands
-(:mod:`upcall.bpf.cli`), which the main command line loads, need not
+Apart from :mod:`upcall._cli` so that the BPF path's commands
+(:mod:`upcall.bpf._cli`), which the main command line loads, need not
 import it back.
 """
 
@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
 
-from .event import Event
+from ._event import Event
 
 
 def out(line: str) -> None:

@@ -26,10 +26,10 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Protocol, cast
 
-from . import signals
+from . import _signals as signals
+from ._errors import UpcallError
+from ._event import Event
 from ._timeout import poll_ms, remaining
-from .errors import UpcallError
-from .event import Event
 
 Callback = Callable[[Event], object]
 Handler = signal.Handlers | Callable[[int, FrameType | None], object] | int | None

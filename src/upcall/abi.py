@@ -336,7 +336,7 @@ def encode_value(value: int) -> int:
     """Map a value in -2**63 .. 2**64-1 to the u64 the kernel carries.
 
     Negative values are stored as two's complement, so -1 becomes 2**64-1;
-    :attr:`upcall.event.Event.signed_value` reads them back.
+    :attr:`upcall._event.Event.signed_value` reads them back.
     """
     if not S64_MIN <= value <= U64_MAX:
         raise ValueError(f"value {value} does not fit in 64 bits (-2**63 .. 2**64-1)")

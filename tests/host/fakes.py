@@ -32,11 +32,12 @@ from pathlib import Path
 
 import pytest
 
-from upcall import abi, signals
+from upcall import _signals as signals
+from upcall import abi
+from upcall._errors import ClosedError
+from upcall._event import Event, monotonic_ns
+from upcall._subscription import Subscription
 from upcall.abi import Stats
-from upcall.errors import ClosedError
-from upcall.event import Event, monotonic_ns
-from upcall.subscription import Subscription
 
 
 class FakeModule:

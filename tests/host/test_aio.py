@@ -27,10 +27,10 @@ import trio
 from fakes import FakeModule, FakeQueueFile, ensure_bpf_object, signal_state_guard  # noqa: F401 - fixture
 
 from upcall import _aio
-from upcall.errors import ClosedError, UpcallError
-from upcall.event import Event
-from upcall.subscription import SignalSubscription, Subscription
-from upcall.transports.queue import QueueSubscription
+from upcall._errors import ClosedError, UpcallError
+from upcall._event import Event
+from upcall._subscription import SignalSubscription, Subscription
+from upcall._transports.queue import QueueSubscription
 
 pytestmark = pytest.mark.usefixtures("signal_state_guard")
 

@@ -90,8 +90,8 @@ def _read_until(sub: object, n: int, seconds: float = 30.0) -> list[object]:
 
 @pytest.mark.parametrize("via", VIAS)
 def test_trigger_delivers_exact_values(via: str) -> None:
+    from upcall._event import Event
     from upcall.bpf import BpfSubscription, Trigger
-    from upcall.event import Event
 
     values = [0, 1, 42, 0xDEADBEEFCAFEBABE, (1 << 64) - 1, 1 << 63]
     with BpfSubscription(Trigger(), via=via) as sub:
@@ -414,9 +414,9 @@ def test_watch_count_not_reached_exits_1() -> None:
 
 
 def test_signal_claimed_like_the_module_transports() -> None:
-    from upcall import signals
+    from upcall import _signals as signals
+    from upcall._errors import SignalSetupError
     from upcall.bpf import BpfSubscription, Trigger
-    from upcall.errors import SignalSetupError
 
     with BpfSubscription(Trigger(), via="signal") as sub:
         signo = sub.signo

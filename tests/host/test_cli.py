@@ -20,13 +20,14 @@ from typing import ClassVar
 import pytest
 from fakes import FakeModule, FakeQueueFile, signal_state_guard  # noqa: F401 - fixture
 
-from upcall import cli, edu
+from upcall import _cli as cli
+from upcall import _edu as edu
 from upcall._args import parse_int
+from upcall._subscription import SignalSubscription, Subscription
+from upcall._transports.eventfd import EventfdSubscription
+from upcall._transports.fasync import FasyncSubscription
+from upcall._transports.queue import QueueSubscription
 from upcall.abi import Stats
-from upcall.subscription import SignalSubscription, Subscription
-from upcall.transports.eventfd import EventfdSubscription
-from upcall.transports.fasync import FasyncSubscription
-from upcall.transports.queue import QueueSubscription
 
 pytestmark = pytest.mark.usefixtures("signal_state_guard")
 
@@ -150,7 +151,7 @@ def test_permission_denied_message(
     def denied(path: str, flags: int, mode: int = 0o777) -> int:
         raise PermissionError(errno.EACCES, "Permission denied", path)
 
-    monkeypatch.setattr("upcall.device.os.open", denied)
+    monkeypatch.setattr("upcall._device.os.open", denied)
     rc, _, err = run_main(capsys, "emit", "1", "--device", "/dev/null")
     line = one_error(err)
     assert rc == 1
@@ -171,7 +172,7 @@ def test_permission_denied_for_real(unreadable_file: str) -> None:
     # As root, drop to nobody in the child after importing, so the open is refused.
     code = (
         "import os, sys\n"
-        "from upcall.cli import build_parser, main\n"
+        "from upcall._cli import build_parser, main\n"
         "build_parser()  # import everything while /root's Python is still readable\n"
         "if os.getuid() == 0:\n"
         "    os.setgid(65534); os.setuid(65534)\n"
@@ -203,7 +204,7 @@ def test_console_script_process() -> None:
         [
             sys.executable,
             "-c",
-            "import sys; from upcall.cli import main; sys.exit(main())",
+            "import sys; from upcall._cli import main; sys.exit(main())",
             "emit",
             "x",
         ],
@@ -219,7 +220,7 @@ def test_console_script_process() -> None:
 
 
 class FakeDevice:
-    """Stands in for upcall.device.Device in cli: subscriptions use a FakeModule.
+    """Stands in for upcall._device.Device in cli: subscriptions use a FakeModule.
 
     ``queue`` events are emitted right after subscribing; ``then`` runs after
     that (in the main thread, with the signal already blocked).
@@ -730,7 +731,7 @@ def test_version_with_the_module_loaded(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     import upcall
-    from upcall.errors import DeviceError, ModuleVersionError
+    from upcall._errors import DeviceError, ModuleVersionError
 
     lib = f"upcall {upcall.__version__} (ABI 1)"
     (tmp_path / "version").write_text("0.1.0\n")
@@ -790,7 +791,8 @@ def test_every_result_printing_command_has_json(command: str) -> None:
 def test_doctor_missing_object_exits_1_with_the_fix(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from upcall.bpf import _doctor, probe
+    from upcall.bpf import _doctor
+    from upcall.bpf import _probe as probe
 
     def checks() -> list[probe.Check]:
         return [
@@ -812,7 +814,7 @@ def test_doctor_missing_object_exits_1_with_the_fix(
 
 
 def test_doctor_names_a_wrong_object_override(monkeypatch: pytest.MonkeyPatch) -> None:
-    from upcall.bpf import probe
+    from upcall.bpf import _probe as probe
 
     monkeypatch.setenv("UPCALL_BPF_OBJ", "/nonexistent/upcall.bpf.o")
     chk = probe.check_object()
@@ -828,7 +830,7 @@ def test_the_object_is_looked_for_in_the_package_alone(
     import importlib.resources
 
     from upcall.bpf import _object
-    from upcall.bpf.errors import BpfError
+    from upcall.bpf._errors import BpfError
 
     monkeypatch.delenv("UPCALL_BPF_OBJ", raising=False)
     package = Path(str(importlib.resources.files("upcall.bpf")))
@@ -847,8 +849,8 @@ def test_the_object_is_looked_for_in_the_package_alone(
 
 
 def test_netlink_without_pyroute2_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    from upcall.errors import UpcallError
-    from upcall.transports import netlink
+    from upcall._errors import UpcallError
+    from upcall._transports import netlink
 
     monkeypatch.setitem(sys.modules, "pyroute2", None)  # import fails as if not installed
     with pytest.raises(UpcallError, match=r"pip install 'upcall\[netlink\]'"):

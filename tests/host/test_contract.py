@@ -27,12 +27,12 @@ from dataclasses import dataclass
 import pytest
 from fakes import FakeModule, FakeQueueFile, ensure_bpf_object, signal_state_guard  # noqa: F401 - fixture
 
-from upcall.errors import ClosedError, UpcallError
-from upcall.event import Event
-from upcall.subscription import SignalSubscription, Subscription
-from upcall.transports.eventfd import EventfdSubscription
-from upcall.transports.fasync import FasyncSubscription
-from upcall.transports.queue import QueueSubscription
+from upcall._errors import ClosedError, UpcallError
+from upcall._event import Event
+from upcall._subscription import SignalSubscription, Subscription
+from upcall._transports.eventfd import EventfdSubscription
+from upcall._transports.fasync import FasyncSubscription
+from upcall._transports.queue import QueueSubscription
 
 pytestmark = pytest.mark.usefixtures("signal_state_guard")
 
@@ -243,7 +243,7 @@ def test_on_event_runs_callbacks_in_the_main_thread(source: Source) -> None:
 
     @sub.on_event
     def _(event: object) -> None:
-        from upcall.event import Event
+        from upcall._event import Event
 
         assert isinstance(event, Event)
         seen.append((event.value, threading.current_thread() is threading.main_thread()))

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from upcall.event import Event, make_event
+from upcall._event import Event, make_event
 
 U64 = (1 << 64) - 1
 FIELDS = st.tuples(

@@ -21,7 +21,7 @@ ROOTS = {
     "upcall": Path(upcall.__file__).parent.parent,
     "upcall_dev": Path(upcall_dev.__file__).parent.parent,
 }
-PACKAGES = {"upcall", "upcall.bpf", "upcall.transports", "upcall_dev"}
+PACKAGES = {"upcall", "upcall.bpf", "upcall._transports", "upcall_dev"}
 
 
 def _modules() -> dict[str, Path]:

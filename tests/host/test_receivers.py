@@ -35,16 +35,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import upcall
-from upcall import abi, device, signals
-from upcall.errors import ClosedError, DeviceError, SignalSetupError, WrongThreadError
-from upcall.event import Event, monotonic_ns
-from upcall.signals import choose_signal
-from upcall.transports import nlmsg, records
-from upcall.transports.eventfd import EventfdSubscription
-from upcall.transports.fasync import FasyncSubscription
-from upcall.transports.mmsg import DatagramReader
-from upcall.transports.netlink import resolve_family, send_command
-from upcall.transports.queue import QueueSubscription
+from upcall import _device as device
+from upcall import _signals as signals
+from upcall import abi
+from upcall._errors import ClosedError, DeviceError, SignalSetupError, WrongThreadError
+from upcall._event import Event, monotonic_ns
+from upcall._signals import choose_signal
+from upcall._transports import nlmsg, records
+from upcall._transports.eventfd import EventfdSubscription
+from upcall._transports.fasync import FasyncSubscription
+from upcall._transports.mmsg import DatagramReader
+from upcall._transports.netlink import resolve_family, send_command
+from upcall._transports.queue import QueueSubscription
 
 pytestmark = pytest.mark.usefixtures("signal_state_guard")
 
@@ -374,8 +376,8 @@ def test_queue_read_one_ready_is_one_read_no_poll(
             def __init__(self) -> None:
                 calls.append("poll")
 
-        monkeypatch.setattr("upcall.transports.queue.os.read", counted_read)
-        monkeypatch.setattr("upcall.subscription.select.poll", NoPoll)
+        monkeypatch.setattr("upcall._transports.queue.os.read", counted_read)
+        monkeypatch.setattr("upcall._subscription.select.poll", NoPoll)
         file.emit(5)
         assert values(q.read(1, timeout=5)) == [5]
         assert calls == ["read"]  # no poll(2) first, though the last read emptied the queue
@@ -419,8 +421,8 @@ def test_queue_waiting_read_one_waits_first_until_an_event_is_found_waiting(
             calls.append("poll")
             return self._poll.poll(timeout)
 
-    monkeypatch.setattr("upcall.transports.queue.os.read", counted_read)
-    monkeypatch.setattr("upcall.subscription.select.poll", CountedPoll)
+    monkeypatch.setattr("upcall._transports.queue.os.read", counted_read)
+    monkeypatch.setattr("upcall._subscription.select.poll", CountedPoll)
 
     def later(value: int) -> None:
         timer = threading.Timer(0.05, file.emit, (value,))
@@ -543,7 +545,7 @@ FORKED_CHILD_KEEPS_THE_FILE = r"""
 import os, signal, sys
 sys.path[:0] = [sys.argv[1]]
 from fakes import FakeQueueFile
-from upcall.transports.fasync import FasyncSubscription
+from upcall._transports.fasync import FasyncSubscription
 f = FakeQueueFile()
 go_r, go_w = os.pipe()
 with FasyncSubscription(f) as sub:
@@ -811,7 +813,7 @@ if ctypes.CDLL(None, use_errno=True).unshare(0x40000000) != 0:  # CLONE_NEWNET
 from test_receivers import kernel_attrs, message, FAMILY, ME
 from upcall import abi
 from upcall.abi import Stats
-from upcall.transports.netlink import GenlFamily, NetlinkSubscription
+from upcall._transports.netlink import GenlFamily, NetlinkSubscription
 
 GROUP = 16  # in this private namespace, nobody else listens to nlctrl's group
 

@@ -22,11 +22,12 @@ from fakes import FakeModule, reads_in_main_thread, signal_state_guard  # noqa: 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from upcall import abi, signals
-from upcall.errors import ClosedError, SignalSetupError, UpcallError, WrongThreadError
-from upcall.event import Event
-from upcall.signals import choose_signal
-from upcall.subscription import SignalSubscription
+from upcall import _signals as signals
+from upcall import abi
+from upcall._errors import ClosedError, SignalSetupError, UpcallError, WrongThreadError
+from upcall._event import Event
+from upcall._signals import choose_signal
+from upcall._subscription import SignalSubscription
 
 
 @pytest.fixture
@@ -435,7 +436,7 @@ def test_close_with_pending_events_does_not_kill() -> None:
         import os, signal, sys
         sys.path.insert(0, sys.argv[1])
         from fakes import FakeModule
-        from upcall.subscription import SignalSubscription
+        from upcall._subscription import SignalSubscription
         m = FakeModule()
         with SignalSubscription(m) as sub:
             for v in range(5):

@@ -29,7 +29,7 @@ import time
 from collections import Counter
 
 from upcall import abi
-from upcall.transports.nlmsg import GENL_HDR, NLA_HDR, NLMSG_HDR
+from upcall._transports.nlmsg import GENL_HDR, NLA_HDR, NLMSG_HDR
 
 NLMSG_ERROR = 2
 NLM_F_REQUEST = 0x1
@@ -137,7 +137,7 @@ def answers(sock: socket.socket) -> list[tuple[int, int]]:
 def family_id() -> int:
     """The upcall family's id, by CTRL_CMD_GETFAMILY on a raw socket.
 
-    Not upcall.transports.netlink.resolve_family(): importing pyroute2 takes
+    Not upcall._transports.netlink.resolve_family(): importing pyroute2 takes
     minutes in an emulated guest.
     """
     name = abi.UPCALL_GENL_NAME.encode() + b"\0"

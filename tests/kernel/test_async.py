@@ -19,7 +19,7 @@ import trio
 import trio.testing
 
 import upcall
-from upcall.errors import ClosedError
+from upcall._errors import ClosedError
 
 VIAS = ["queue", "fasync", "eventfd", "netlink", "signal"]
 

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from upcall.bpf import BpfError, BpfSubscription, Kprobe, Tracepoint, Trigger, subscription
+from upcall.bpf import BpfError, BpfSubscription, Kprobe, Tracepoint, Trigger
+from upcall.bpf import _subscription as subscription
 from upcall.bpf._abi import SRC_KPROBE
 from upcall.bpf._object import object_path
 

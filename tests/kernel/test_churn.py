@@ -33,7 +33,7 @@ from rawioctl import ioctl, subscribe
 
 import upcall
 from upcall import abi
-from upcall.transports import netlink
+from upcall._transports import netlink
 
 CYCLES = 200 if REDUCED else 1000
 WARM_UP = 20

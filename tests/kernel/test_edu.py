@@ -356,7 +356,7 @@ def test_cli_trigger_not_root(edu_dev: Path) -> None:
     before = irq_count(edu_dev)
     code = (
         "import os, sys\n"
-        "from upcall.cli import build_parser, main\n"
+        "from upcall._cli import build_parser, main\n"
         "build_parser()  # import everything before dropping privileges\n"
         "os.setgid(65534); os.setuid(65534)\n"
         "sys.exit(main(['trigger', 'edu']))\n"

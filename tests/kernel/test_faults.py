@@ -30,9 +30,9 @@ from rawioctl import ioctl, stats, subscribe
 
 import upcall
 from upcall import abi
-from upcall.edu import DRIVER, find_device
-from upcall.edu import sysfs_write as write
-from upcall.transports import netlink
+from upcall._edu import DRIVER, find_device
+from upcall._edu import sysfs_write as write
+from upcall._transports import netlink
 
 SIG = signal.SIGRTMIN + 7
 NOBODY = 65534

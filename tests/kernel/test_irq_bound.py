@@ -33,7 +33,7 @@ from load import emitters_on_all_cpus, kill_all
 
 import upcall
 from upcall import abi
-from upcall.edu import sysfs_write
+from upcall._edu import sysfs_write
 
 TRACING = Path("/sys/kernel/tracing")
 KPROBES = (

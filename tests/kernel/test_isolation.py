@@ -19,7 +19,7 @@ import pytest
 from rawioctl import ioctl, stats, subscribe
 
 from upcall import abi
-from upcall.transports import netlink
+from upcall._transports import netlink
 
 SIG = signal.SIGRTMIN + 6
 NOBODY = 65534

@@ -19,7 +19,7 @@ from guest import DEBUG_KERNEL as DEBUG
 
 import upcall
 from upcall import abi
-from upcall.transports.netlink import send_command
+from upcall._transports.netlink import send_command
 
 FUZZER = Path(__file__).resolve().parent / "nlfuzz.py"
 # Python builds each message: about 1.5 ms apiece under TCG, so `make test`

@@ -13,7 +13,8 @@ import pytest
 from accounting import check_accounting, settle
 
 import upcall
-from upcall import abi, signals
+from upcall import _signals as signals
+from upcall import abi
 from upcall.bpf import _sig
 
 SIG = signal.SIGRTMIN + 4

@@ -19,7 +19,7 @@ from rawioctl import ioctl, stats
 
 import upcall
 from upcall import abi
-from upcall.transports.netlink import send_command
+from upcall._transports.netlink import send_command
 
 USER_SOURCES = [0, abi.UPCALL_SOURCE_RESERVED_MAX + 1, abi.UPCALL_SOURCE_MAX]
 RESERVED = [abi.UPCALL_SOURCE_TIMER, abi.UPCALL_SOURCE_EDU, 0x100, abi.UPCALL_SOURCE_RESERVED_MAX]

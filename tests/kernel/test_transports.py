@@ -27,9 +27,10 @@ from guest import REDUCED
 from rawioctl import ioctl, stats
 
 import upcall
-from upcall import abi, signals
-from upcall.transports.fasync import FasyncSubscription
-from upcall.transports.netlink import send_command
+from upcall import _signals as signals
+from upcall import abi
+from upcall._transports.fasync import FasyncSubscription
+from upcall._transports.netlink import send_command
 
 U64 = (1 << 64) - 1
 NETLINK_GENERIC = 16

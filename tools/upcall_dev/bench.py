@@ -72,10 +72,10 @@ from typing import Any
 
 from upcall import abi
 from upcall._args import parse_count, parse_wait, ranged
-from upcall.edu import DRIVER as EDU_DRIVER
-from upcall.edu import FORCE_INTX, find_device, sysfs_write
-from upcall.edu import PCI_ID as EDU_ID
-from upcall.event import Event, monotonic_ns
+from upcall._edu import DRIVER as EDU_DRIVER
+from upcall._edu import FORCE_INTX, find_device, sysfs_write
+from upcall._edu import PCI_ID as EDU_ID
+from upcall._event import Event, monotonic_ns
 
 from . import REPO
 from .progress import steps
@@ -365,9 +365,9 @@ def _bare_latency(sub: Any, transport: str, n: int, w: int, lat: array[int]) -> 
     over, socket subscribed) and reads nothing here. The descriptors are
     made blocking for the loop, non-blocking again after it.
     """
-    from upcall.signals import SIGNALFD_SIGINFO_SIZE, extend_seqno, parse_siginfos
-    from upcall.transports import nlmsg
-    from upcall.transports.records import RECORD_SIZE, decode
+    from upcall._signals import SIGNALFD_SIGINFO_SIZE, extend_seqno, parse_siginfos
+    from upcall._transports import nlmsg
+    from upcall._transports.records import RECORD_SIZE, decode
 
     fd = sub.fileno()
     blocking = os.get_blocking(fd)

@@ -36,10 +36,10 @@ from pathlib import Path
 from typing import Any
 
 from upcall._args import parse_count
+from upcall._event import Event, monotonic_ns
+from upcall.bpf._errors import BpfError
 from upcall.bpf._object import object_path
-from upcall.bpf.errors import BpfError
-from upcall.bpf.subscription import BpfSubscription, Trigger
-from upcall.event import Event, monotonic_ns
+from upcall.bpf._subscription import BpfSubscription, Trigger
 
 from . import REPO
 from .progress import steps

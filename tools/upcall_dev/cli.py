@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import cast
 
 from upcall._args import Parser, UsageError
-from upcall.errors import UpcallError
+from upcall._errors import UpcallError
 
 PROG = "upcall_dev"
 

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from upcall._args import parse_mib_size, parse_wait, ranged
+from upcall._errors import UpcallError
 from upcall._version import __version__
-from upcall.errors import UpcallError
 
 from . import REPO
 from .progress import Steps, steps

@@ -9,8 +9,8 @@
 
 from __future__ import annotations
 
-from .errors import BpfError
-from .subscription import (
+from ._errors import BpfError
+from ._subscription import (
     BpfStats,
     BpfSubscription,
     Hook,

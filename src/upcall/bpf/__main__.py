@@ -5,6 +5,6 @@ from __future__ import annotations
 
 import sys
 
-from upcall.cli import main
+from upcall._cli import main
 
 sys.exit(main())

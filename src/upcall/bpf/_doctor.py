@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import os
 
-from .errors import BpfError
-from .probe import (
+from ._errors import BpfError
+from ._probe import (
     Check,
     check_btf,
     check_kfunc,
@@ -23,7 +23,7 @@ from .probe import (
     check_tracefs,
     kernel_release,
 )
-from .subscription import BpfSubscription, Kprobe
+from ._subscription import BpfSubscription, Kprobe
 
 
 def check_fentry() -> Check:

@@ -23,7 +23,7 @@ from typing import Any
 
 from upcall._libc import libc
 
-from .errors import BpfError
+from ._errors import BpfError
 
 _lock = threading.Lock()
 _lib: ctypes.CDLL | None = None

@@ -7,7 +7,7 @@ import importlib.resources
 import os
 from pathlib import Path
 
-from .errors import BpfError
+from ._errors import BpfError
 
 __all__ = ["OBJ_ENV", "OBJ_NAME", "object_path"]
 

@@ -16,7 +16,7 @@ import mmap
 import struct
 
 from upcall._batch import Layout
-from upcall.event import Event, make_event
+from upcall._event import Event, make_event
 
 from ._abi import RECORD_SIZE, RING_RECORD
 

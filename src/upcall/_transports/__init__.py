@@ -5,5 +5,5 @@ One module per concern: :mod:`.records` decodes ``struct upcall_event``
 records, :mod:`.queue` reads them from the file, :mod:`.fasync` and
 :mod:`.eventfd` add the two ways of being told that the queue has some, and
 :mod:`.netlink` receives (:mod:`.mmsg`) and parses (:mod:`.nlmsg`) generic
-netlink messages. The signal transport lives in :mod:`upcall.subscription`.
+netlink messages. The signal transport lives in :mod:`upcall._subscription`.
 """

@@ -8,11 +8,12 @@ import fcntl
 import os
 import struct
 
-from .. import abi, signals
+from .. import _signals as signals
+from .. import abi
 from .._batch import Batch
-from ..errors import ClosedError
-from ..event import Event, monotonic_ns
-from ..subscription import QueueFile, Subscription, check_queue_size
+from .._errors import ClosedError
+from .._event import Event, monotonic_ns
+from .._subscription import QueueFile, Subscription, check_queue_size
 from .records import RECORD_SIZE, decode
 
 _seqno_at = struct.Struct("=Q").unpack_from

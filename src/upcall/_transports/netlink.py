@@ -23,10 +23,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .. import abi, signals
-from ..errors import ClosedError, DeviceError, UpcallError
-from ..event import Event, make_event, monotonic_ns
-from ..subscription import SubscriberFile, Subscription, check_queue_size, detach_to_queue
+from .. import _signals as signals
+from .. import abi
+from .._errors import ClosedError, DeviceError, UpcallError
+from .._event import Event, make_event, monotonic_ns
+from .._subscription import SubscriberFile, Subscription, check_queue_size, detach_to_queue
 from . import nlmsg
 from .mmsg import DatagramReader
 

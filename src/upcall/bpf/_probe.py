@@ -15,8 +15,8 @@ from pathlib import Path
 from upcall._libc import libc
 
 from . import _libbpf
+from ._errors import BpfError
 from ._object import OBJ_ENV, OBJ_NAME, object_path
-from .errors import BpfError
 
 KFUNC_MIN_KERNEL = "6.13"
 TRACEFS = Path("/sys/kernel/tracing")

@@ -20,7 +20,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, cast
 
-from . import abi, edu
+from . import _edu as edu
+from . import abi
 from ._args import (
     NEGATIVE_NUMBER,
     Parser,
@@ -31,12 +32,12 @@ from ._args import (
     ranged,
 )
 from ._cli_common import Terminated, event_line, finish, out, sigterm_ends_run
+from ._device import DEFAULT_PATH, TRANSPORTS, Device
+from ._errors import DeviceError, ModuleVersionError, UpcallError
+from ._event import Event
+from ._subscription import Subscription
 from ._version import __version__
 from .abi import Stats
-from .device import DEFAULT_PATH, TRANSPORTS, Device
-from .errors import DeviceError, ModuleVersionError, UpcallError
-from .event import Event
-from .subscription import Subscription
 
 #: The environment variable that names the device when --device is not given.
 DEVICE_ENV = "UPCALL_DEVICE"
@@ -292,8 +293,8 @@ async def _listen_async(
 # `upcall: ...` line and exit status 1; UsageError gives exit status 2.
 #: Where each of them is added: (module, its function adding its command(s)).
 _EXTRA_COMMANDS = {
-    "watch": ("upcall.bpf.cli", "add_commands"),
-    "doctor": ("upcall.bpf.cli", "add_commands"),
+    "watch": ("upcall.bpf._cli", "add_commands"),
+    "doctor": ("upcall.bpf._cli", "add_commands"),
 }
 
 

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from upcall.errors import UpcallError
+from upcall._errors import UpcallError
 
 
 class BpfError(UpcallError):

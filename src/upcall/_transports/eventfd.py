@@ -13,9 +13,9 @@ import contextlib
 import os
 
 from .._batch import Batch
-from ..errors import ClosedError
-from ..event import Event
-from ..subscription import QueueFile
+from .._errors import ClosedError
+from .._event import Event
+from .._subscription import QueueFile
 from .queue import QueueSubscription
 
 

@@ -29,7 +29,7 @@ def _comm(text: str) -> str:
 
 
 def _hook_from(args: argparse.Namespace) -> object:
-    from .subscription import Irq, Kprobe, Tracepoint, Trigger
+    from ._subscription import Irq, Kprobe, Tracepoint, Trigger
 
     if args.irq is not None:
         return Irq(args.irq)
@@ -47,7 +47,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
     on Ctrl-C/SIGTERM, with a summary line. Exit status 1 if --count was not
     reached, or if --timeout ran out before any event at all; else 0.
     """
-    from .subscription import BpfSubscription
+    from ._subscription import BpfSubscription
 
     hook = _hook_from(args)
     seen = 0

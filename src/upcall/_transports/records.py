@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from .. import abi
-from ..event import Event, make_event
+from .._event import Event, make_event
 
 RECORD_SIZE = abi.UPCALL_EVENT_SIZE
 _iter_unpack = abi.EVENT_RECORD.iter_unpack

@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from typing import Self
 
 from . import abi
+from ._errors import SignalSetupError
 from ._libc import libc
-from .errors import SignalSetupError
 
 SIGNALFD_SIGINFO_SIZE = 128
 SFD_NONBLOCK = os.O_NONBLOCK  # the kernel defines SFD_* as these O_* values

@@ -24,16 +24,17 @@ from collections.abc import AsyncIterator, Iterator
 from types import TracebackType
 from typing import Protocol, Self
 
-from . import abi, signals
+from . import _signals as signals
+from . import abi
 from ._aio import Waiter
 from ._batch import Batch
 from ._dispatch import Callback, Dispatcher
+from ._errors import ClosedError, SignalSetupError, UpcallError, WrongThreadError
+from ._event import Event, make_event, monotonic_ns
 from ._timeout import deadline as _deadline
 from ._timeout import poll_ms as _poll_ms
 from ._timeout import remaining as _remaining
 from .abi import Stats
-from .errors import ClosedError, SignalSetupError, UpcallError, WrongThreadError
-from .event import Event, make_event, monotonic_ns
 
 #: Records read from the kernel in one read(2) when the caller sets no bound.
 DEFAULT_BATCH = 64
@@ -772,7 +773,7 @@ class SignalSubscription(Subscription):
         queue_size: int | None = None,
     ):
         """Subscribe ``file`` to ``signo``; None picks a free one (see
-        :func:`upcall.signals.choose_signal`).
+        :func:`upcall._signals.choose_signal`).
 
         ``queue_size`` is the length of the module's queue of events on their
         way to the signal; None (or 0) leaves the module's default.

@@ -19,17 +19,18 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from upcall import signals
+from upcall import _signals as signals
 from upcall._batch import Batch
+from upcall._errors import ClosedError, WrongThreadError
+from upcall._event import Event, make_event, monotonic_ns
+from upcall._subscription import Subscription
 from upcall.abi import Stats
-from upcall.errors import ClosedError, WrongThreadError
-from upcall.event import Event, make_event, monotonic_ns
-from upcall.subscription import Subscription
 
-from . import _abi, _libbpf, _sig, probe
+from . import _abi, _libbpf, _sig
+from . import _probe as probe
+from ._errors import BpfError
 from ._object import object_path
 from ._ringbuf import RING_LAYOUT, RingReader
-from .errors import BpfError
 
 DEFAULT_RING_SIZE = 1 << 20
 # upcall_bpf_stats.slots alone: the last of its five u64s.
@@ -159,7 +160,7 @@ def _pow2_at_least(n: int) -> int:
 class _Loaded:
     """The BPF object of one subscription: its programs, maps and links.
 
-    What the subscription holds in the kernel (its :class:`~upcall.subscription.Handle`):
+    What the subscription holds in the kernel (its :class:`~upcall._subscription.Handle`):
     :meth:`close` detaches the hook and closes every program and map fd, so
     the kernel frees them; nothing is pinned.
     """

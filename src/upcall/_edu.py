@@ -16,7 +16,7 @@ import os
 import time
 from pathlib import Path
 
-from .errors import UpcallError
+from ._errors import UpcallError
 
 PCI_DEVICES = Path("/sys/bus/pci/devices")
 DRIVER = Path("/sys/bus/pci/drivers/upcall_edu")

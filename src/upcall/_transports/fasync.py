@@ -17,11 +17,11 @@ import signal
 import struct
 from collections import Counter
 
-from .. import signals
+from .. import _signals as signals
 from .._batch import Batch
-from ..errors import ClosedError, SignalSetupError, WrongThreadError
-from ..event import Event
-from ..subscription import QueueFile
+from .._errors import ClosedError, SignalSetupError, WrongThreadError
+from .._event import Event
+from .._subscription import QueueFile
 from .queue import QueueSubscription
 
 # <fcntl.h> values the fcntl module lacks (F_SETSIG is there on Linux).

@@ -15,14 +15,14 @@ from types import TracebackType
 from typing import Literal, Self, get_args, overload
 
 from . import abi
+from ._errors import ClosedError, DeviceError, ModuleVersionError
+from ._subscription import SignalSubscription, Subscription
+from ._transports.eventfd import EventfdSubscription
+from ._transports.fasync import FasyncSubscription
+from ._transports.netlink import NetlinkSubscription
+from ._transports.queue import QueueSubscription
 from ._version import __version__
 from .abi import Stats
-from .errors import ClosedError, DeviceError, ModuleVersionError
-from .subscription import SignalSubscription, Subscription
-from .transports.eventfd import EventfdSubscription
-from .transports.fasync import FasyncSubscription
-from .transports.netlink import NetlinkSubscription
-from .transports.queue import QueueSubscription
 
 DEFAULT_PATH = "/dev/upcall"
 """The device node the module creates, which :func:`open` opens by default."""
