@@ -51,7 +51,7 @@ def test_wheel_carries_the_bpf_object_and_the_sdist_its_sources(built: Built) ->
     assert {"setup.py", "mk/bpf.mk", "bpf/upcall.bpf.c", "bpf/upcall_bpf.h"} <= members
     # The checkout's tooling (tools/upcall_dev: the harness, the benchmarks)
     # is in neither, nor anything of it left in the library.
-    assert "upcall/cli.py" in names and "upcall/bpf/cli.py" in names
+    assert "upcall/_cli.py" in names and "upcall/bpf/_cli.py" in names
     dev = ["upcall_dev/", "upcall/vm.py", "upcall/bench.py", "upcall/bpf/bench.py",
            "upcall/_progress.py"]  # fmt: skip
     assert not [n for n in names if n.startswith((*dev, "tools/"))]
