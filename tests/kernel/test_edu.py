@@ -27,7 +27,7 @@ from modules import insmod, rmmod
 
 import upcall
 from upcall import abi
-from upcall import edu as edu_sysfs
+from upcall import _edu as edu_sysfs
 
 SIG = signal.SIGRTMIN + 6
 DRIVER = edu_sysfs.DRIVER

@@ -31,7 +31,7 @@ from guest import REDUCED
 from modules import TIMER_HZ as TIMER
 
 import upcall
-from upcall import edu as edu_sysfs
+from upcall import _edu as edu_sysfs
 from upcall_dev import bench
 from upcall_dev.progress import counting
 
