@@ -15,7 +15,6 @@ import importlib
 import json
 import os
 import signal
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, cast
@@ -31,9 +30,9 @@ from ._args import (
     parse_wait,
     ranged,
 )
-from ._cli_common import Terminated, event_line, finish, out, sigterm_ends_run
+from ._cli_common import Terminated, event_line, finish, out, run, sigterm_ends_run
 from ._device import DEFAULT_PATH, TRANSPORTS, Device
-from ._errors import DeviceError, ModuleVersionError, UpcallError
+from ._errors import ModuleVersionError, UpcallError
 from ._event import Event
 from ._subscription import Subscription
 from ._version import __version__
@@ -515,37 +514,6 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def _error(message: str) -> None:
-    sys.stderr.write(f"upcall: {message}\n")
-    sys.stderr.flush()
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``upcall`` command with ``argv`` (None: ``sys.argv[1:]``); return the exit status."""
-    argv = sys.argv[1:] if argv is None else list(argv)
-    parser = build_parser(argv[0] if argv else None)
-    try:
-        args = parser.parse_args(argv)
-    except UsageError as e:
-        _error(str(e))
-        return 2
-    except SystemExit as e:  # --help
-        return e.code if isinstance(e.code, int) else 0
-    func: Callable[[argparse.Namespace], int] = args.func
-    try:
-        return func(args)
-    except UsageError as e:
-        _error(str(e))
-        return 2
-    except BrokenPipeError:
-        # `upcall listen | head -1`: the reader left; end quietly, like cat(1).
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
-    except DeviceError as e:
-        _error(e.strerror or str(e))
-        return 1
-    except (UpcallError, OSError) as e:
-        _error(str(e))
-        return 1
-    except KeyboardInterrupt:
-        return 130
+    return run("upcall", build_parser, argv)

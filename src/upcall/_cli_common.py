@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
-"""What ``upcall listen`` and ``upcall watch`` share: output lines and how a run ends.
+"""What the command lines share: output lines, how a run ends, how an error is told.
 
 Apart from :mod:`upcall._cli` so that the BPF path's commands
 (:mod:`upcall.bpf._cli`), which the main command line loads, need not
@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from types import FrameType
 
+from ._args import UsageError
+from ._errors import DeviceError, UpcallError
 from ._event import Event
 
 
@@ -81,3 +84,48 @@ def finish(args: argparse.Namespace, summary: dict[str, int]) -> int:
     if args.timeout is not None and received == 0:
         return 1
     return 0
+
+
+def run(
+    prog: str,
+    build_parser: Callable[[str | None], argparse.ArgumentParser],
+    argv: Sequence[str] | None,
+) -> int:
+    """Parse ``argv`` (None: ``sys.argv[1:]``), run its command; the exit status.
+
+    ``build_parser(command)`` builds the parser (for ``command`` alone where
+    it can). Every error is one ``prog: ...`` line, never a traceback: 2 for
+    bad usage, 1 for a failed run, 130 for Ctrl-C.
+    """
+
+    def error(message: str) -> None:
+        sys.stderr.write(f"{prog}: {message}\n")
+        sys.stderr.flush()
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv[0] if argv else None)
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as e:
+        error(str(e))
+        return 2
+    except SystemExit as e:  # --help
+        return e.code if isinstance(e.code, int) else 0
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except UsageError as e:
+        error(str(e))
+        return 2
+    except BrokenPipeError:
+        # `upcall listen | head -1`: the reader left; end quietly, like cat(1).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except DeviceError as e:
+        error(e.strerror or str(e))
+        return 1
+    except (UpcallError, OSError) as e:
+        error(str(e))
+        return 1
+    except KeyboardInterrupt:
+        return 130

@@ -26,8 +26,8 @@ from accounting import settle
 from modules import insmod, rmmod
 
 import upcall
-from upcall import abi
 from upcall import _edu as edu_sysfs
+from upcall import abi
 
 SIG = signal.SIGRTMIN + 6
 DRIVER = edu_sysfs.DRIVER

@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
-import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import cast
 
-from upcall._args import Parser, UsageError
-from upcall._errors import UpcallError
+from upcall._args import Parser
+from upcall._cli_common import run
 
 PROG = "upcall_dev"
 
@@ -54,33 +52,6 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def _error(message: str) -> None:
-    sys.stderr.write(f"{PROG}: {message}\n")
-    sys.stderr.flush()
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``python -m upcall_dev`` with ``argv`` (None: ``sys.argv[1:]``); return the status."""
-    argv = sys.argv[1:] if argv is None else list(argv)
-    parser = build_parser(argv[0] if argv else None)
-    try:
-        args = parser.parse_args(argv)
-    except UsageError as e:
-        _error(str(e))
-        return 2
-    except SystemExit as e:  # --help
-        return e.code if isinstance(e.code, int) else 0
-    func: Callable[[argparse.Namespace], int] = args.func
-    try:
-        return func(args)
-    except UsageError as e:
-        _error(str(e))
-        return 2
-    except BrokenPipeError:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
-    except (UpcallError, OSError) as e:
-        _error(str(e))
-        return 1
-    except KeyboardInterrupt:
-        return 130
+    return run(PROG, build_parser, argv)
