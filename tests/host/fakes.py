@@ -27,7 +27,8 @@ import os
 import signal
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -36,7 +37,10 @@ from upcall import _signals as signals
 from upcall import abi
 from upcall._errors import ClosedError
 from upcall._event import Event, monotonic_ns
-from upcall._subscription import Subscription
+from upcall._subscription import SignalSubscription, Subscription
+from upcall._transports.eventfd import EventfdSubscription
+from upcall._transports.fasync import FasyncSubscription
+from upcall._transports.queue import QueueSubscription
 from upcall.abi import Stats
 
 
@@ -241,3 +245,61 @@ def ensure_bpf_object() -> None:
     """Build the BPF object (and its link into the package) if it is missing."""
     if not BPF_OBJECT.is_file():
         subprocess.run(["make", "-f", "mk/bpf.mk", "bpf-build"], cwd=ROOT, check=True)
+
+
+@dataclass
+class Source:
+    """A subscription and the kernel side that feeds it."""
+
+    sub: Subscription
+    #: Emit one event per value, in order.
+    emit: Callable[[list[int]], None]
+    #: Emit one event that the kernel counts as dropped, where the source can.
+    drop: Callable[[], object] | None
+
+
+def _module_source(kind: str) -> Source:
+    if kind == "signal":
+        module = FakeModule()
+        sig = SignalSubscription(module)
+
+        def emit_signals(values: list[int]) -> None:
+            for v in values:
+                module.emit(v)
+
+        return Source(sig, emit_signals, lambda: module.emit(0, drop=True))
+    file = FakeQueueFile()
+    sub: QueueSubscription
+    if kind == "fasync":
+        sub = FasyncSubscription(file)
+    elif kind == "eventfd":
+        sub = EventfdSubscription(file)
+    else:
+        sub = QueueSubscription(file)
+
+    def emit_records(values: list[int]) -> None:
+        for v in values:
+            file.emit(v)
+
+    return Source(sub, emit_records, lambda: file.emit(0, drop=True))
+
+
+def _bpf_source(kind: str) -> Source:
+    if os.geteuid() != 0:
+        pytest.skip("the BPF path loads BPF programs: needs root")
+    ensure_bpf_object()
+    from upcall.bpf import BpfSubscription, Trigger
+
+    sub = BpfSubscription(Trigger(), via=kind.removeprefix("bpf-"))
+
+    def emit(values: list[int]) -> None:
+        for v in values:
+            sub.trigger(v)
+
+    return Source(sub, emit, None)
+
+
+def make_source(kind: str) -> Source:
+    """A subscription of ``kind`` (queue, fasync, eventfd, signal, bpf-ringbuf or
+    bpf-signal) and the kernel side that feeds it; BPF needs root (skipped otherwise)."""
+    return _bpf_source(kind) if kind.startswith("bpf-") else _module_source(kind)

@@ -13,7 +13,6 @@ and signal delivery through the user-triggered hook).
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
 import sys
 import threading
@@ -24,13 +23,12 @@ from typing import Any, TypeVar
 import anyio
 import pytest
 import trio
-from fakes import FakeModule, FakeQueueFile, ensure_bpf_object, signal_state_guard  # noqa: F401 - fixture
+from fakes import make_source, signal_state_guard  # noqa: F401 - fixture
 
 from upcall import _aio
 from upcall._errors import ClosedError, UpcallError
 from upcall._event import Event
-from upcall._subscription import SignalSubscription, Subscription
-from upcall._transports.queue import QueueSubscription
+from upcall._subscription import Subscription
 
 pytestmark = pytest.mark.usefixtures("signal_state_guard")
 
@@ -150,33 +148,16 @@ class Backend:
 
 
 class Source:
-    """A subscription and the kernel side that emits its events (one of two stand-ins)."""
+    """A subscription and the kernel side that emits its events (fakes.make_source), with timers."""
 
     def __init__(self, kind: str) -> None:
-        self.sub: Subscription
-        self._emit: Callable[[int], object]
-        if kind == "queue":
-            file = FakeQueueFile()
-            self.sub = QueueSubscription(file)
-            self._emit = file.emit
-        elif kind.startswith("bpf-"):
-            if os.geteuid() != 0:
-                pytest.skip("the BPF path loads BPF programs: needs root")
-            from upcall.bpf import BpfSubscription, Trigger
-
-            ensure_bpf_object()
-            bpf = BpfSubscription(Trigger(), via=kind.removeprefix("bpf-"))
-            self.sub = bpf
-            self._emit = bpf.trigger
-        else:
-            module = FakeModule()
-            self.sub = SignalSubscription(module)
-            self._emit = module.emit
+        source = make_source(kind)
+        self.sub: Subscription = source.sub
+        self._emit = source.emit
         self._timers: list[threading.Timer] = []
 
     def emit(self, *values: int) -> None:
-        for v in values:
-            self._emit(v)
+        self._emit(list(values))
 
     def later(self, seconds: float, fn: Callable[[], object]) -> None:
         """Call ``fn`` from another thread ``seconds`` from now (the kernel's way)."""

@@ -17,22 +17,17 @@ same behaviour against the real module, with every other transport.
 from __future__ import annotations
 
 import asyncio
-import os
 import select
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 
 import pytest
-from fakes import FakeModule, FakeQueueFile, ensure_bpf_object, signal_state_guard  # noqa: F401 - fixture
+from fakes import Source, make_source, signal_state_guard  # noqa: F401 - fixture
 
 from upcall._errors import ClosedError, UpcallError
 from upcall._event import Event
-from upcall._subscription import SignalSubscription, Subscription
-from upcall._transports.eventfd import EventfdSubscription
-from upcall._transports.fasync import FasyncSubscription
-from upcall._transports.queue import QueueSubscription
+from upcall._subscription import Subscription
 
 pytestmark = pytest.mark.usefixtures("signal_state_guard")
 
@@ -41,62 +36,10 @@ MODULE = ["queue", "fasync", "eventfd", "signal"]
 BPF = ["bpf-ringbuf", "bpf-signal"]
 
 
-@dataclass
-class Source:
-    """A subscription and the kernel side that feeds it."""
-
-    sub: Subscription
-    #: Emit one event per value, in order.
-    emit: Callable[[list[int]], None]
-    #: Emit one event that the kernel counts as dropped, where the source can.
-    drop: Callable[[], object] | None
-
-
-def _module_source(kind: str) -> Source:
-    if kind == "signal":
-        module = FakeModule()
-        sig = SignalSubscription(module)
-
-        def emit_signals(values: list[int]) -> None:
-            for v in values:
-                module.emit(v)
-
-        return Source(sig, emit_signals, lambda: module.emit(0, drop=True))
-    file = FakeQueueFile()
-    sub: QueueSubscription
-    if kind == "fasync":
-        sub = FasyncSubscription(file)
-    elif kind == "eventfd":
-        sub = EventfdSubscription(file)
-    else:
-        sub = QueueSubscription(file)
-
-    def emit_records(values: list[int]) -> None:
-        for v in values:
-            file.emit(v)
-
-    return Source(sub, emit_records, lambda: file.emit(0, drop=True))
-
-
-def _bpf_source(kind: str) -> Source:
-    if os.geteuid() != 0:
-        pytest.skip("the BPF path loads BPF programs: needs root")
-    ensure_bpf_object()
-    from upcall.bpf import BpfSubscription, Trigger
-
-    sub = BpfSubscription(Trigger(), via=kind.removeprefix("bpf-"))
-
-    def emit(values: list[int]) -> None:
-        for v in values:
-            sub.trigger(v)
-
-    return Source(sub, emit, None)
-
-
 @pytest.fixture(params=MODULE + BPF)
 def source(request: pytest.FixtureRequest) -> Iterator[Source]:
     kind = str(request.param)
-    src = _bpf_source(kind) if kind in BPF else _module_source(kind)
+    src = make_source(kind)
     with src.sub:
         yield src
 

@@ -17,8 +17,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "host"))
 
+from fakes import Source
 from test_contract import *  # noqa: F403 - the contract's tests and helpers
-from test_contract import Source
 
 import upcall
 from upcall import abi
