@@ -21,7 +21,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from setuptools import setup
+from setuptools import Extension, setup
 from setuptools.command.bdist_wheel import bdist_wheel
 from setuptools.command.build_py import build_py
 from setuptools.errors import ExecError
@@ -92,4 +92,17 @@ class PlatformWheel(bdist_wheel):
         self.plat_name_supplied = True
 
 
-setup(cmdclass={"build_py": BuildPyWithBpf, "bdist_wheel": PlatformWheel})
+#: upcall._core, the per-event read path in C (src/upcall/_core.c); the library
+#: falls back to pure Python without it (or with UPCALL_PURE_PYTHON=1). Built
+#: by ``pip install -e`` (make deps) and into the wheel; it needs Python.h
+#: (Debian: python3-dev). Not the limited API: the wheel is per Python version.
+CORE = Extension(
+    "upcall._core",
+    sources=["src/upcall/_core.c"],
+    extra_compile_args=["-Wall", "-Wextra", "-Werror=implicit-function-declaration", "-O2"],
+)
+
+setup(
+    cmdclass={"build_py": BuildPyWithBpf, "bdist_wheel": PlatformWheel},
+    ext_modules=[CORE],
+)

@@ -22,7 +22,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from types import TracebackType
-from typing import Protocol, Self
+from typing import TYPE_CHECKING, Protocol, Self
 
 from . import _signals as signals
 from . import abi
@@ -35,6 +35,9 @@ from ._timeout import deadline as _deadline
 from ._timeout import poll_ms as _poll_ms
 from ._timeout import remaining as _remaining
 from .abi import Stats
+
+if TYPE_CHECKING:
+    from ._core import Reader as _CoreReader
 
 #: Records read from the kernel in one read(2) when the caller sets no bound.
 DEFAULT_BATCH = 64
@@ -134,6 +137,9 @@ class Subscription(abc.ABC):
     #: is nothing (the queue): the common ``read(1)``/``poll()`` after the
     #: event came costs one read(2), not a poll(2) and a read(2).
     _read_first: bool = False
+    #: The compiled read path (upcall._accel), if the transport set one up:
+    #: then it is what _get() does.
+    _core: _CoreReader | None = None
 
     def __init__(self, file: Handle) -> None:
         self._file = file
@@ -459,6 +465,9 @@ class Subscription(abc.ABC):
         return True, deadline
 
     def _get(self, take: int, batch: int, timeout: float | None) -> list[Event]:
+        core = self._core
+        if core is not None and batch:
+            return core.get(take, batch, timeout)
         buffer = self._buffer
         since = 0
         with self._lock:

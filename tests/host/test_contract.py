@@ -25,6 +25,7 @@ from collections.abc import Iterator
 import pytest
 from fakes import Source, make_source, signal_state_guard  # noqa: F401 - fixture
 
+from upcall import _accel
 from upcall._errors import ClosedError, UpcallError
 from upcall._event import Event
 from upcall._subscription import Subscription
@@ -34,12 +35,20 @@ pytestmark = pytest.mark.usefixtures("signal_state_guard")
 U64 = (1 << 64) - 1
 MODULE = ["queue", "fasync", "eventfd", "signal"]
 BPF = ["bpf-ringbuf", "bpf-signal"]
+# The queue-record transports read through the compiled core when it is
+# built (upcall._accel); "-pure" runs the same test on the pure-Python path.
+PURE = ["queue-pure", "fasync-pure", "eventfd-pure"]
 
 
-@pytest.fixture(params=MODULE + BPF)
-def source(request: pytest.FixtureRequest) -> Iterator[Source]:
+@pytest.fixture(params=MODULE + PURE + BPF)
+def source(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Source]:
     kind = str(request.param)
+    if kind.endswith("-pure"):
+        kind = kind.removesuffix("-pure")
+        monkeypatch.setattr(_accel, "Reader", None)
     src = make_source(kind)
+    if not request.param.endswith("-pure") and kind in ("queue", "fasync", "eventfd"):
+        assert (src.sub._core is not None) == _accel.compiled()
     with src.sub:
         yield src
 

@@ -35,9 +35,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import upcall
+from upcall import _accel, abi
 from upcall import _device as device
 from upcall import _signals as signals
-from upcall import abi
 from upcall._errors import ClosedError, DeviceError, SignalSetupError, WrongThreadError
 from upcall._event import Event, monotonic_ns
 from upcall._signals import choose_signal
@@ -364,6 +364,8 @@ def test_closed_subscription_refuses_use(file: FakeQueueFile, sub: QueueSubscrip
 def test_queue_read_one_ready_is_one_read_no_poll(
     file: FakeQueueFile, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # The pure-Python path's system calls (test_core.py: the compiled one's).
+    monkeypatch.setattr(_accel, "Reader", None)
     with QueueSubscription(file) as q:
         calls: list[str] = []
         real_read = os.read
@@ -397,6 +399,8 @@ def test_queue_waiting_read_one_waits_first_until_an_event_is_found_waiting(
     Reading first would find nothing each time (read(2), poll(2), read(2)).
     Once an event is found already waiting, read(1) reads first again.
     """
+    # The pure-Python path's system calls (test_core.py: the compiled one's).
+    monkeypatch.setattr(_accel, "Reader", None)
     calls: list[str] = []
     real_read = os.read
     real_poll = select.poll

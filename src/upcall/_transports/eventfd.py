@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from typing import Any
 
 from .._batch import Batch
 from .._errors import ClosedError
@@ -43,6 +44,10 @@ class EventfdSubscription(QueueSubscription):
 
     def _after_subscribe(self) -> None:
         self._qfile.set_eventfd(self._efd)
+
+    def _core_options(self) -> dict[str, Any]:
+        # The counter is read in C, as _take_counter() does.
+        return {"counter_fd": self._efd}
 
     def _close_eventfd(self) -> None:
         if self._efd >= 0:

@@ -16,6 +16,7 @@ import os
 import signal
 import struct
 from collections import Counter
+from typing import Any
 
 from .. import _signals as signals
 from .._batch import Batch
@@ -205,6 +206,15 @@ class FasyncSubscription(QueueSubscription):
             if len(batch) < want:
                 break
         return events
+
+    def _core_options(self) -> dict[str, Any]:
+        # What _read_records() does: notifications, then the queue to empty.
+        return {
+            "before_read": self._take_notifications,
+            "check_thread": self._check_thread if self._thread else None,
+            "min_read": _QUEUE_BATCH,
+            "rounds": _MAX_ROUNDS,
+        }
 
     def _read_batch(self, max_records: int) -> Batch:
         # A full batch leaves records queued that no new SIGIO announces:

@@ -7,11 +7,12 @@ import contextlib
 import fcntl
 import os
 import struct
+from typing import Any
 
+from .. import _accel, abi
 from .. import _signals as signals
-from .. import abi
 from .._batch import Batch
-from .._errors import ClosedError
+from .._errors import ClosedError, UpcallError
 from .._event import Event, monotonic_ns
 from .._subscription import QueueFile, Subscription, check_queue_size
 from .records import RECORD_SIZE, decode
@@ -55,6 +56,19 @@ class QueueSubscription(Subscription):
             self._last_seqno = file.stats().seqno
             file.subscribe(abi.UPCALL_TRANSPORT_QUEUE, 0, 0, self._queue_size)
             self._after_subscribe()
+            if _accel.Reader is not None:
+                self._core = _accel.Reader(
+                    self,
+                    self._fd,
+                    self.fileno(),
+                    self._wake_fd,
+                    self.transport,
+                    Event,
+                    ClosedError,
+                    UpcallError,
+                    read_first=self._read_first,
+                    **self._core_options(),
+                )
             undo.pop_all()  # from here on close() releases everything
 
     # -- hooks for the notifying variants -------------------------------------
@@ -68,6 +82,10 @@ class QueueSubscription(Subscription):
     def _after_subscribe(self) -> None:
         """Ask the module for the notifications (F_SETOWN..., SET_EVENTFD)."""
 
+    def _core_options(self) -> dict[str, Any]:
+        """The compiled Reader's transport options: what ``_read_records`` does first."""
+        return {}
+
     # -- Subscription ---------------------------------------------------------
 
     def fileno(self) -> int:
@@ -80,6 +98,8 @@ class QueueSubscription(Subscription):
         return self._qfile.fileno()
 
     def _read_queue(self, max_records: int) -> list[Event]:
+        if self._core is not None:
+            return self._core.read_queue(max_records)
         try:
             data = os.read(self._fd, RECORD_SIZE * max_records)
         except BlockingIOError:

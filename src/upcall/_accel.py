@@ -1,0 +1,34 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""The compiled core (``upcall._core``), when it is built and not turned off.
+
+The queue-record transports (queue, fasync, eventfd) read their events
+through :class:`upcall._core.Reader` when it is importable: the per-event
+``read(1)``/``poll()``/iteration path in one C call. Without it, or with
+the environment variable ``UPCALL_PURE_PYTHON`` set to anything but ``""``
+or ``"0"`` when upcall is imported, the same path runs in pure Python: same
+semantics, slower (the bench and the tests measure and run both).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._core import Reader as _Reader
+
+#: The compiled Reader type, or None: pure Python.
+Reader: type[_Reader] | None
+
+if os.environ.get("UPCALL_PURE_PYTHON", "") not in ("", "0"):
+    Reader = None
+else:
+    try:
+        from ._core import Reader
+    except ImportError:
+        Reader = None
+
+
+def compiled() -> bool:
+    """Whether the compiled core is in use."""
+    return Reader is not None

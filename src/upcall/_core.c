@@ -1,0 +1,1019 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * upcall._core: the per-event read path of the queue-record transports in C.
+ *
+ * One Reader per subscription (queue, fasync, eventfd). Reader.get() is what
+ * Subscription._get() does per event: under the subscription's lock, check
+ * it is readable, hand out buffered events or read(2) the queue at once
+ * (the read-first logic), else mark it busy, poll(2) the transport's
+ * descriptor and the close wake-up with the GIL released, read(2) up to
+ * `batch` records, decode the `struct upcall_event` records into Event
+ * objects (their slots filled directly), account the seqnos, and leave
+ * (finishing a close() that came meanwhile). Reader.read_queue() is the one
+ * read(2) + decode + accounting step, for the Python paths that read with
+ * the lock held (on_event's watcher, wait()).
+ *
+ * The subscription's state stays in its Python attributes (_closed, _busy,
+ * _drained, _last_seqno, _received, _lost, _buffer, _signalled), so the
+ * Python code around it (read_batch, close, async) is unchanged. Only the
+ * read-first transport's "_missed" flag lives here: only this path uses it.
+ *
+ * The record reads happen with the GIL and the subscription's lock held
+ * (the descriptor is non-blocking), so a close() from another thread, which
+ * takes the lock before it closes the file, can never close it under a read.
+ */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#ifndef Py_T_OBJECT_EX
+#include <structmember.h>
+#define Py_T_OBJECT_EX T_OBJECT_EX
+#endif
+
+#include <errno.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdint.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* struct upcall_event (kmod/include/uapi/linux/upcall.h), 48 bytes. */
+struct record {
+	uint64_t seqno;
+	uint64_t timestamp_ns;
+	uint64_t value;
+	uint32_t source;
+	uint32_t flags;
+	uint64_t reserved[2];
+};
+
+_Static_assert(sizeof(struct record) == 48, "struct upcall_event is 48 bytes");
+
+#define RECORD_SIZE ((Py_ssize_t)sizeof(struct record))
+/* Records per read(2): a larger request is read in several. */
+#define CHUNK_RECORDS 1024
+/* Event's slots, in Event.__slots__ order. */
+enum { F_SEQNO, F_VALUE, F_SOURCE, F_TRANSPORT, F_TIMESTAMP, F_RECEIVED, F_SIGNO, F_FLAGS, NFIELDS };
+
+static const char *const field_names[NFIELDS] = {
+	"seqno", "value", "source", "transport", "timestamp_ns", "received_ns", "signo", "flags",
+};
+
+typedef struct {
+	PyObject_HEAD
+	PyObject *sub;		/* the Subscription */
+	PyObject *acquire;	/* sub._lock.acquire */
+	PyObject *release;	/* sub._lock.release */
+	PyObject *buffer;	/* sub._buffer, a deque */
+	PyObject *transport;	/* str, every Event's transport */
+	PyTypeObject *event_type;
+	PyObject *before_read;	/* callable run before each read of the queue, or NULL */
+	PyObject *check_thread;	/* callable: raises if this thread may not read, or NULL */
+	PyObject *closed_error;
+	PyObject *upcall_error;
+	Py_ssize_t offsets[NFIELDS];
+	Py_ssize_t min_read;	/* read at least this many records per read step */
+	int rounds;		/* read(2)s of a full batch per read step */
+	int fd;			/* the subscriber file: the records */
+	int wait_fd;		/* what poll(2) waits on for records */
+	int wake_fd;		/* the close wake-up */
+	int counter_fd;		/* an eventfd whose counter is read first, or -1 */
+	int read_first;
+	int missed;
+	struct record *buf;
+	Py_ssize_t buf_records;
+} Reader;
+
+static PyObject *s_closed, *s_busy, *s_drained, *s_last_seqno, *s_received, *s_lost;
+static PyObject *s_dispatcher, *s_finish, *s_signalled, *s_extend, *s_popleft;
+
+/* -- small helpers ---------------------------------------------------------- */
+
+static int64_t monotonic_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int attr_true(PyObject *obj, PyObject *name)
+{
+	PyObject *v = PyObject_GetAttr(obj, name);
+	int r;
+
+	if (!v)
+		return -1;
+	r = PyObject_IsTrue(v);
+	Py_DECREF(v);
+	return r;
+}
+
+static int attr_u64(PyObject *obj, PyObject *name, unsigned long long *out)
+{
+	PyObject *v = PyObject_GetAttr(obj, name);
+
+	if (!v)
+		return -1;
+	*out = PyLong_AsUnsignedLongLong(v);
+	Py_DECREF(v);
+	return (*out == (unsigned long long)-1 && PyErr_Occurred()) ? -1 : 0;
+}
+
+static int attr_ssize(PyObject *obj, PyObject *name, Py_ssize_t *out)
+{
+	PyObject *v = PyObject_GetAttr(obj, name);
+
+	if (!v)
+		return -1;
+	*out = PyLong_AsSsize_t(v);
+	Py_DECREF(v);
+	return (*out == -1 && PyErr_Occurred()) ? -1 : 0;
+}
+
+static int set_u64(PyObject *obj, PyObject *name, unsigned long long v)
+{
+	PyObject *o = PyLong_FromUnsignedLongLong(v);
+	int r;
+
+	if (!o)
+		return -1;
+	r = PyObject_SetAttr(obj, name, o);
+	Py_DECREF(o);
+	return r;
+}
+
+static int set_ssize(PyObject *obj, PyObject *name, Py_ssize_t v)
+{
+	PyObject *o = PyLong_FromSsize_t(v);
+	int r;
+
+	if (!o)
+		return -1;
+	r = PyObject_SetAttr(obj, name, o);
+	Py_DECREF(o);
+	return r;
+}
+
+static int set_bool(PyObject *obj, PyObject *name, int v)
+{
+	return PyObject_SetAttr(obj, name, v ? Py_True : Py_False);
+}
+
+static int lock(Reader *self)
+{
+	PyObject *r = PyObject_CallNoArgs(self->acquire);
+
+	if (!r)
+		return -1;
+	Py_DECREF(r);
+	return 0;
+}
+
+/* Release the lock, keeping an exception already raised (if any). */
+static int unlock(Reader *self)
+{
+	PyObject *type, *value, *tb, *r;
+
+	PyErr_Fetch(&type, &value, &tb);
+	r = PyObject_CallNoArgs(self->release);
+	if (type) {
+		Py_XDECREF(r);
+		PyErr_Clear();
+		PyErr_Restore(type, value, tb);
+		return -1;
+	}
+	if (!r)
+		return -1;
+	Py_DECREF(r);
+	return 0;
+}
+
+static PyObject *closed(Reader *self, const char *how)
+{
+	return PyErr_Format(self->closed_error, "the %U subscription %s", self->transport, how);
+}
+
+/* -- decoding and accounting ----------------------------------------------- */
+
+static PyObject *make_event(Reader *self, const struct record *rec, PyObject *received)
+{
+	PyObject *ev = self->event_type->tp_alloc(self->event_type, 0);
+	PyObject *v[NFIELDS];
+	int i;
+
+	if (!ev)
+		return NULL;
+	v[F_SEQNO] = PyLong_FromUnsignedLongLong(rec->seqno);
+	v[F_VALUE] = PyLong_FromUnsignedLongLong(rec->value);
+	v[F_SOURCE] = PyLong_FromUnsignedLong(rec->source);
+	v[F_TIMESTAMP] = PyLong_FromUnsignedLongLong(rec->timestamp_ns);
+	v[F_FLAGS] = PyLong_FromUnsignedLong(rec->flags);
+	v[F_TRANSPORT] = Py_NewRef(self->transport);
+	v[F_RECEIVED] = Py_NewRef(received);
+	v[F_SIGNO] = Py_NewRef(Py_None);
+	for (i = 0; i < NFIELDS; i++) {
+		if (!v[i]) {
+			int j;
+
+			for (j = 0; j < NFIELDS; j++)
+				Py_XDECREF(v[j]);
+			Py_DECREF(ev);
+			return NULL;
+		}
+	}
+	for (i = 0; i < NFIELDS; i++)
+		*(PyObject **)((char *)ev + self->offsets[i]) = v[i];
+	return ev;
+}
+
+/* Subscription._account_run(first, last, n), on its attributes. */
+static int account_run(Reader *self, uint64_t first, uint64_t last, Py_ssize_t n)
+{
+	unsigned long long prev, lost, received;
+
+	if (attr_u64(self->sub, s_last_seqno, &prev) < 0)
+		return -1;
+	if (first <= prev || last - first < (uint64_t)(n - 1)) {
+		PyErr_Format(self->upcall_error,
+			     "sequence numbers out of order: %zd events from %llu to %llu after %llu",
+			     n, (unsigned long long)first, (unsigned long long)last, prev);
+		return -1;
+	}
+	if (attr_u64(self->sub, s_lost, &lost) < 0 ||
+	    attr_u64(self->sub, s_received, &received) < 0)
+		return -1;
+	if (last - prev - (uint64_t)n) {
+		if (set_u64(self->sub, s_lost, lost + (last - prev - (uint64_t)n)) < 0)
+			return -1;
+	}
+	if (set_u64(self->sub, s_last_seqno, last) < 0 ||
+	    set_u64(self->sub, s_received, received + (unsigned long long)n) < 0)
+		return -1;
+	return 0;
+}
+
+static int grow(Reader *self, Py_ssize_t records)
+{
+	struct record *buf;
+
+	if (records <= self->buf_records)
+		return 0;
+	buf = PyMem_Realloc(self->buf, (size_t)records * sizeof(*buf));
+	if (!buf) {
+		PyErr_NoMemory();
+		return -1;
+	}
+	self->buf = buf;
+	self->buf_records = records;
+	return 0;
+}
+
+/*
+ * read(2) up to `want` records (several reads of CHUNK_RECORDS for more),
+ * stopping at a short read; append their Events to `out` and account them.
+ * Returns the number read, or -1 with an exception. Lock and GIL held.
+ */
+static Py_ssize_t read_queue(Reader *self, Py_ssize_t want, PyObject *out)
+{
+	Py_ssize_t total = 0;
+
+	while (total < want) {
+		Py_ssize_t chunk = want - total < CHUNK_RECORDS ? want - total : CHUNK_RECORDS;
+		Py_ssize_t got, i;
+		ssize_t n;
+		PyObject *received;
+
+		if (grow(self, chunk) < 0)
+			return -1;
+		do {
+			n = read(self->fd, self->buf, (size_t)(chunk * RECORD_SIZE));
+		} while (n < 0 && errno == EINTR);
+		if (n < 0) {
+			if (errno == EAGAIN)
+				break;
+			PyErr_SetFromErrno(PyExc_OSError);
+			return -1;
+		}
+		if (n % RECORD_SIZE) {
+			PyErr_Format(PyExc_ValueError,
+				     "%zd bytes is not a whole number of %zd-byte records",
+				     (Py_ssize_t)n, RECORD_SIZE);
+			return -1;
+		}
+		got = n / RECORD_SIZE;
+		if (!got)
+			break;
+		received = PyLong_FromLongLong(monotonic_ns());
+		if (!received)
+			return -1;
+		for (i = 0; i < got; i++) {
+			PyObject *ev = make_event(self, &self->buf[i], received);
+
+			if (!ev || PyList_Append(out, ev) < 0) {
+				Py_XDECREF(ev);
+				Py_DECREF(received);
+				return -1;
+			}
+			Py_DECREF(ev);
+		}
+		Py_DECREF(received);
+		if (account_run(self, self->buf[0].seqno, self->buf[got - 1].seqno, got) < 0)
+			return -1;
+		total += got;
+		if (got < chunk)
+			break;
+	}
+	return total;
+}
+
+/* What the transport's _read_records(want) does: notifications, then the queue. */
+static PyObject *read_step(Reader *self, Py_ssize_t want)
+{
+	PyObject *out = PyList_New(0);
+	int round;
+
+	if (!out)
+		return NULL;
+	if (self->counter_fd >= 0) {
+		uint64_t count;
+		ssize_t n = read(self->counter_fd, &count, sizeof(count));
+
+		if (n == (ssize_t)sizeof(count)) {
+			unsigned long long signalled;
+
+			if (attr_u64(self->sub, s_signalled, &signalled) < 0 ||
+			    set_u64(self->sub, s_signalled, signalled + count) < 0)
+				goto fail;
+		} else if (n < 0 && errno != EAGAIN && errno != EINTR) {
+			PyErr_SetFromErrno(PyExc_OSError);
+			goto fail;
+		}
+	}
+	if (self->before_read) {
+		PyObject *r = PyObject_CallNoArgs(self->before_read);
+
+		if (!r)
+			goto fail;
+		Py_DECREF(r);
+	}
+	if (want < self->min_read)
+		want = self->min_read;
+	for (round = 0; round < self->rounds; round++) {
+		Py_ssize_t got = read_queue(self, want, out);
+
+		if (got < 0)
+			goto fail;
+		if (got < want)
+			break;
+	}
+	return out;
+fail:
+	Py_DECREF(out);
+	return NULL;
+}
+
+/* -- the buffer ------------------------------------------------------------- */
+
+static int extend(Reader *self, PyObject *list, Py_ssize_t from)
+{
+	PyObject *part, *r;
+	Py_ssize_t n = PyList_GET_SIZE(list);
+
+	if (from >= n)
+		return 0;
+	part = from ? PyList_GetSlice(list, from, n) : Py_NewRef(list);
+	if (!part)
+		return -1;
+	r = PyObject_CallMethodOneArg(self->buffer, s_extend, part);
+	Py_DECREF(part);
+	if (!r)
+		return -1;
+	Py_DECREF(r);
+	return from ? PyList_SetSlice(list, from, n, NULL) : 0;
+}
+
+/* Up to `take` events from the buffer, oldest first. */
+static PyObject *take_buffered(Reader *self, Py_ssize_t take)
+{
+	Py_ssize_t n = PyObject_Length(self->buffer), i;
+	PyObject *out;
+
+	if (n < 0)
+		return NULL;
+	if (take > n)
+		take = n;
+	out = PyList_New(take);
+	if (!out)
+		return NULL;
+	for (i = 0; i < take; i++) {
+		PyObject *ev = PyObject_CallMethodNoArgs(self->buffer, s_popleft);
+
+		if (!ev) {
+			Py_DECREF(out);
+			return NULL;
+		}
+		PyList_SET_ITEM(out, i, ev);
+	}
+	return out;
+}
+
+/* -- guarded use ------------------------------------------------------------ */
+
+/* Subscription._check_readable(), lock held. */
+static int check_readable(Reader *self)
+{
+	PyObject *d;
+	int r = attr_true(self->sub, s_closed);
+
+	if (r) {
+		if (r > 0)
+			closed(self, "is closed");
+		return -1;
+	}
+	d = PyObject_GetAttr(self->sub, s_dispatcher);
+	if (!d)
+		return -1;
+	r = d != Py_None;
+	Py_DECREF(d);
+	if (r) {
+		PyErr_SetString(self->upcall_error,
+				"this subscription dispatches its events to on_event() callbacks; "
+				"use run() or another subscription to read events");
+		return -1;
+	}
+	if (self->check_thread) {
+		PyObject *x = PyObject_CallNoArgs(self->check_thread);
+
+		if (!x)
+			return -1;
+		Py_DECREF(x);
+	}
+	return 0;
+}
+
+static int add_busy(Reader *self, Py_ssize_t delta, Py_ssize_t *now)
+{
+	Py_ssize_t busy;
+
+	if (attr_ssize(self->sub, s_busy, &busy) < 0 || set_ssize(self->sub, s_busy, busy + delta) < 0)
+		return -1;
+	*now = busy + delta;
+	return 0;
+}
+
+/* Subscription._leave(), keeping an exception already raised. */
+static int leave(Reader *self)
+{
+	PyObject *type, *value, *tb;
+	Py_ssize_t busy = 1;
+	int finish = 0, err = 0;
+
+	PyErr_Fetch(&type, &value, &tb);
+	if (lock(self) < 0) {
+		err = -1;
+	} else {
+		if (add_busy(self, -1, &busy) < 0) {
+			err = -1;
+		} else {
+			int c = attr_true(self->sub, s_closed);
+
+			if (c < 0)
+				err = -1;
+			finish = c > 0 && busy == 0;
+		}
+		if (unlock(self) < 0)
+			err = -1;
+	}
+	if (!err && finish) {
+		PyObject *r = PyObject_CallMethodNoArgs(self->sub, s_finish);
+
+		if (!r)
+			err = -1;
+		Py_XDECREF(r);
+	}
+	if (type) {
+		if (err)
+			PyErr_Clear();
+		PyErr_Restore(type, value, tb);
+		return -1;
+	}
+	return err;
+}
+
+/* poll(2) the transport's descriptor and the wake-up: 1 ready, 0 timed out. */
+static int wait_readable(Reader *self, int ms)
+{
+	struct pollfd fds[2] = {
+		{ .fd = self->wait_fd, .events = POLLIN },
+		{ .fd = self->wake_fd, .events = POLLIN },
+	};
+	int r;
+
+	Py_BEGIN_ALLOW_THREADS
+	r = poll(fds, 2, ms);
+	Py_END_ALLOW_THREADS
+	if (r < 0) {
+		if (errno != EINTR) {
+			PyErr_SetFromErrno(PyExc_OSError);
+			return -1;
+		}
+		/* PEP 475: run the handlers, then the caller reads and waits again. */
+		return PyErr_CheckSignals() < 0 ? -1 : 1;
+	}
+	if ((fds[0].revents | fds[1].revents) & POLLNVAL) {
+		int c = attr_true(self->sub, s_closed);
+
+		if (c == 0) {
+			errno = EBADF;
+			PyErr_SetFromErrno(PyExc_OSError);
+		}
+		if (c > 0)
+			closed(self, "was closed");
+		return -1;
+	}
+	return r > 0;
+}
+
+static int parse_count(PyObject *obj, const char *what, Py_ssize_t min, Py_ssize_t *out)
+{
+	Py_ssize_t v;
+
+	if (!PyLong_Check(obj)) {
+		PyErr_Format(PyExc_TypeError, "%s must be an int, not %.100s", what,
+			     Py_TYPE(obj)->tp_name);
+		return -1;
+	}
+	v = PyLong_AsSsize_t(obj);
+	if (v == -1 && PyErr_Occurred()) {
+		if (!PyErr_ExceptionMatches(PyExc_OverflowError))
+			return -1;
+		PyErr_Clear();
+		v = PY_SSIZE_T_MIN;	/* out of range either way */
+	}
+	if (v < min || v > PY_SSIZE_T_MAX / RECORD_SIZE) {
+		PyErr_Format(PyExc_ValueError, "%s out of range: %R", what, obj);
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+/* -- Reader methods --------------------------------------------------------- */
+
+PyDoc_STRVAR(read_queue_doc,
+"read_queue(max_records) -> list[Event]\n\n"
+"One read(2) of up to max_records records from the queue (without waiting),\n"
+"decoded and accounted; [] if none. Call it with the subscription's lock held.");
+
+static PyObject *Reader_read_queue(Reader *self, PyObject *arg)
+{
+	Py_ssize_t want;
+	PyObject *out;
+
+	if (parse_count(arg, "max_records", 1, &want) < 0)
+		return NULL;
+	out = PyList_New(0);
+	if (!out)
+		return NULL;
+	if (read_queue(self, want, out) < 0) {
+		Py_DECREF(out);
+		return NULL;
+	}
+	return out;
+}
+
+/* Events read: keep `take` of them, the rest to the buffer (after what it holds). */
+static PyObject *hand_out(Reader *self, PyObject *events, Py_ssize_t take)
+{
+	Py_ssize_t n = PyObject_Length(self->buffer);
+
+	if (n < 0)
+		goto fail;
+	if (n) {
+		if (extend(self, events, 0) < 0)
+			goto fail;
+		Py_DECREF(events);
+		return take_buffered(self, take);
+	}
+	if (PyList_GET_SIZE(events) > take && extend(self, events, take) < 0)
+		goto fail;
+	return events;
+fail:
+	Py_DECREF(events);
+	return NULL;
+}
+
+PyDoc_STRVAR(get_doc,
+"get(take, batch, timeout) -> list[Event]\n\n"
+"Subscription._get(): up to take events, reading up to batch records from the\n"
+"kernel, waiting at most timeout seconds (None: for ever, 0: not at all) for\n"
+"the first; [] on timeout. ClosedError once the subscription is closed.");
+
+static PyObject *Reader_get(Reader *self, PyObject *const *args, Py_ssize_t nargs)
+{
+	Py_ssize_t take, batch, n;
+	PyObject *timeout_obj, *events = NULL;
+	double timeout = -1.0, deadline = 0.0;
+	int forever, tzero, first, busy_set = 0;
+	int64_t since = 0;
+	Py_ssize_t busy;
+
+	if (nargs != 3) {
+		PyErr_Format(PyExc_TypeError, "get() takes 3 arguments (%zd given)", nargs);
+		return NULL;
+	}
+	if (parse_count(args[0], "take", 1, &take) < 0 || parse_count(args[1], "batch", 1, &batch) < 0)
+		return NULL;
+	timeout_obj = args[2];
+	forever = timeout_obj == Py_None;
+	if (!forever) {
+		timeout = PyFloat_AsDouble(timeout_obj);
+		if (timeout == -1.0 && PyErr_Occurred())
+			return NULL;
+	}
+	tzero = !forever && timeout == 0.0;
+
+	if (lock(self) < 0)
+		return NULL;
+	if (check_readable(self) < 0)
+		goto unlock_fail;
+	n = PyObject_Length(self->buffer);
+	if (n < 0)
+		goto unlock_fail;
+	if (n && n >= take) {
+		/* Read before and not taken yet: no system call at all. */
+		events = take_buffered(self, take);
+		return unlock(self) < 0 ? (Py_XDECREF(events), NULL) : events;
+	}
+	if (take == 1 && !n && self->read_first) {
+		if (!self->missed || tzero) {
+			events = read_step(self, batch);
+			if (!events)
+				goto unlock_fail;
+			if (PyList_GET_SIZE(events)) {
+				if (set_bool(self->sub, s_drained, PyList_GET_SIZE(events) < batch) < 0 ||
+				    extend(self, events, 1) < 0)
+					goto unlock_fail;
+				return unlock(self) < 0 ? (Py_DECREF(events), NULL) : events;
+			}
+			/* Found empty: wait before the next read. */
+			if (set_bool(self->sub, s_drained, 1) < 0)
+				goto unlock_fail;
+			if (tzero)
+				return unlock(self) < 0 ? (Py_DECREF(events), NULL) : events;
+			Py_CLEAR(events);
+			/* The caller came before the event: until one is found
+			 * waiting again, wait first, then read once. */
+			self->missed = 1;
+		} else {
+			since = monotonic_ns();
+		}
+	}
+	if (add_busy(self, 1, &busy) < 0)
+		goto unlock_fail;
+	busy_set = 1;
+	{
+		int drained = attr_true(self->sub, s_drained);
+
+		if (drained < 0)
+			goto unlock_fail;
+		/* The last read emptied the kernel's queue: wait first (poll says
+		 * at once if something came meanwhile). */
+		first = drained && !tzero && !n;
+	}
+	if (unlock(self) < 0)
+		goto fail;
+
+	for (;;) {
+		int ms, r;
+
+		if (!first) {
+			Py_ssize_t want;
+			int c;
+
+			if (lock(self) < 0)
+				goto fail;
+			c = attr_true(self->sub, s_closed);
+			if (c) {
+				if (c > 0)
+					closed(self, "was closed");
+				goto unlock_fail;
+			}
+			n = PyObject_Length(self->buffer);
+			if (n < 0)
+				goto unlock_fail;
+			want = batch - n;
+			if (want > 0) {
+				events = read_step(self, want);
+			} else {
+				events = PyList_New(0);
+			}
+			if (!events)
+				goto unlock_fail;
+			if (set_bool(self->sub, s_drained, PyList_GET_SIZE(events) < want) < 0)
+				goto unlock_fail;
+			events = hand_out(self, events, take);
+			if (unlock(self) < 0 || !events)
+				goto fail;
+			if (PyList_GET_SIZE(events)) {
+				if (since && !n) {
+					/* Stamped before this call began: reading first
+					 * would have found it, so do that again. */
+					PyObject *ts = PyObject_GetAttrString(PyList_GET_ITEM(events, 0),
+									      "timestamp_ns");
+					unsigned long long stamp;
+
+					if (!ts)
+						goto fail;
+					stamp = ts == Py_None ? ULLONG_MAX : PyLong_AsUnsignedLongLong(ts);
+					Py_DECREF(ts);
+					if (stamp == (unsigned long long)-1 && PyErr_Occurred())
+						goto fail;
+					self->missed = stamp >= (unsigned long long)since;
+				}
+				break;
+			}
+			Py_CLEAR(events);
+		}
+		first = 0;
+		if (forever) {
+			ms = -1;
+		} else {
+			double now = (double)monotonic_ns() / 1e9, left;
+
+			if (deadline == 0.0)
+				deadline = now + (timeout > 0.0 ? timeout : 0.0);
+			left = deadline - now;
+			if (!(left > 0.0)) {
+				events = PyList_New(0);
+				if (!events)
+					goto fail;
+				break;
+			}
+			/* rounded up: never wake early */
+			ms = left * 1000.0 + 0.999 > (double)INT_MAX ? INT_MAX
+								      : (int)(left * 1000.0 + 0.999);
+		}
+		r = wait_readable(self, ms);
+		if (r < 0)
+			goto fail;
+		r = attr_true(self->sub, s_closed);
+		if (r) {
+			if (r > 0)
+				closed(self, "was closed");
+			goto fail;
+		}
+	}
+	if (leave(self) < 0) {
+		Py_XDECREF(events);
+		return NULL;
+	}
+	return events;
+
+unlock_fail:
+	unlock(self);
+fail:
+	Py_XDECREF(events);
+	if (busy_set)
+		leave(self);
+	return NULL;
+}
+
+/* -- Reader type ------------------------------------------------------------ */
+
+static int event_offsets(PyTypeObject *type, Py_ssize_t *offsets)
+{
+	int i;
+
+	if (type->tp_dictoffset != 0) {
+		PyErr_SetString(PyExc_TypeError, "event_type must have __slots__ and no __dict__");
+		return -1;
+	}
+	for (i = 0; i < NFIELDS; i++) {
+		PyObject *d = PyDict_GetItemString(type->tp_dict, field_names[i]);
+		PyMemberDef *m;
+
+		if (!d || !Py_IS_TYPE(d, &PyMemberDescr_Type)) {
+			PyErr_Format(PyExc_TypeError, "event_type has no slot %s", field_names[i]);
+			return -1;
+		}
+		m = ((PyMemberDescrObject *)d)->d_member;
+		if (m->type != Py_T_OBJECT_EX || m->offset <= 0 ||
+		    m->offset + (Py_ssize_t)sizeof(PyObject *) > type->tp_basicsize) {
+			PyErr_Format(PyExc_TypeError, "event_type's slot %s is not an object slot",
+				     field_names[i]);
+			return -1;
+		}
+		offsets[i] = m->offset;
+	}
+	return 0;
+}
+
+static int Reader_init(Reader *self, PyObject *args, PyObject *kwds)
+{
+	static char *kwlist[] = { "sub", "fd", "wait_fd", "wake_fd", "transport", "event_type",
+				  "closed_error", "upcall_error", "read_first", "counter_fd",
+				  "before_read", "check_thread", "min_read", "rounds", NULL };
+	PyObject *sub, *transport, *event_type, *closed_error, *upcall_error;
+	PyObject *before_read = Py_None, *check_thread = Py_None, *lk, *buffer;
+	int fd, wait_fd, wake_fd, read_first = 0, counter_fd = -1, rounds = 1;
+	Py_ssize_t min_read = 0;
+
+	if (self->sub) {
+		PyErr_SetString(PyExc_RuntimeError, "Reader is initialised already");
+		return -1;
+	}
+	if (!PyArg_ParseTupleAndKeywords(args, kwds, "OiiiUO!OO|$piOOni", kwlist, &sub, &fd,
+					 &wait_fd, &wake_fd, &transport, &PyType_Type, &event_type,
+					 &closed_error, &upcall_error, &read_first, &counter_fd,
+					 &before_read, &check_thread, &min_read, &rounds))
+		return -1;
+	if (fd < 0 || wait_fd < 0 || wake_fd < 0) {
+		PyErr_SetString(PyExc_ValueError, "fd, wait_fd and wake_fd must be open descriptors");
+		return -1;
+	}
+	if (rounds < 1 || min_read < 0 || min_read > PY_SSIZE_T_MAX / RECORD_SIZE) {
+		PyErr_SetString(PyExc_ValueError, "rounds must be >= 1 and min_read >= 0");
+		return -1;
+	}
+	if ((before_read != Py_None && !PyCallable_Check(before_read)) ||
+	    (check_thread != Py_None && !PyCallable_Check(check_thread))) {
+		PyErr_SetString(PyExc_TypeError, "before_read and check_thread must be callables or None");
+		return -1;
+	}
+	if (!PyExceptionClass_Check(closed_error) || !PyExceptionClass_Check(upcall_error)) {
+		PyErr_SetString(PyExc_TypeError, "closed_error and upcall_error must be exceptions");
+		return -1;
+	}
+	if (event_offsets((PyTypeObject *)event_type, self->offsets) < 0)
+		return -1;
+	lk = PyObject_GetAttrString(sub, "_lock");
+	if (!lk)
+		return -1;
+	self->acquire = PyObject_GetAttrString(lk, "acquire");
+	self->release = PyObject_GetAttrString(lk, "release");
+	Py_DECREF(lk);
+	if (!self->acquire || !self->release)
+		return -1;
+	buffer = PyObject_GetAttrString(sub, "_buffer");
+	if (!buffer)
+		return -1;
+	self->buffer = buffer;
+	self->sub = Py_NewRef(sub);
+	self->transport = Py_NewRef(transport);
+	self->event_type = (PyTypeObject *)Py_NewRef(event_type);
+	self->closed_error = Py_NewRef(closed_error);
+	self->upcall_error = Py_NewRef(upcall_error);
+	self->before_read = before_read == Py_None ? NULL : Py_NewRef(before_read);
+	self->check_thread = check_thread == Py_None ? NULL : Py_NewRef(check_thread);
+	self->fd = fd;
+	self->wait_fd = wait_fd;
+	self->wake_fd = wake_fd;
+	self->counter_fd = counter_fd;
+	self->read_first = read_first;
+	self->min_read = min_read;
+	self->rounds = rounds;
+	self->missed = 0;
+	return 0;
+}
+
+static int Reader_traverse(Reader *self, visitproc visit, void *arg)
+{
+	Py_VISIT(self->sub);
+	Py_VISIT(self->acquire);
+	Py_VISIT(self->release);
+	Py_VISIT(self->buffer);
+	Py_VISIT(self->event_type);
+	Py_VISIT(self->before_read);
+	Py_VISIT(self->check_thread);
+	Py_VISIT(self->closed_error);
+	Py_VISIT(self->upcall_error);
+	return 0;
+}
+
+static int Reader_clear(Reader *self)
+{
+	Py_CLEAR(self->sub);
+	Py_CLEAR(self->acquire);
+	Py_CLEAR(self->release);
+	Py_CLEAR(self->buffer);
+	Py_CLEAR(self->transport);
+	Py_CLEAR(self->event_type);
+	Py_CLEAR(self->before_read);
+	Py_CLEAR(self->check_thread);
+	Py_CLEAR(self->closed_error);
+	Py_CLEAR(self->upcall_error);
+	return 0;
+}
+
+static void Reader_dealloc(Reader *self)
+{
+	PyObject_GC_UnTrack(self);
+	Reader_clear(self);
+	PyMem_Free(self->buf);
+	Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *ready(Reader *self, PyObject *Py_UNUSED(ignored))
+{
+	if (!self->sub) {
+		PyErr_SetString(PyExc_RuntimeError, "Reader is not initialised");
+		return NULL;
+	}
+	return Py_NewRef(Py_True);
+}
+
+static PyObject *Reader_read_queue_checked(Reader *self, PyObject *arg)
+{
+	if (!self->sub)
+		return ready(self, NULL);
+	return Reader_read_queue(self, arg);
+}
+
+static PyObject *Reader_get_checked(Reader *self, PyObject *const *args, Py_ssize_t nargs)
+{
+	if (!self->sub)
+		return ready(self, NULL);
+	return Reader_get(self, args, nargs);
+}
+
+static PyObject *Reader_get_missed(Reader *self, void *Py_UNUSED(closure))
+{
+	return PyBool_FromLong(self->missed);
+}
+
+static PyMethodDef Reader_methods[] = {
+	{ "get", (PyCFunction)(void (*)(void))Reader_get_checked, METH_FASTCALL, get_doc },
+	{ "read_queue", (PyCFunction)Reader_read_queue_checked, METH_O, read_queue_doc },
+	{ NULL, NULL, 0, NULL },
+};
+
+static PyGetSetDef Reader_getset[] = {
+	{ "missed", (getter)Reader_get_missed, NULL,
+	  "A read(1) came before its event: the next one waits first.", NULL },
+	{ NULL, NULL, NULL, NULL, NULL },
+};
+
+PyDoc_STRVAR(Reader_doc,
+"Reader(sub, fd, wait_fd, wake_fd, transport, event_type, closed_error,\n"
+"       upcall_error, *, read_first=False, counter_fd=-1, before_read=None,\n"
+"       check_thread=None, min_read=0, rounds=1)\n\n"
+"The per-event read path of one queue-record subscription (see the module).");
+
+static PyTypeObject ReaderType = {
+	PyVarObject_HEAD_INIT(NULL, 0)
+	.tp_name = "upcall._core.Reader",
+	.tp_basicsize = sizeof(Reader),
+	.tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+	.tp_doc = Reader_doc,
+	.tp_new = PyType_GenericNew,
+	.tp_init = (initproc)Reader_init,
+	.tp_dealloc = (destructor)Reader_dealloc,
+	.tp_traverse = (traverseproc)Reader_traverse,
+	.tp_clear = (inquiry)Reader_clear,
+	.tp_methods = Reader_methods,
+	.tp_getset = Reader_getset,
+};
+
+static struct PyModuleDef core_module = {
+	PyModuleDef_HEAD_INIT,
+	.m_name = "upcall._core",
+	.m_doc = "The compiled per-event read path of upcall's queue-record transports.",
+	.m_size = -1,
+};
+
+PyMODINIT_FUNC PyInit__core(void)
+{
+	PyObject *m;
+
+#define INTERN(var, text)                                   \
+	do {                                                \
+		if (!(var = PyUnicode_InternFromString(text))) \
+			return NULL;                        \
+	} while (0)
+	INTERN(s_closed, "_closed");
+	INTERN(s_busy, "_busy");
+	INTERN(s_drained, "_drained");
+	INTERN(s_last_seqno, "_last_seqno");
+	INTERN(s_received, "_received");
+	INTERN(s_lost, "_lost");
+	INTERN(s_dispatcher, "_dispatcher");
+	INTERN(s_finish, "_finish");
+	INTERN(s_signalled, "_signalled");
+	INTERN(s_extend, "extend");
+	INTERN(s_popleft, "popleft");
+#undef INTERN
+	if (PyType_Ready(&ReaderType) < 0)
+		return NULL;
+	m = PyModule_Create(&core_module);
+	if (!m)
+		return NULL;
+	if (PyModule_AddIntConstant(m, "RECORD_SIZE", (long)RECORD_SIZE) < 0 ||
+	    PyModule_AddObjectRef(m, "Reader", (PyObject *)&ReaderType) < 0) {
+		Py_DECREF(m);
+		return NULL;
+	}
+	return m;
+}

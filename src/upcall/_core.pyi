@@ -1,0 +1,33 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""Types of the compiled core, src/upcall/_core.c (see there and upcall._accel)."""
+
+from collections.abc import Callable
+from typing import Any
+
+RECORD_SIZE: int
+
+class Reader:
+    """The per-event read path of one queue-record subscription."""
+
+    def __init__(
+        self,
+        sub: Any,
+        fd: int,
+        wait_fd: int,
+        wake_fd: int,
+        transport: str,
+        event_type: type[Any],
+        closed_error: type[BaseException],
+        upcall_error: type[BaseException],
+        *,
+        read_first: bool = False,
+        counter_fd: int = -1,
+        before_read: Callable[[], object] | None = None,
+        check_thread: Callable[[], object] | None = None,
+        min_read: int = 0,
+        rounds: int = 1,
+    ) -> None: ...
+    @property
+    def missed(self) -> bool: ...
+    def get(self, take: int, batch: int, timeout: float | None, /) -> list[Any]: ...
+    def read_queue(self, max_records: int, /) -> list[Any]: ...

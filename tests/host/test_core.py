@@ -1,0 +1,355 @@
+"""The compiled core, upcall._core.Reader: its edge cases, on real descriptors.
+
+The contract (test_contract.py) runs every queue-record transport through
+the core and through the pure-Python path; here the C functions themselves:
+bad descriptors, a closed wake-up, a torn record, timeouts, counts out of
+range, out-of-order seqnos, and the adaptive read-first logic. Errors are
+Python exceptions, never a crash.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fakes import FakeQueueFile
+
+from upcall import _accel
+from upcall._errors import ClosedError, UpcallError
+from upcall._event import Event, make_event
+from upcall._transports.queue import QueueSubscription
+from upcall._transports.records import encode
+
+if _accel.Reader is None:  # UPCALL_PURE_PYTHON=1, or not built
+    if os.environ.get("UPCALL_PURE_PYTHON", "") in ("", "0"):
+        pytest.fail("upcall._core is not built: pip install -e . (make deps) builds it")
+    pytest.skip("UPCALL_PURE_PYTHON is set", allow_module_level=True)
+
+from upcall._core import Reader
+
+
+class FakeSub:
+    """The attributes of a Subscription that the Reader uses, and nothing else."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._buffer: deque[Event] = deque()
+        self._closed = False
+        self._busy = 0
+        self._drained = True
+        self._last_seqno = 0
+        self._received = 0
+        self._lost = 0
+        self._dispatcher: object | None = None
+        self._signalled = 0
+        self.finished = 0
+
+    def _finish(self) -> None:
+        self.finished += 1
+
+
+class Pipe:
+    def __init__(self) -> None:
+        self.r, self.w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        self.wake = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self.sub = FakeSub()
+
+    def reader(self, **options: Any) -> Reader:
+        return Reader(
+            self.sub, self.r, self.r, self.wake, "queue", Event, ClosedError, UpcallError, **options
+        )
+
+    def close(self) -> None:
+        for fd in (self.r, self.w, self.wake):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+@pytest.fixture
+def pipe() -> Iterator[Pipe]:
+    p = Pipe()
+    try:
+        yield p
+    finally:
+        p.close()
+
+
+def test_events_are_events(pipe: Pipe) -> None:
+    reader = pipe.reader()
+    os.write(pipe.w, encode(1, 42, 3, 1000, 5) + encode(2, (1 << 64) - 1, 1 << 31, 2000))
+    before = time.monotonic_ns()
+    events = reader.read_queue(10)
+    assert [type(e) for e in events] == [Event, Event]
+    a, b = events
+    assert a == make_event(1, 42, 3, "queue", 1000, a.received_ns, None, 5)
+    assert b == make_event(2, (1 << 64) - 1, 1 << 31, "queue", 2000, a.received_ns, None, 0)
+    assert a.received_ns == b.received_ns >= before
+    assert hash(a) == hash(make_event(1, 42, 3, "queue", 1000, a.received_ns, None, 5))
+    assert repr(a).startswith("Event(seqno=1, value=42, source=3, transport='queue'")
+    assert a.latency_ns == a.received_ns - 1000
+    with pytest.raises(AttributeError):
+        a.value = 1  # frozen, as ever
+    assert (pipe.sub._received, pipe.sub._last_seqno, pipe.sub._lost) == (2, 2, 0)
+
+
+def test_gaps_are_lost_and_disorder_is_an_error(pipe: Pipe) -> None:
+    reader = pipe.reader()
+    os.write(pipe.w, encode(3, 0) + encode(7, 0))
+    assert len(reader.read_queue(2)) == 2
+    assert (pipe.sub._received, pipe.sub._last_seqno, pipe.sub._lost) == (2, 7, 5)
+    os.write(pipe.w, encode(7, 0))
+    with pytest.raises(UpcallError, match="out of order"):
+        reader.read_queue(1)
+
+
+def test_nothing_pending_is_empty_and_timeout_zero_does_not_wait(pipe: Pipe) -> None:
+    reader = pipe.reader(read_first=True)
+    assert reader.read_queue(64) == []
+    start = time.monotonic()
+    assert reader.get(1, 64, 0) == []
+    assert reader.get(5, 64, 0.0) == []
+    assert reader.get(1, 64, -3) == []
+    assert time.monotonic() - start < 0.5
+    assert pipe.sub._busy == 0
+
+
+def test_timeout_waits_that_long(pipe: Pipe) -> None:
+    reader = pipe.reader()
+    start = time.monotonic()
+    assert reader.get(1, 64, 0.05) == []
+    assert 0.05 <= time.monotonic() - start < 2
+    assert pipe.sub._busy == 0
+
+
+def test_a_torn_record_is_an_error(pipe: Pipe) -> None:
+    reader = pipe.reader()
+    os.write(pipe.w, encode(1, 0)[:47])
+    with pytest.raises(ValueError, match="whole number"):
+        reader.get(1, 64, 0)
+    assert pipe.sub._busy == 0
+    os.write(pipe.w, encode(1, 0)[:20])
+    with pytest.raises(ValueError, match="whole number"):
+        reader.read_queue(1)
+
+
+@pytest.mark.parametrize("count", [0, -1, 1 << 62, 1 << 200, -(1 << 200)])
+def test_counts_out_of_range_are_value_errors(pipe: Pipe, count: int) -> None:
+    reader = pipe.reader()
+    with pytest.raises(ValueError):
+        reader.read_queue(count)
+    with pytest.raises(ValueError):
+        reader.get(count, 64, 0)
+    with pytest.raises(ValueError):
+        reader.get(1, count, 0)
+    with pytest.raises(TypeError):
+        reader.read_queue(1.5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        reader.get(1, 64, "soon")  # type: ignore[arg-type]
+
+
+def test_a_large_count_reads_in_chunks(pipe: Pipe) -> None:
+    reader = pipe.reader()
+    os.write(pipe.w, b"".join(encode(i, i) for i in range(1, 1301)))  # < 64 KiB, the pipe's room
+    events = reader.read_queue(1 << 20)
+    assert [e.value for e in events] == list(range(1, 1301))
+
+
+def test_a_bad_descriptor_is_an_os_error(pipe: Pipe) -> None:
+    reader = pipe.reader()
+    os.close(pipe.r)
+    with pytest.raises(OSError):
+        reader.read_queue(1)
+    with pytest.raises(OSError):
+        reader.get(1, 64, 1.0)
+    assert pipe.sub._busy == 0
+
+
+def test_a_closed_wake_up_is_an_os_error_not_a_spin(pipe: Pipe) -> None:
+    reader = pipe.reader()
+    os.close(pipe.wake)
+    start = time.monotonic()
+    with pytest.raises(OSError):
+        reader.get(1, 64, 5.0)
+    assert time.monotonic() - start < 2
+
+
+def test_closed_is_closed_error_and_finishes_once_not_busy(pipe: Pipe) -> None:
+    reader = pipe.reader()
+    pipe.sub._closed = True
+    with pytest.raises(ClosedError, match="queue subscription is closed"):
+        reader.get(1, 64, None)
+    assert pipe.sub.finished == 0  # never busy: close() finished it itself
+
+
+def test_close_from_another_thread_wakes_a_blocked_get(pipe: Pipe) -> None:
+    reader = pipe.reader(read_first=True)
+    sub = pipe.sub
+
+    def close() -> None:
+        time.sleep(0.1)
+        with sub._lock:
+            sub._closed = True
+            os.eventfd_write(pipe.wake, 1)
+            busy = sub._busy
+        assert busy == 1
+
+    t = threading.Thread(target=close)
+    t.start()
+    with pytest.raises(ClosedError, match="was closed"):
+        reader.get(1, 64, None)
+    t.join()
+    assert sub._busy == 0 and sub.finished == 1  # the last one busy finished the close
+
+
+def test_dispatched_subscription_is_not_read(pipe: Pipe) -> None:
+    reader = pipe.reader()
+    pipe.sub._dispatcher = object()
+    with pytest.raises(UpcallError, match="on_event"):
+        reader.get(1, 64, 0)
+
+
+def test_check_thread_and_before_read_run(pipe: Pipe) -> None:
+    calls: list[str] = []
+
+    def refuse() -> None:
+        raise RuntimeError("not this thread")
+
+    reader = pipe.reader(before_read=lambda: calls.append("before"))
+    os.write(pipe.w, encode(1, 9))
+    assert [e.value for e in reader.get(1, 64, 0)] == [9]
+    assert calls == ["before"]
+    with pytest.raises(RuntimeError, match="not this thread"):
+        pipe.reader(check_thread=refuse).get(1, 64, 0)
+
+
+def test_counter_fd_is_read_and_summed(pipe: Pipe) -> None:
+    efd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+    try:
+        reader = pipe.reader(counter_fd=efd)
+        os.eventfd_write(efd, 3)
+        os.write(pipe.w, encode(1, 1))
+        assert len(reader.get(1, 64, 0)) == 1
+        assert pipe.sub._signalled == 3
+    finally:
+        os.close(efd)
+
+
+def test_surplus_is_buffered_in_order(pipe: Pipe) -> None:
+    reader = pipe.reader(read_first=True)
+    os.write(pipe.w, b"".join(encode(i, i) for i in range(1, 6)))
+    assert [e.value for e in reader.get(1, 64, 0)] == [1]
+    assert [e.value for e in pipe.sub._buffer] == [2, 3, 4, 5]
+    assert [e.value for e in reader.get(2, 64, 0)] == [2, 3]
+    os.write(pipe.w, encode(6, 6))
+    assert [e.value for e in reader.get(5, 64, 0)] == [4, 5, 6]
+    assert not pipe.sub._buffer
+
+
+def test_rounds_read_until_a_short_read(pipe: Pipe) -> None:
+    reader = pipe.reader(min_read=2, rounds=64)
+    os.write(pipe.w, b"".join(encode(i, i) for i in range(1, 8)))
+    assert [e.value for e in reader.get(1, 1, 0)] == [1]
+    assert len(pipe.sub._buffer) == 6
+
+
+def test_bad_arguments_are_refused(pipe: Pipe) -> None:
+    class NoSlots:
+        pass
+
+    with pytest.raises(TypeError):
+        Reader(pipe.sub, pipe.r, pipe.r, pipe.wake, "q", NoSlots, ClosedError, UpcallError)
+    with pytest.raises(ValueError):
+        Reader(pipe.sub, -1, pipe.r, pipe.wake, "q", Event, ClosedError, UpcallError)
+    with pytest.raises(ValueError):
+        pipe.reader(rounds=0)
+    with pytest.raises(TypeError):
+        pipe.reader(before_read=3)
+    with pytest.raises(RuntimeError):
+        Reader.__new__(Reader).get(1, 1, 0)
+
+
+def test_read_first_adapts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A read(1) that had to wait waits first next time, until one finds its event waiting."""
+    file = FakeQueueFile()
+    with QueueSubscription(file) as q:
+        core = q._core
+        assert core is not None
+
+        def later(value: int) -> None:
+            timer = threading.Timer(0.05, file.emit, (value,))
+            timer.start()
+            try:
+                assert [e.value for e in q.read(1)] == [value]
+            finally:
+                timer.join()
+
+        later(1)
+        assert core.missed
+        later(2)
+        assert core.missed
+        file.emit(3)
+        assert [e.value for e in q.read(1)] == [3]  # found waiting
+        assert not core.missed
+
+
+STRACED = """
+import os, sys, threading, time
+sys.path[:0] = sys.argv[1:]
+from fakes import FakeQueueFile
+from upcall._transports.queue import QueueSubscription
+file = FakeQueueFile()
+q = QueueSubscription(file)
+file.emit(1)
+os.write(2, b"MARK1\\n")
+assert [e.value for e in q.read(1, timeout=5)] == [1]
+os.write(2, b"MARK2\\n")
+t = threading.Timer(0.2, file.emit, (2,))
+t.start()
+assert [e.value for e in q.read(1)] == [2]
+os.write(2, b"MARK3\\n")
+t.join()
+t = threading.Timer(0.2, file.emit, (3,))
+t.start()
+assert [e.value for e in q.read(1)] == [3]
+os.write(2, b"MARK4\\n")
+t.join()
+q.close()
+"""
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace")
+def test_system_calls_per_read_one(tmp_path: Path) -> None:
+    """An event waiting: one read(2); a wait: poll(2) and read(2) after the first miss."""
+    out = tmp_path / "trace"
+    here = Path(__file__).parent
+    src = here.parents[1] / "src"
+    subprocess.run(
+        ["strace", "-o", str(out), "-e", "trace=read,poll,ppoll,write", sys.executable, "-c",
+         STRACED, str(here), str(src)],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    text = out.read_text()
+    main_calls = []
+    for piece in text.split("MARK")[1:4]:
+        calls = []
+        for line in piece.splitlines()[1:]:
+            name = line.split("(")[0]
+            if name in ("read", "poll", "ppoll"):
+                calls.append(name + ("-empty" if "EAGAIN" in line else ""))
+        main_calls.append(calls)
+    # Event waiting: one read(2). First wait: read finds nothing, poll, read.
+    # The next wait: poll, then one read.
+    assert main_calls[0] == ["read"], text
+    assert main_calls[1] == ["read-empty", "poll", "read"], text
+    assert main_calls[2] == ["poll", "read"], text
