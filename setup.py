@@ -1,14 +1,16 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
-"""Build hook: the wheel carries the BPF object, compiled when the wheel is built.
+"""Build hooks: the compiled core, and the BPF object compiled when the wheel is built.
 
-Everything else is in pyproject.toml. ``build_py`` runs ``mk/bpf.mk`` (the one
+Everything else is in pyproject.toml. ``ext_modules`` builds
+``upcall._core`` (src/upcall/_core.c, see ``CORE`` below) in ``pip
+install -e`` and in the wheel. ``build_py`` runs ``mk/bpf.mk`` (the one
 place the compiler flags are written) to compile ``bpf/upcall.bpf.c`` against
 a ``vmlinux.h`` generated from the build machine's kernel BTF, and puts
 ``upcall.bpf.o`` in the package as ``upcall/bpf/upcall.bpf.o``. The object is
 CO-RE: libbpf relocates it at load time, so one object serves every kernel
 with BTF. Without clang, bpftool, make or BTF the wheel build fails with one
 line saying what to install: a wheel without the object is useless for the
-BPF path. An editable install (``pip install -e``) builds nothing: in a
+BPF path. An editable install (``pip install -e``) builds no BPF object: in a
 source checkout ``make bpf-build`` links ``build/bpf/upcall.bpf.o`` to
 ``src/upcall/bpf/upcall.bpf.o``, where the library looks as it does in a
 wheel.
@@ -73,22 +75,24 @@ class BuildPyWithBpf(build_py):
 
 
 class PlatformWheel(bdist_wheel):
-    """Tag the wheel ``py3-none-linux_<arch>`` (``linux_x86_64`` here), not ``py3-none-any``.
+    """Tag the wheel for this platform (``cp311-cp311-linux_x86_64`` here).
 
-    The BPF object is built for one architecture: ``vmlinux.h`` comes from
-    the build machine's kernel BTF and the programs are compiled with
-    ``-D__TARGET_ARCH_<arch>`` (register access in kprobes). CO-RE
-    relocates field offsets between kernels, not between architectures.
-    There is no Python ABI in it (``py3-none``). Not ``manylinux``: that
-    tag promises that native code links only against an old-enough glibc,
-    which auditwheel checks, and the wheel has no such code; what it needs
-    from the system is ``libbpf.so.1``, loaded with ctypes, which no
-    manylinux policy provides (``upcall doctor`` checks for it).
+    The compiled core (``upcall._core``) alone makes the wheel per Python
+    version and platform; the BPF object would make it per architecture even
+    without it: ``vmlinux.h`` comes from the build machine's kernel BTF and
+    the programs are compiled with ``-D__TARGET_ARCH_<arch>`` (register
+    access in kprobes). CO-RE relocates field offsets between kernels, not
+    between architectures. Not ``manylinux``: that tag promises that native
+    code links only against an old-enough glibc, which auditwheel checks and
+    this build does not; and what the BPF path needs from the system is
+    ``libbpf.so.1``, loaded with ctypes, which no manylinux policy provides
+    (``upcall doctor`` checks for it).
     """
 
     def finalize_options(self) -> None:
         super().finalize_options()
-        # Pure Python otherwise: as if --plat-name had been given (bdist set it).
+        # A platform wheel even if the core is left out: as if --plat-name
+        # had been given (bdist set it).
         self.plat_name_supplied = True
 
 

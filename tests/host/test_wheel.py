@@ -16,8 +16,10 @@ with CI=true as root a missing one fails.
 
 from __future__ import annotations
 
+import importlib.machinery
 import os
 import subprocess
+import sys
 import tarfile
 import time
 import zipfile
@@ -40,15 +42,24 @@ def installed(built: Built, tmp_path_factory: pytest.TempPathFactory) -> wheel_v
 
 
 def test_wheel_carries_the_bpf_object_and_the_sdist_its_sources(built: Built) -> None:
-    assert built.wheel.name.endswith(f"-py3-none-linux_{os.uname().machine}.whl")
+    # The compiled core makes it a CPython wheel of this version (not abi3).
+    tag = f"cp{sys.version_info.major}{sys.version_info.minor}"
+    assert built.wheel.name.endswith(f"-{tag}-{tag}-linux_{os.uname().machine}.whl")
     with zipfile.ZipFile(built.wheel) as z:
         names = set(z.namelist())
     assert "upcall/bpf/upcall.bpf.o" in names
+    suffix = importlib.machinery.EXTENSION_SUFFIXES[0]  # .cpython-311-x86_64-linux-gnu.so
+    assert {n for n in names if n.startswith("upcall/_core")} == {
+        f"upcall/_core{suffix}",
+        "upcall/_core.pyi",
+    }
+    assert "upcall/_core.c" not in names
     assert not any(n.startswith(("tests/", "bpf/", "src/")) for n in names)
     with tarfile.open(built.sdist) as t:
         top = f"upcall-{upcall.__version__}/"
         members = {m.name.removeprefix(top) for m in t.getmembers()}
     assert {"setup.py", "mk/bpf.mk", "bpf/upcall.bpf.c", "bpf/upcall_bpf.h"} <= members
+    assert "src/upcall/_core.c" in members  # built from the sdist too
     # The checkout's tooling (tools/upcall_dev: the harness, the benchmarks)
     # is in neither, nor anything of it left in the library.
     assert "upcall/_cli.py" in names and "upcall/bpf/_cli.py" in names
@@ -70,6 +81,14 @@ def test_import_without_any_dependency(installed: wheel_venv.Venv) -> None:
     version, path, pyroute2 = r.stdout.split()
     assert version == upcall.__version__
     assert path.startswith(str(installed.path)) and pyroute2 == "None"
+
+
+def test_the_compiled_core_is_used(installed: wheel_venv.Venv) -> None:
+    code = "import upcall._accel as a, upcall._core as c; print(a.compiled(), c.__file__)"
+    r = installed.run(str(installed.bin / "python"), "-c", code)
+    assert r.returncode == 0, r.stderr
+    compiled, path = r.stdout.split()
+    assert compiled == "True" and path.startswith(str(installed.path)) and path.endswith(".so")
 
 
 def test_no_developer_tooling(installed: wheel_venv.Venv) -> None:

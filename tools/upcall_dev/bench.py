@@ -70,7 +70,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from upcall import abi
+from upcall import _accel, abi
 from upcall._args import parse_count, parse_wait, ranged
 from upcall._edu import DRIVER as EDU_DRIVER
 from upcall._edu import FORCE_INTX, find_device, sysfs_write
@@ -939,6 +939,8 @@ def guest_main(
             record(f"{t} {api} latency", merged, started)
     result: Result = {
         "kernel": os.uname().release,
+        # The Python receivers' read path: upcall._core, or UPCALL_PURE_PYTHON=1's.
+        "read_path": "compiled core" if _accel.compiled() else "pure Python",
         "cpus": os.cpu_count(),
         "latency_events": per_round * rounds,
         "latency_rounds": rounds,
@@ -1281,7 +1283,8 @@ def markdown(result: Result, summary: Result) -> str:
     elif edu.get("skipped"):
         out += ["", f"edu/UIO: skipped ({edu['skipped']})"]
     if summary.get("targets"):
-        out += ["", "Targets (issue 14), ratios within this run:", ""]
+        path = result.get("read_path", "pure Python")
+        out += ["", f"Targets (issue 14), ratios within this run (Python read path: {path}):", ""]
         out += targets_markdown(summary["targets"])
     return "\n".join(out)
 
@@ -1505,6 +1508,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
            "--rounds", str(args.rounds)] + (["--no-pin"] if args.no_pin else [])  # fmt: skip
     if args.edu:
         cmd += ["--edu", "--edu-events", str(edu)]
+    if args.pure_python:
+        cmd = ["env", "UPCALL_PURE_PYTHON=1", *cmd]
     kernel = vm.pick_kernel(args.kernel)
     # The guest's own lines (one a run) stream above the bar, or after these.
     with steps("upcall_dev bench", 2) as progress:
@@ -1550,6 +1555,11 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
                    help="let the scheduler place emitter and receivers")  # fmt: skip
     p.add_argument("--edu", action="store_true",
                    help="also time edu interrupts through upcall and uio_pci_generic")  # fmt: skip
+    p.add_argument(
+        "--pure-python",
+        action="store_true",
+        help="the Python receivers without the compiled core (UPCALL_PURE_PYTHON=1)",
+    )
     p.add_argument("--edu-events", type=parse_count, metavar="N", help="default 10,000")
     p.add_argument("--out", default=str(REPO / "build" / "bench"), metavar="DIR",
                    help="where results.json, the tables and the plots go")  # fmt: skip
