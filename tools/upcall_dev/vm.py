@@ -323,6 +323,10 @@ def _guest_script(modules: Sequence[Path], command: str, outdir: Path, *, debug:
     ko = shlex.quote(str(modules[0])) if modules else "''"
     # The sample client modules are built beside upcall.ko (kmod/samples/).
     samples = shlex.quote(str(modules[0].parent / "samples")) if modules else "''"
+    # The host's PYTHONPATH (a worktree's src and tools): the guest imports
+    # the same tree, not the one the venv's editable install names.
+    host_path = os.environ.get("PYTHONPATH")
+    pythonpath = f"export PYTHONPATH={shlex.quote(host_path)}" if host_path else ""
     return f"""
 set -u
 # Unbuffered, so a slow guest shows progress and a hang shows where.
@@ -330,6 +334,7 @@ export PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 UPCALL_IN_VM=1
 export PATH={shlex.quote(tool_environment()["PATH"])}
 export UPCALL_KO={ko} UPCALL_SAMPLES_DIR={samples}
 export UPCALL_VM_OUTDIR={out} UPCALL_DEBUG_KERNEL={int(debug)}
+{pythonpath}
 mountpoint -q /sys/kernel/debug || mount -t debugfs none /sys/kernel/debug 2>/dev/null
 {inserts}
 cd {shlex.quote(str(REPO))}
