@@ -58,7 +58,7 @@ $(STAMP)/debug-kernel: $(STAMP)/apt
 # The library, and the checkout's tooling (tools/upcall_dev: the kernel
 # harness and the benchmarks, a project of its own so that the wheel never
 # holds it), both editable: python -m upcall_dev finds the checkout it is in.
-$(STAMP)/venv: pyproject.toml tools/pyproject.toml $(STAMP)/apt
+$(STAMP)/venv: pyproject.toml tools/pyproject.toml setup.py src/upcall/_core.c $(STAMP)/apt
 	@mkdir -p $(@D)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
@@ -212,6 +212,9 @@ check: deps $(CHECKPATCH)
 		echo "$$k ($$(basename $$kdir)): W=1 no warnings, sparse clean"; \
 	done
 	$(MAKE) -C kmod checkpatch CHECKPATCH=$(CURDIR)/$(CHECKPATCH)
+	$(CC) -fsyntax-only -Wall -Wextra -Werror -std=gnu11 \
+		$$($(PY) -c 'import sysconfig; print("-I" + sysconfig.get_paths()["include"])') \
+		src/upcall/_core.c
 	$(VENV)/bin/ruff check src tools tests examples bench
 	$(VENV)/bin/ruff format --check src tools tests examples bench
 	$(VENV)/bin/mypy

@@ -811,6 +811,8 @@ static int event_offsets(PyTypeObject *type, Py_ssize_t *offsets)
 	return 0;
 }
 
+static int Reader_clear(Reader *self);
+
 static int Reader_init(Reader *self, PyObject *args, PyObject *kwds)
 {
 	static char *kwlist[] = { "sub", "fd", "wait_fd", "wake_fd", "transport", "event_type",
@@ -849,6 +851,7 @@ static int Reader_init(Reader *self, PyObject *args, PyObject *kwds)
 	}
 	if (event_offsets((PyTypeObject *)event_type, self->offsets) < 0)
 		return -1;
+	Reader_clear(self);	/* what an __init__ that failed half-way left */
 	lk = PyObject_GetAttrString(sub, "_lock");
 	if (!lk)
 		return -1;
