@@ -463,36 +463,48 @@ static int add_busy(Reader *self, Py_ssize_t delta, Py_ssize_t *now)
 	return 0;
 }
 
+/* _leave()'s part under the lock: 1 if the close() meanwhile is to be finished. */
+static int leave_locked(Reader *self)
+{
+	Py_ssize_t busy;
+	int c;
+
+	if (add_busy(self, -1, &busy) < 0)
+		return -1;
+	c = attr_true(self->sub, s_closed);
+	if (c < 0)
+		return -1;
+	return c > 0 && busy == 0;
+}
+
+static int call_finish(Reader *self)
+{
+	PyObject *r = PyObject_CallMethodNoArgs(self->sub, s_finish);
+
+	if (!r)
+		return -1;
+	Py_DECREF(r);
+	return 0;
+}
+
 /* Subscription._leave(), keeping an exception already raised. */
 static int leave(Reader *self)
 {
 	PyObject *type, *value, *tb;
-	Py_ssize_t busy = 1;
 	int finish = 0, err = 0;
 
 	PyErr_Fetch(&type, &value, &tb);
 	if (lock(self) < 0) {
 		err = -1;
 	} else {
-		if (add_busy(self, -1, &busy) < 0) {
+		finish = leave_locked(self);
+		if (finish < 0)
 			err = -1;
-		} else {
-			int c = attr_true(self->sub, s_closed);
-
-			if (c < 0)
-				err = -1;
-			finish = c > 0 && busy == 0;
-		}
 		if (unlock(self) < 0)
 			err = -1;
 	}
-	if (!err && finish) {
-		PyObject *r = PyObject_CallMethodNoArgs(self->sub, s_finish);
-
-		if (!r)
-			err = -1;
-		Py_XDECREF(r);
-	}
+	if (!err && finish && call_finish(self) < 0)
+		err = -1;
 	if (type) {
 		if (err)
 			PyErr_Clear();
@@ -715,26 +727,39 @@ static PyObject *Reader_get(Reader *self, PyObject *const *args, Py_ssize_t narg
 			if (set_bool(self->sub, s_drained, PyList_GET_SIZE(events) < want) < 0)
 				goto unlock_fail;
 			events = hand_out(self, events, take);
-			if (unlock(self) < 0 || !events)
-				goto fail;
+			if (!events)
+				goto unlock_fail;
 			if (PyList_GET_SIZE(events)) {
+				int finish;
+
 				if (since && !n) {
 					/* Stamped before this call began: reading first
 					 * would have found it, so do that again. */
-					PyObject *ts = PyObject_GetAttrString(PyList_GET_ITEM(events, 0),
-									      "timestamp_ns");
-					unsigned long long stamp;
+					PyObject *ev = PyList_GET_ITEM(events, 0);
+					PyObject *ts = *(PyObject **)((char *)ev +
+								      self->offsets[F_TIMESTAMP]);
+					unsigned long long stamp = ULLONG_MAX;
 
-					if (!ts)
-						goto fail;
-					stamp = ts == Py_None ? ULLONG_MAX : PyLong_AsUnsignedLongLong(ts);
-					Py_DECREF(ts);
-					if (stamp == (unsigned long long)-1 && PyErr_Occurred())
-						goto fail;
+					if (ts && ts != Py_None) {
+						stamp = PyLong_AsUnsignedLongLong(ts);
+						if (stamp == (unsigned long long)-1 && PyErr_Occurred())
+							goto unlock_fail;
+					}
 					self->missed = stamp >= (unsigned long long)since;
 				}
-				break;
+				/* _leave() in the same hold of the lock. */
+				finish = leave_locked(self);
+				if (finish < 0)
+					goto unlock_fail;
+				busy_set = 0;
+				if (unlock(self) < 0)
+					goto fail;
+				if (finish && call_finish(self) < 0)
+					goto fail;
+				return events;
 			}
+			if (unlock(self) < 0)
+				goto fail;
 			Py_CLEAR(events);
 		}
 		first = 0;

@@ -388,7 +388,8 @@ class Subscription(abc.ABC):
         """
         if max_events < 1:
             raise ValueError("max_events must be at least 1")
-        return self._get(
+        # The compiled path without _get's frame: this is every read(1).
+        return (self._get if self._core is None else self._core.get)(
             max_events,
             max_events if max_events > DEFAULT_BATCH else DEFAULT_BATCH,
             timeout if block else 0.0,
@@ -546,7 +547,7 @@ class Subscription(abc.ABC):
 
         The default 0 does not wait; None waits for ever.
         """
-        events = self._get(1, DEFAULT_BATCH, timeout)
+        events = (self._get if self._core is None else self._core.get)(1, DEFAULT_BATCH, timeout)
         return events[0] if events else None
 
     def events(self, timeout: float | None = None) -> Iterator[Event]:
@@ -557,9 +558,10 @@ class Subscription(abc.ABC):
         subscription is closed. Events are read from the kernel in batches
         but taken one at a time, so leaving the loop early loses none.
         """
+        get = self._get if self._core is None else self._core.get
         while True:
             try:
-                batch = self._get(1, DEFAULT_BATCH, timeout)
+                batch = get(1, DEFAULT_BATCH, timeout)
             except ClosedError:
                 return
             if not batch:
