@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+import tracemalloc
 from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
@@ -353,3 +354,27 @@ def test_system_calls_per_read_one(tmp_path: Path) -> None:
     assert main_calls[0] == ["read"], text
     assert main_calls[1] == ["read-empty", "poll", "read"], text
     assert main_calls[2] == ["poll", "read"], text
+
+
+def test_no_leak_per_event(pipe: Pipe) -> None:
+    """Events read and dropped, errors raised: the process's memory stays flat."""
+    reader = pipe.reader(read_first=True)
+    record = encode(1, 0)
+
+    def rounds(first: int, n: int) -> None:
+        for i in range(first, first + n):
+            os.write(pipe.w, encode(i, i))
+            assert len(reader.get(1, 64, None)) == 1
+            os.write(pipe.w, record[:7])
+            with pytest.raises(ValueError):
+                reader.get(1, 64, 0)
+
+    rounds(1, 2000)  # warm up: the read buffer, interned ints, exception caches
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        rounds(2001, 20000)
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 64 * 1024, grown
