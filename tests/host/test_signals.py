@@ -640,6 +640,63 @@ def test_real_signals_round_trip(start: int, script: list[tuple[int, int, int]])
         assert sub.lost == sum(d for d, _, _ in script) == sub.stats().dropped
 
 
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    start=st.one_of(st.integers(0, 1 << 40), st.integers((1 << 32) - 40, (1 << 32) + 40)),
+    script=st.lists(
+        st.tuples(
+            st.integers(0, 2),  # events dropped before this one
+            st.booleans(),  # a foreign signal (sigqueue(3)-style) before it
+            st.integers(abi.S64_MIN, abi.U64_MAX),
+            st.integers(0, abi.UPCALL_SOURCE_MAX),
+        ),
+        min_size=1,
+        max_size=30,
+    ),
+)
+def test_read_batch_round_trip(start: int, script: list[tuple[int, bool, int, int]]) -> None:
+    """read_batch's columns hold what read() would give, runs and irregular reads alike."""
+    module = FakeModule()
+    module.seqno = start
+    expected = []
+    with SignalSubscription(module) as sub:
+        for drops, foreign, value, source in script:
+            for _ in range(drops):
+                module.emit(0, drop=True)
+            if foreign:
+                signals.queue_signal(os.getpid(), sub.signo, code=-1, value=value)
+            module.emit(value, source)
+            expected.append((module.seqno, abi.encode_value(value), source))
+        batch = sub.read_batch(len(script) * 2, timeout=5)
+        cols = (batch.seqno.tolist(), batch.value.tolist(), batch.source.tolist())
+        columns = list(zip(*cols, strict=True))
+        assert columns == expected
+        assert [(e.seqno, e.value, e.source, e.signo) for e in batch] == [
+            (*x, sub.signo) for x in expected
+        ]
+        assert not batch.stamped and set(batch.timestamp_ns.tolist()) == {0}
+        assert batch.signo == sub.signo and batch.transport == "signal"
+        assert sub.received == len(script)
+        assert sub.lost == sum(d for d, _, _, _ in script) == sub.stats().dropped
+        assert sub.foreign == sum(f for _, f, _, _ in script)
+
+
+def test_read_batch_of_a_run_decodes_no_signal_alone(
+    module: FakeModule, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A plain run of events is decoded in columns, not one siginfo object each."""
+    module.seqno = (1 << 32) - 3  # and across the 32-bit wrap of si_errno
+    with SignalSubscription(module) as sub:
+        for v in range(6):
+            module.emit(v, source=v % 2)
+        with monkeypatch.context() as m:
+            m.setattr(SignalSubscription, "_decode", None)  # the signal-by-signal path
+            batch = sub.read_batch(64, timeout=5)
+        assert batch.seqno.tolist() == [(1 << 32) - 2 + i for i in range(6)]
+        assert batch.value.tolist() == list(range(6)) and batch.source.tolist() == [0, 1] * 3
+        assert sub.last_seqno == (1 << 32) + 3 and sub.received == 6 and sub.lost == 0
+
+
 # -- queue size ------------------------------------------------------------------------------
 
 
