@@ -21,13 +21,13 @@ import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
-from types import TracebackType
-from typing import Protocol, Self
+from typing import Protocol
 
 from . import _signals as signals
 from . import abi
 from ._aio import Waiter
 from ._batch import Batch
+from ._closing import Closing
 from ._dispatch import Callback, Dispatcher
 from ._errors import ClosedError, SignalSetupError, UpcallError, WrongThreadError
 from ._event import Event, make_event, monotonic_ns
@@ -112,7 +112,7 @@ def check_queue_size(queue_size: int | None) -> int:
     return queue_size
 
 
-class Subscription(abc.ABC):
+class Subscription(Closing):
     """The events of one subscriber, whatever the transport.
 
     Events are read in order into an internal buffer and handed out from it,
@@ -175,13 +175,13 @@ class Subscription(abc.ABC):
     def _teardown(self) -> None:
         """Release what the transport holds; the kernel subscription is closed already."""
 
-    def _check_thread(self) -> None:  # noqa: B027 - optional hook
+    def _check_thread(self) -> None:
         """Raise WrongThreadError if the calling thread cannot read the events."""
 
-    def _watcher_attach(self) -> None:  # noqa: B027 - optional hook
+    def _watcher_attach(self) -> None:
         """Run in the watcher thread before it waits, to direct events at it."""
 
-    def _main_attach(self) -> None:  # noqa: B027 - optional hook
+    def _main_attach(self) -> None:
         """Run in the main thread by :meth:`run`: direct events back at it.
 
         Undoes :meth:`_watcher_attach` while run() reads in the main thread.
@@ -191,7 +191,7 @@ class Subscription(abc.ABC):
     def _choose_dispatch_signal(self) -> int:
         """The signal number whose Python handler dispatches callbacks."""
 
-    def _detach(self) -> None:  # noqa: B027 - optional hook
+    def _detach(self) -> None:
         """Stop the kernel notifying this process, before the file is closed.
 
         Best effort: errors are the caller's to ignore. The file may be
@@ -726,17 +726,6 @@ class Subscription(abc.ABC):
                 self._waiter.close()
             os.close(self._wake_fd)
             self._buffer.clear()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 class SignalSubscription(signals.SignalCarried, Subscription):
