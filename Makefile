@@ -137,7 +137,7 @@ CORE_TESTS := $(addprefix tests/kernel/,test_signal.py test_transports.py test_e
 	test_churn.py test_faults.py test_isolation.py test_bpf_guest.py test_errors.py \
 	test_sample.py test_timer.py test_sources.py test_soak.py test_kselftest.py \
 	test_upstream.py test_compat32.py test_ynl.py test_unload.py test_irq_bound.py \
-	test_contract_module.py)
+	test_contract_module.py test_async.py)
 
 # Every kernel runs, whatever the one before it gave; any failure fails.
 test-kernel-matrix: deps $(KERNEL_BUILDS)

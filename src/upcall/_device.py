@@ -11,10 +11,10 @@ import fcntl
 import os
 import stat
 import threading
-from types import TracebackType
-from typing import Literal, Self, get_args, overload
+from typing import Literal, get_args, overload
 
 from . import abi
+from ._closing import Closing
 from ._errors import ClosedError, DeviceError, ModuleVersionError
 from ._subscription import SignalSubscription, Subscription
 from ._transports.eventfd import EventfdSubscription
@@ -214,7 +214,7 @@ class _File:
             os.close(fd)
 
 
-class Device:
+class Device(Closing):
     """An open /dev/upcall: emit events, read counters, make subscriptions.
 
     Each subscription opens the device again (the kernel has one subscriber
@@ -254,17 +254,6 @@ class Device:
     def close(self) -> None:
         """Close the device; idempotent. Subscriptions stay open until closed themselves."""
         self._file.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def emit(self, value: int, source: int = abi.UPCALL_SOURCE_USER) -> int:
         """Emit one event to every subscriber; return how many it was queued for.

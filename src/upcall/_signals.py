@@ -14,6 +14,7 @@ signals in tests, the way the module sends them).
 
 from __future__ import annotations
 
+import array
 import contextlib
 import ctypes
 import ctypes.util
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 from typing import Self
 
 from . import abi
-from ._errors import SignalSetupError
+from ._errors import ClosedError, SignalSetupError
 from ._libc import libc
 
 SIGNALFD_SIGINFO_SIZE = 128
@@ -118,18 +119,76 @@ def parse_siginfos(data: bytes) -> Iterator[SignalfdSiginfo]:
         yield SignalfdSiginfo(signo, err, code, pid, uid, sint, ptr, fd, band)
 
 
-def read_siginfos(fd: int, max_records: int) -> list[SignalfdSiginfo]:
-    """Read up to ``max_records`` pending signals in one read(2); [] if none is pending.
+def read_signalfd(fd: int, max_records: int) -> bytes:
+    """Up to ``max_records`` pending signals' records in one read(2); b"" if none is pending.
 
     ``fd`` must be non-blocking; ``max_records`` must be at least 1.
     """
     if max_records < 1:
         raise ValueError("max_records must be at least 1")
     try:
-        data = os.read(fd, SIGNALFD_SIGINFO_SIZE * max_records)
+        return os.read(fd, SIGNALFD_SIGINFO_SIZE * max_records)
     except BlockingIOError:
-        return []
-    return list(parse_siginfos(data))
+        return b""
+
+
+def read_siginfos(fd: int, max_records: int) -> list[SignalfdSiginfo]:
+    """Read up to ``max_records`` pending signals in one read(2); [] if none is pending.
+
+    ``fd`` must be non-blocking; ``max_records`` must be at least 1.
+    """
+    return list(parse_siginfos(read_signalfd(fd, max_records)))
+
+
+# struct signalfd_siginfo as 32-bit words: ssi_signo, ssi_errno, ssi_code
+# are words 0, 1, 2 of the 32 in a record; as 64-bit words, ssi_ptr is 6 of 16.
+_SSI_WORDS = SIGNALFD_SIGINFO_SIZE // 4
+_SSI_PTR_QWORD = 48 // 8
+assert struct.calcsize("<IiiIIiIIIIii") == _SSI_PTR_QWORD * 8  # _SSI up to ssi_ptr
+# struct upcall_event (abi.EVENT_RECORD) as 64-bit words: seqno 0, value 2 of
+# 6; as 32-bit words, source is 6 of 12 (timestamp and flags stay 0).
+_REC_QWORDS = abi.EVENT_RECORD.size // 8
+_REC_SOURCE_WORD = 24 // 4
+assert abi.EVENT_RECORD.format == "=QQQII16x" and struct.calcsize("=QQQ") == 24
+
+
+def pack_siginfos(data: bytes, signo: int, last_seqno: int) -> bytearray | None:
+    """The upcall signals of one signalfd read as queue records, decoded a column at a time.
+
+    ``data`` is a read(2) of the signalfd of ``signo``, ``last_seqno`` the
+    subscriber's seqno before them. The result is ``struct upcall_event``
+    records (:data:`abi.EVENT_RECORD`: seqno, 0, value, source, 0), built
+    with a few copies over the whole read rather than an object per signal.
+    None when the read is not a plain run of upcall events, for the caller to
+    decode signal by signal: a signal that is not upcall's (another
+    signo or si_code), or seqnos that are not consecutive (a drop among them).
+    """
+    n = len(data) // SIGNALFD_SIGINFO_SIZE
+    if not n or len(data) % SIGNALFD_SIGINFO_SIZE:
+        return None
+    words = memoryview(data).cast("i")
+    codes = words[2::_SSI_WORDS].tolist()
+    lo, hi = min(codes), max(codes)
+    if lo < abi.UPCALL_SI_CODE_MIN or hi > abi.UPCALL_SI_CODE_BASE:
+        return None
+    if words[0::_SSI_WORDS].tolist().count(signo) != n:
+        return None
+    lows = memoryview(data).cast("I")[1::_SSI_WORDS]
+    if (lows[n - 1] - lows[0]) % SEQNO_LOW_MOD != n - 1:
+        return None
+    first = extend_seqno(last_seqno, lows[0])
+    out = bytearray(abi.EVENT_RECORD.size * n)
+    qwords = memoryview(out).cast("Q")
+    qwords[0::_REC_QWORDS] = array.array("Q", range(first, first + n))
+    qwords[2::_REC_QWORDS] = memoryview(data).cast("Q")[_SSI_PTR_QWORD :: _SSI_WORDS // 2]
+    base = abi.UPCALL_SI_CODE_BASE
+    sources = (
+        array.array("I", [base - lo]) * n
+        if lo == hi
+        else array.array("I", [base - c for c in codes])
+    )
+    memoryview(out).cast("I")[_REC_SOURCE_WORD :: _REC_QWORDS * 2] = sources
+    return out
 
 
 SEQNO_LOW_MOD = 1 << 32
@@ -414,3 +473,54 @@ class SignalClaim:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+class SignalCarried:
+    """The face of a subscription that a real-time signal reaches, read through a signalfd.
+
+    A mixin for the signal transport (the signal is the event) and fasync
+    (the signal announces records): their :attr:`signo`, :attr:`thread`,
+    :attr:`foreign` and :meth:`fileno`, and the release of their
+    :class:`SignalClaim`. It goes before the subscription class in the bases.
+    """
+
+    transport: str
+    _signo: int
+    _thread: bool
+    _foreign: int
+    _sfd: int
+    _claim: SignalClaim | None
+
+    @property
+    def signo(self) -> int:
+        """The real-time signal that arrives (for fasync, the one ``F_SETSIG`` names)."""
+        return self._signo
+
+    @property
+    def thread(self) -> bool:
+        """True if the signals are directed at the subscribing thread only."""
+        return self._thread
+
+    @property
+    def foreign(self) -> int:
+        """Signals of :attr:`signo` read that were not upcall's, skipped; 0 if none."""
+        return self._foreign
+
+    def fileno(self) -> int:
+        """The signalfd: readable when a signal is pending for the *polling* thread.
+
+        Poll it from a thread the signals go to: the kernel reports the
+        pending signals of the thread that polls.
+        """
+        if self._sfd < 0:
+            raise ClosedError(f"the {self.transport} subscription is closed")
+        return self._sfd
+
+    def _release_claim(self) -> None:
+        # No more signals come once the file is closed or detached: the claim
+        # discards what is queued, then unblocks (a pending real-time
+        # signal's default action terminates the process).
+        self._sfd = -1
+        claim, self._claim = self._claim, None
+        if claim is not None:
+            claim.close()

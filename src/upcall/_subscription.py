@@ -21,20 +21,20 @@ import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
-from types import TracebackType
-from typing import TYPE_CHECKING, Protocol, Self
+from typing import TYPE_CHECKING, Protocol
 
 from . import _signals as signals
 from . import abi
 from ._aio import Waiter
 from ._batch import Batch
+from ._closing import Closing
 from ._dispatch import Callback, Dispatcher
 from ._errors import ClosedError, SignalSetupError, UpcallError, WrongThreadError
 from ._event import Event, make_event, monotonic_ns
 from ._timeout import deadline as _deadline
 from ._timeout import poll_ms as _poll_ms
 from ._timeout import remaining as _remaining
-from .abi import Stats
+from .abi import EVENT_RECORD, Stats
 
 if TYPE_CHECKING:
     from ._core import Reader as _CoreReader
@@ -115,7 +115,7 @@ def check_queue_size(queue_size: int | None) -> int:
     return queue_size
 
 
-class Subscription(abc.ABC):
+class Subscription(Closing):
     """The events of one subscriber, whatever the transport.
 
     Events are read in order into an internal buffer and handed out from it,
@@ -181,13 +181,13 @@ class Subscription(abc.ABC):
     def _teardown(self) -> None:
         """Release what the transport holds; the kernel subscription is closed already."""
 
-    def _check_thread(self) -> None:  # noqa: B027 - optional hook
+    def _check_thread(self) -> None:
         """Raise WrongThreadError if the calling thread cannot read the events."""
 
-    def _watcher_attach(self) -> None:  # noqa: B027 - optional hook
+    def _watcher_attach(self) -> None:
         """Run in the watcher thread before it waits, to direct events at it."""
 
-    def _main_attach(self) -> None:  # noqa: B027 - optional hook
+    def _main_attach(self) -> None:
         """Run in the main thread by :meth:`run`: direct events back at it.
 
         Undoes :meth:`_watcher_attach` while run() reads in the main thread.
@@ -197,7 +197,7 @@ class Subscription(abc.ABC):
     def _choose_dispatch_signal(self) -> int:
         """The signal number whose Python handler dispatches callbacks."""
 
-    def _detach(self) -> None:  # noqa: B027 - optional hook
+    def _detach(self) -> None:
         """Stop the kernel notifying this process, before the file is closed.
 
         Best effort: errors are the caller's to ignore. The file may be
@@ -738,19 +738,8 @@ class Subscription(abc.ABC):
             os.close(self._wake_fd)
             self._buffer.clear()
 
-    def __enter__(self) -> Self:
-        return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-
-class SignalSubscription(Subscription):
+class SignalSubscription(signals.SignalCarried, Subscription):
     """Events delivered as one real-time signal each, read through a signalfd.
 
     Where the signals go decides where they can be read. The module queues a
@@ -792,6 +781,7 @@ class SignalSubscription(Subscription):
         super().__init__(file)
         self._queue_size = 0
         self._sfd = -1
+        self._claim: signals.SignalClaim | None = None
         self._foreign = 0
         self._thread = thread
         with contextlib.ExitStack() as undo:
@@ -829,34 +819,9 @@ class SignalSubscription(Subscription):
         self._file.subscribe(abi.UPCALL_TRANSPORT_SIGNAL, signo, flags, self._queue_size)
 
     @property
-    def signo(self) -> int:
-        """The signal number the events arrive with."""
-        return self._signo
-
-    @property
-    def thread(self) -> bool:
-        """True if the signals are directed at the subscribing thread only."""
-        return self._thread
-
-    @property
     def tid(self) -> int:
         """The kernel thread id the events are read in (the subscribing thread)."""
         return self._tid
-
-    @property
-    def foreign(self) -> int:
-        """Signals of :attr:`signo` that were not upcall events, skipped; 0 if none."""
-        return self._foreign
-
-    def fileno(self) -> int:
-        """The signalfd: readable when a signal is pending for the *polling* thread.
-
-        Poll it from the subscribing thread: the kernel reports the pending
-        signals of the thread that polls.
-        """
-        if self._sfd < 0:
-            raise ClosedError("the signal subscription is closed")
-        return self._sfd
 
     def _check_thread(self) -> None:
         if signals.current_tid() != self._tid:
@@ -867,12 +832,24 @@ class SignalSubscription(Subscription):
             )
 
     def _read_records(self, max_records: int) -> list[Event]:
-        infos = signals.read_siginfos(self._sfd, max_records)
-        if not infos:
-            return []
+        data = signals.read_signalfd(self._sfd, max_records)
+        return self._decode(data, monotonic_ns()) if data else []
+
+    def _read_batch(self, max_records: int) -> Batch:
+        data = signals.read_signalfd(self._sfd, max_records)
         now = monotonic_ns()
+        records = signals.pack_siginfos(data, self._signo, self._last_seqno)
+        if records is None:  # none read, or not a plain run: signal by signal
+            return Batch.from_events(self._decode(data, now), self.transport, now)
+        n = len(records) // EVENT_RECORD.size
+        first = EVENT_RECORD.unpack_from(records)[0]
+        self._account_run(first, first + n - 1, n)
+        return Batch(records, self.transport, now, signo=self._signo, stamped=False)
+
+    def _decode(self, data: bytes, now: int) -> list[Event]:
+        """The events among the signals of one signalfd read (accounted)."""
         events: list[Event] = []
-        for info in infos:
+        for info in signals.parse_siginfos(data):
             source = abi.source_from_si_code(info.code)
             if source is None or info.signo != self._signo:
                 self._foreign += 1
@@ -919,8 +896,7 @@ class SignalSubscription(Subscription):
     def _teardown(self) -> None:
         # Discard what is still queued, then unblock: a pending signal would
         # otherwise run its default action (terminate).
-        self._sfd = -1
-        self._claim.close()
+        self._release_claim()
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"tid={self._target_tid}"

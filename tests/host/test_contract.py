@@ -7,11 +7,13 @@ and signal delivery through real BPF programs (the user-triggered hook; as
 root, as tests/host/test_bpf.py). What a user relies on is the same for
 all: events in order with their values, ``received``/``lost``, ``wait``,
 ``read``, ``poll``, ``read_batch``, iteration, ``async for``, ``on_event``
-in the main thread, and ``close`` from any thread.
+in the main thread, and ``close`` from any thread. The per-transport test
+modules keep only what is a transport's own (signal masks, threads, its
+notification, its decoding).
 
 The netlink transport needs the module's generic netlink family, which the
-host kernel cannot have: tests/kernel/test_transports.py holds it to the
-same behaviour against the real module, with every other transport.
+host kernel cannot have: tests/kernel/test_contract_module.py runs these
+same tests against the real module, on every transport.
 """
 
 from __future__ import annotations
@@ -104,6 +106,9 @@ def test_nothing_pending(source: Source) -> None:
     t0 = time.monotonic()
     assert sub.read(1, timeout=0.05) == []
     assert time.monotonic() - t0 >= 0.05
+    t0 = time.monotonic()
+    assert sub.wait(0.05) is False
+    assert time.monotonic() - t0 >= 0.05
 
 
 def test_read_takes_what_is_there_without_waiting_for_more(source: Source) -> None:
@@ -135,6 +140,8 @@ def test_fileno_polls_readable_while_events_wait(source: Source) -> None:
 
 def test_poll_then_read(source: Source) -> None:
     source.emit([5, 6, 7])
+    assert source.sub.wait(10) is True
+    assert source.sub.wait(0) is True  # waiting takes nothing
     first = source.sub.poll(10)
     assert first is not None and first.value == 5
     assert read_n(source.sub, 2) == [6, 7]
@@ -241,7 +248,10 @@ def test_a_closed_subscription_refuses_use(source: Source) -> None:
         lambda: sub.read_batch(1, timeout=0),
         sub.stats,
         sub.fileno,
+        lambda: sub.run(0),
+        lambda: sub.on_event(print),
     ):
         with pytest.raises(ClosedError):
             use()
+    assert list(sub.events(0)) == []  # iterating a closed subscription just ends
     assert "received=0" in repr(sub)

@@ -12,7 +12,6 @@ only), multicast to a real group to see ENOBUFS counted as loss.
 
 from __future__ import annotations
 
-import asyncio
 import ctypes
 import errno
 import json
@@ -26,7 +25,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -38,7 +37,7 @@ import upcall
 from upcall import _accel, abi
 from upcall import _device as device
 from upcall import _signals as signals
-from upcall._errors import ClosedError, DeviceError, SignalSetupError, WrongThreadError
+from upcall._errors import DeviceError, SignalSetupError, WrongThreadError
 from upcall._event import Event, monotonic_ns
 from upcall._signals import choose_signal
 from upcall._transports import nlmsg, records
@@ -169,17 +168,6 @@ def test_fileno_is_ready_after_an_emit(
         assert sub.fileno() == expected
 
 
-def test_gap_counted_as_lost(file: FakeQueueFile, sub: QueueSubscription) -> None:
-    file.emit(1)
-    file.emit(2, drop=True)
-    file.emit(3, drop=True)
-    file.emit(4)
-    events = sub.read(10, timeout=5)
-    assert [e.seqno for e in events] == [1, 4] and values(events) == [1, 4]
-    assert sub.lost == 2 == sub.stats().dropped
-    assert sub.received == 2 and sub.last_seqno == 4
-
-
 def test_seqnos_carry_on_from_an_earlier_subscription(kind: str, file: FakeQueueFile) -> None:
     file.seqno = 41  # the file subscribed before, and its seqno carries on
     with make(kind, file) as sub:
@@ -208,49 +196,6 @@ def test_small_reads_after_one_notification_miss_nothing(
     assert sub.wait(0) is False
     file.emit(9)
     assert sub.wait(5) is True and values(sub.read()) == [9]
-
-
-def test_wait_wakes_on_emit_from_another_thread(
-    file: FakeQueueFile, sub: QueueSubscription
-) -> None:
-    timer = threading.Timer(0.05, file.emit, args=(11,))
-    timer.start()
-    try:
-        assert sub.wait(5) is True
-    finally:
-        timer.join()
-    assert values(sub.read()) == [11]
-
-
-def test_nonblocking_when_empty(sub: QueueSubscription) -> None:
-    assert sub.poll() is None
-    assert sub.read(block=False) == []
-    assert sub.wait(0) is False
-
-
-def test_iteration_and_leaving_early(file: FakeQueueFile, sub: QueueSubscription) -> None:
-    for v in range(6):
-        file.emit(v)
-    for ev in sub:
-        if ev.value == 1:
-            break
-    assert [e.value for e in sub.events(timeout=0.05)] == [2, 3, 4, 5]
-
-
-def test_async_for(file: FakeQueueFile, sub: QueueSubscription) -> None:
-    async def main() -> list[int]:
-        loop = asyncio.get_running_loop()
-        for i, v in enumerate((10, -1, 30)):
-            loop.call_later(0.02 * (i + 1), file.emit, v)
-        got = []
-        async for ev in sub:
-            got.append(ev.signed_value)
-            if len(got) == 3:
-                break
-        assert sub._waiter and not loop.remove_reader(sub._waiter.fileno())
-        return got
-
-    assert asyncio.run(main()) == [10, -1, 30]
 
 
 def test_on_event_in_the_main_thread_drains_past_a_batch(
@@ -335,27 +280,6 @@ def test_close_from_another_thread_ends_run(file: FakeQueueFile, sub: QueueSubsc
     assert sub.run(timeout=30) == 0
     timer.join()
     assert time.monotonic() - started < 20 and file.closed
-
-
-def test_close_from_another_thread_wakes_the_reader(
-    file: FakeQueueFile, sub: QueueSubscription
-) -> None:
-    timer = threading.Timer(0.05, sub.close)
-    timer.start()
-    with pytest.raises(ClosedError):
-        sub.read(timeout=10)
-    timer.join()
-    assert file.closed
-
-
-def test_closed_subscription_refuses_use(file: FakeQueueFile, sub: QueueSubscription) -> None:
-    sub.close()
-    sub.close()
-    calls: list[Callable[[], object]] = [sub.read, lambda: sub.wait(0), sub.fileno, sub.stats]
-    for call in calls:
-        with pytest.raises(ClosedError):
-            call()
-    assert list(sub.events(0)) == []
 
 
 # -- fasync ------------------------------------------------------------------------------
@@ -916,18 +840,6 @@ def test_read_batch_is_columns_over_the_records(
     assert values(sub.read(100, timeout=5)) == list(range(64, 100))
     assert sub.received == 100 and sub.lost == 0
     assert not sub.read_batch(10, timeout=0)
-
-
-def test_read_batch_takes_what_read_left_first(file: FakeQueueFile, sub: QueueSubscription) -> None:
-    for v in range(10):
-        file.emit(v)
-    assert values(sub.read(1, timeout=5)) == [0]  # the rest waits in the subscription
-    file.emit(10, drop=True)
-    file.emit(11)
-    got = sub.read_batch(100, timeout=5).value.tolist()
-    got += sub.read_batch(100, timeout=5).value.tolist()
-    assert got == [*range(1, 10), 11]
-    assert sub.lost == 1
 
 
 def test_read_batch_waits_and_times_out(file: FakeQueueFile, sub: QueueSubscription) -> None:

@@ -7,7 +7,6 @@ signals through rt_tgsigqueueinfo(2)); everything on the receiving side
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
@@ -15,7 +14,7 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 from fakes import FakeModule, reads_in_main_thread, signal_state_guard  # noqa: F401 - fixture
@@ -168,105 +167,9 @@ def test_one_read_takes_the_whole_batch(module: FakeModule, sub: SignalSubscript
     assert len({e.received_ns for e in events}) == 1
 
 
-def test_nonblocking_when_empty(sub: SignalSubscription) -> None:
-    t0 = time.monotonic()
-    assert sub.poll() is None
-    assert sub.read(block=False) == []
-    assert sub.read(8, timeout=0) == []
-    assert sub.wait(0) is False
-    assert time.monotonic() - t0 < 0.5
-
-
-def test_wait_times_out(sub: SignalSubscription) -> None:
-    t0 = time.monotonic()
-    assert sub.wait(0.2) is False
-    assert time.monotonic() - t0 >= 0.19
-
-
-def test_wait_true_then_read(module: FakeModule, sub: SignalSubscription) -> None:
-    module.emit(5)
-    assert sub.wait(5) is True
-    assert sub.wait(0) is True  # still there: wait does not consume
-    assert [e.value for e in sub.read()] == [5]
-
-
-def test_wait_wakes_on_signal_from_another_thread(
-    module: FakeModule, sub: SignalSubscription
-) -> None:
-    # The emitting thread inherits the blocked mask from this thread.
-    timer = threading.Timer(0.1, module.emit, args=(11,))
-    timer.start()
-    try:
-        assert sub.wait(5) is True
-    finally:
-        timer.join()
-    assert sub.read()[0].value == 11
-
-
-def test_blocking_iteration(module: FakeModule, sub: SignalSubscription) -> None:
-    for v in (1, 2, 3):
-        module.emit(v)
-    got = [e.value for e in sub.events(timeout=0.1)]
-    assert got == [1, 2, 3]
-
-
-def test_leaving_iteration_early_loses_nothing(module: FakeModule, sub: SignalSubscription) -> None:
-    for v in range(6):
-        module.emit(v)
-    for ev in sub:
-        if ev.value == 1:
-            break
-    assert [e.value for e in sub.read(10, timeout=1)] == [2, 3, 4, 5]
-
-
 def test_read_rejects_bad_max(sub: SignalSubscription) -> None:
     with pytest.raises(ValueError):
         sub.read(0)
-
-
-# -- asyncio --------------------------------------------------------------------------
-
-
-def test_async_for(module: FakeModule, sub: SignalSubscription) -> None:
-    async def main() -> list[int]:
-        loop = asyncio.get_running_loop()
-        for i, v in enumerate((10, -1, 30)):
-            loop.call_later(0.02 * (i + 1), module.emit, v)
-        got = []
-        async for ev in sub:
-            got.append(ev.signed_value)
-            if len(got) == 3:
-                break
-        # the reader is gone once the loop is left
-        assert sub._waiter and not loop.remove_reader(sub._waiter.fileno())
-        return got
-
-    assert asyncio.run(main()) == [10, -1, 30]
-
-
-def test_async_timeout_and_cancel_lose_nothing(module: FakeModule, sub: SignalSubscription) -> None:
-    async def main() -> None:
-        assert await sub.aread(timeout=0.05) == []
-        task = asyncio.create_task(sub.aread(1))
-        await asyncio.sleep(0.05)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        assert sub._waiter and not asyncio.get_running_loop().remove_reader(sub._waiter.fileno())
-        module.emit(8)
-        got = [e.value async for e in sub.aevents(timeout=0.1)]
-        assert got == [8]
-
-    asyncio.run(main())
-
-
-def test_async_wakes_on_close(sub: SignalSubscription) -> None:
-    async def main() -> list[Event]:
-        asyncio.get_running_loop().call_later(0.05, sub.close)
-        return [e async for e in sub]
-
-    assert asyncio.run(main()) == []
-    assert sub.closed
 
 
 # -- callbacks ------------------------------------------------------------------------
@@ -453,26 +356,6 @@ def test_close_with_pending_events_does_not_kill() -> None:
     assert (r.returncode, r.stdout.strip()) == (0, "alive"), r.stderr
 
 
-def test_closed_subscription_refuses_use(module: FakeModule) -> None:
-    sub = SignalSubscription(module)
-    sub.close()
-    sub.close()  # idempotent
-    assert sub.closed and module.closed
-    calls: list[Callable[[], object]] = [
-        sub.read,
-        lambda: sub.wait(0),
-        sub.poll,
-        sub.fileno,
-        sub.stats,
-        lambda: sub.run(0),
-    ]
-    calls.append(lambda: sub.on_event(print))
-    for call in calls:
-        with pytest.raises(ClosedError):
-            call()
-    assert list(sub.events(0)) == []  # iteration over a closed subscription just ends
-
-
 def test_another_thread_with_signal_unblocked_is_refused(module: FakeModule) -> None:
     signo = choose_signal()
     release = threading.Event()
@@ -638,6 +521,63 @@ def test_real_signals_round_trip(start: int, script: list[tuple[int, int, int]])
         got = sub.read(len(script), timeout=5)
         assert [(e.seqno, e.value, e.source) for e in got] == expected
         assert sub.lost == sum(d for d, _, _ in script) == sub.stats().dropped
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    start=st.one_of(st.integers(0, 1 << 40), st.integers((1 << 32) - 40, (1 << 32) + 40)),
+    script=st.lists(
+        st.tuples(
+            st.integers(0, 2),  # events dropped before this one
+            st.booleans(),  # a foreign signal (sigqueue(3)-style) before it
+            st.integers(abi.S64_MIN, abi.U64_MAX),
+            st.integers(0, abi.UPCALL_SOURCE_MAX),
+        ),
+        min_size=1,
+        max_size=30,
+    ),
+)
+def test_read_batch_round_trip(start: int, script: list[tuple[int, bool, int, int]]) -> None:
+    """read_batch's columns hold what read() would give, runs and irregular reads alike."""
+    module = FakeModule()
+    module.seqno = start
+    expected = []
+    with SignalSubscription(module) as sub:
+        for drops, foreign, value, source in script:
+            for _ in range(drops):
+                module.emit(0, drop=True)
+            if foreign:
+                signals.queue_signal(os.getpid(), sub.signo, code=-1, value=value)
+            module.emit(value, source)
+            expected.append((module.seqno, abi.encode_value(value), source))
+        batch = sub.read_batch(len(script) * 2, timeout=5)
+        cols = (batch.seqno.tolist(), batch.value.tolist(), batch.source.tolist())
+        columns = list(zip(*cols, strict=True))
+        assert columns == expected
+        assert [(e.seqno, e.value, e.source, e.signo) for e in batch] == [
+            (*x, sub.signo) for x in expected
+        ]
+        assert not batch.stamped and set(batch.timestamp_ns.tolist()) == {0}
+        assert batch.signo == sub.signo and batch.transport == "signal"
+        assert sub.received == len(script)
+        assert sub.lost == sum(d for d, _, _, _ in script) == sub.stats().dropped
+        assert sub.foreign == sum(f for _, f, _, _ in script)
+
+
+def test_read_batch_of_a_run_decodes_no_signal_alone(
+    module: FakeModule, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A plain run of events is decoded in columns, not one siginfo object each."""
+    module.seqno = (1 << 32) - 3  # and across the 32-bit wrap of si_errno
+    with SignalSubscription(module) as sub:
+        for v in range(6):
+            module.emit(v, source=v % 2)
+        with monkeypatch.context() as m:
+            m.setattr(SignalSubscription, "_decode", None)  # the signal-by-signal path
+            batch = sub.read_batch(64, timeout=5)
+        assert batch.seqno.tolist() == [(1 << 32) - 2 + i for i in range(6)]
+        assert batch.value.tolist() == list(range(6)) and batch.source.tolist() == [0, 1] * 3
+        assert sub.last_seqno == (1 << 32) + 3 and sub.received == 6 and sub.lost == 0
 
 
 # -- queue size ------------------------------------------------------------------------------

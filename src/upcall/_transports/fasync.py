@@ -20,7 +20,7 @@ from typing import Any
 
 from .. import _signals as signals
 from .._batch import Batch
-from .._errors import ClosedError, SignalSetupError, WrongThreadError
+from .._errors import SignalSetupError, WrongThreadError
 from .._event import Event
 from .._subscription import QueueFile
 from .queue import QueueSubscription
@@ -42,7 +42,7 @@ _SIGINFO_KEY = struct.Struct("=I4xi8xi104x")
 assert _SIGINFO_KEY.size == signals.SIGNALFD_SIGINFO_SIZE
 
 
-class FasyncSubscription(QueueSubscription):
+class FasyncSubscription(signals.SignalCarried, QueueSubscription):
     """The QUEUE transport, woken by a real-time signal that the kernel sends as SIGIO.
 
     The signal is read through a signalfd (:meth:`fileno`); every one must
@@ -135,21 +135,6 @@ class FasyncSubscription(QueueSubscription):
     # -- reading ----------------------------------------------------------------
 
     @property
-    def signo(self) -> int:
-        """The real-time signal the kernel sends (``F_SETSIG``)."""
-        return self._signo
-
-    @property
-    def thread(self) -> bool:
-        """True if the signals are directed at the subscribing thread only."""
-        return self._thread
-
-    @property
-    def foreign(self) -> int:
-        """Signals read that were not this file's POLL_IN notification; 0 if none."""
-        return self._foreign
-
-    @property
     def sigio(self) -> int:
         """Plain SIGIOs read (the kernel's fallback when the RT signal queue is full)."""
         return self._sigio
@@ -158,12 +143,6 @@ class FasyncSubscription(QueueSubscription):
     def notifications(self) -> int:
         """This file's POLL_IN signals read so far."""
         return self._notifications
-
-    def fileno(self) -> int:
-        """The signalfd: readable when a notification is pending for the polling thread."""
-        if self._sfd < 0:
-            raise ClosedError("the fasync subscription is closed")
-        return self._sfd
 
     def _check_thread(self) -> None:
         if self._thread and signals.current_tid() != self._owner_tid:
@@ -249,15 +228,6 @@ class FasyncSubscription(QueueSubscription):
             fd = self._fd
             fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_ASYNC)
             fcntl.fcntl(fd, fcntl.F_SETOWN, 0)
-
-    def _release_claim(self) -> None:
-        # The file is closed, so no more signals come: the claim discards
-        # what is queued, then unblocks (a pending RT signal's default
-        # action terminates).
-        self._sfd = -1
-        claim, self._claim = self._claim, None
-        if claim is not None:
-            claim.close()
 
     def _teardown(self) -> None:
         try:

@@ -16,8 +16,10 @@ import os
 import select
 import struct
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from upcall import _signals as signals
 from upcall._batch import Batch
@@ -681,22 +683,21 @@ class BpfSubscription(Subscription):
         if self._closed or obj is None:
             raise ClosedError("the BPF subscription is closed")
         lb = _libbpf.lib()
-        progs = []
-        p = lb.bpf_object__next_program(obj, None)
-        while p:
-            fd = lb.bpf_program__fd(p)
-            if fd >= 0:
-                progs.append(_libbpf.obj_id(fd))
-            p = lb.bpf_object__next_program(obj, p)
-        maps = []
-        m = lb.bpf_object__next_map(obj, None)
-        while m:
-            fd = lb.bpf_map__fd(m)
-            if fd >= 0:
-                maps.append(_libbpf.obj_id(fd))
-            m = lb.bpf_object__next_map(obj, m)
-        links = [_libbpf.obj_id(lb.bpf_link__fd(lk)) for lk in self._file.links]
-        return {"progs": progs, "maps": maps, "links": links}
+
+        def ids(next_of: Callable[..., Any], fd_of: Callable[..., int]) -> list[int]:
+            # libbpf's iterators: next_of(obj, None) is the first, NULL ends.
+            out, item = [], next_of(obj, None)
+            while item:
+                if (fd := fd_of(item)) >= 0:
+                    out.append(_libbpf.obj_id(fd))
+                item = next_of(obj, item)
+            return out
+
+        return {
+            "progs": ids(lb.bpf_object__next_program, lb.bpf_program__fd),
+            "maps": ids(lb.bpf_object__next_map, lb.bpf_map__fd),
+            "links": [_libbpf.obj_id(lb.bpf_link__fd(lk)) for lk in self._file.links],
+        }
 
     @property
     def signo(self) -> int | None:
