@@ -17,7 +17,7 @@ KERNEL_PACKAGES := linux-image-amd64 linux-headers-amd64 \
 	linux-image-6.12-rt-amd64 linux-headers-6.12-rt-amd64
 APT_PACKAGES := qemu-system-x86 $(KERNEL_PACKAGES) \
 	busybox-static kmod sparse gcc make binutils python3-venv python3-dev \
-	dkms dh-dkms debhelper dpkg-dev fakeroot linux-source-6.1 linux-source-6.12 gcc-multilib
+	dkms dh-dkms debhelper dpkg-dev fakeroot linux-source-6.1 linux-source-6.12 gcc-multilib strace
 STAMP := build/.stamp
 
 help:

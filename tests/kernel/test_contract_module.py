@@ -21,15 +21,26 @@ from fakes import Source
 from test_contract import *  # noqa: F403 - the contract's tests and helpers
 
 import upcall
-from upcall import abi
+from upcall import _accel, abi
 
 USER = abi.UPCALL_SOURCE_USER
 
 
-# In place of the contract's own fixture: the real module's subscriptions.
-@pytest.fixture(params=["queue", "fasync", "eventfd", "signal", "netlink"])  # type: ignore[no-redef]
-def source(request: pytest.FixtureRequest, dev: upcall.Device) -> Iterator[Source]:
-    sub = dev.subscribe(str(request.param), sources=USER)
+# In place of the contract's own fixture: the real module's subscriptions,
+# the queue-record ones also on the pure-Python path (as on the host).
+@pytest.fixture(  # type: ignore[no-redef]
+    params=["queue", "fasync", "eventfd", "signal", "netlink", *PURE]  # noqa: F405
+)
+def source(
+    request: pytest.FixtureRequest, dev: upcall.Device, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Source]:
+    via = str(request.param)
+    if via.endswith("-pure"):
+        via = via.removesuffix("-pure")
+        monkeypatch.setattr(_accel, "Reader", None)
+    sub = dev.subscribe(via, sources=USER)
+    if via in ("queue", "fasync", "eventfd"):
+        assert (sub._core is not None) == (_accel.compiled() and via == request.param)
 
     def emit(values: list[int]) -> None:
         for v in values:
