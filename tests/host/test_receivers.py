@@ -12,6 +12,7 @@ only), multicast to a real group to see ENOBUFS counted as loss.
 
 from __future__ import annotations
 
+import array
 import ctypes
 import errno
 import json
@@ -691,6 +692,54 @@ def test_netlink_not_an_event(data: bytes, expected: str) -> None:
     assert isinstance(got, str) and got.startswith(expected)
 
 
+SLOT = 128
+
+
+@settings(max_examples=80)
+@given(
+    st.lists(
+        st.tuples(
+            st.tuples(st.integers(0, U64), st.integers(0, U64), st.integers(0, U64)),
+            st.integers(0, 0xFFFFFFFF),
+            st.sampled_from(["plain", "plain", "plain", "pad", "other-sub", "family", "cut"]),
+        ),
+        min_size=1,
+        max_size=12,
+    )
+)
+def test_netlink_batch_in_columns_is_what_parsing_gives(
+    datagrams: list[tuple[tuple[int, int, int], int, str]],
+) -> None:
+    """pack_events: every datagram one plain event of ours, or None (parse each)."""
+    buf = bytearray(SLOT * len(datagrams))
+    lengths, flags = [], []
+    for i, ((seqno, ts, value), source, kind) in enumerate(datagrams):
+        data = message(
+            kernel_attrs(ME + (kind == "other-sub"), seqno, ts, value, source, pad=kind == "pad"),
+            family=FAMILY + (kind == "family"),
+        )
+        buf[i * SLOT : i * SLOT + len(data)] = data
+        lengths.append(len(data) - 4 * (kind == "cut"))
+        flags.append(socket.MSG_TRUNC if kind == "cut" else 0)
+    got = nlmsg.pack_events(
+        buf,
+        SLOT,
+        len(datagrams),
+        memoryview(array.array("I", lengths)),
+        memoryview(array.array("I", flags)),
+        FAMILY,
+        ME,
+    )
+    if any(kind != "plain" for _, _, kind in datagrams):
+        assert got is None
+        return
+    assert got is not None
+    records = [abi.EVENT_RECORD.unpack_from(got, i * 48) for i in range(len(datagrams))]
+    parsed = [parse(bytes(buf[i * SLOT : i * SLOT + 76]))[0] for i in range(len(datagrams))]
+    assert all(isinstance(p, tuple) for p in parsed)
+    assert records == [(p[1], p[2], p[3], p[4], 0) for p in parsed if isinstance(p, tuple)]
+
+
 # -- netlink: the socket -----------------------------------------------------------------
 
 
@@ -774,6 +823,13 @@ with NetlinkSubscription(f, queue_size=16, family=GenlFamily(FAMILY, GROUP), mul
     ev = sub.read(10, timeout=5)
     out["small"] = [[e.seqno, e.value, e.transport] for e in ev]
     out["small_foreign"] = sub.foreign
+    # read_batch: a plain run in columns, then one with a foreign message in it.
+    send(4); send(5); send(6)
+    b = sub.read_batch(10, timeout=5)
+    out["batch"] = [b.seqno.tolist(), b.value.tolist(), b.transport, len(b)]
+    send(7); send(8, sub=ME + 1); send(9)
+    b = sub.read_batch(10, timeout=5)
+    out["batch_mixed"] = [b.seqno.tolist(), sub.foreign, sub.received, sub.lost]
 with NetlinkSubscription(File(), rcvbuf=1, family=GenlFamily(FAMILY, GROUP), multicast=True) as sub:
     n = 300
     for s in range(1, n + 1):
@@ -811,6 +867,9 @@ def test_netlink_multicast_and_overrun_in_a_private_namespace() -> None:
     ]
     assert out["small"] == [[1, 10, "netlink"], [3, 30, "netlink"]]
     assert out["small_foreign"] == 1
+    assert out["batch"] == [[4, 5, 6], [40, 50, 60], "netlink", 3]
+    # 2 and 8 went to another subscriber: foreign here, and gaps in this one's seqnos
+    assert out["batch_mixed"] == [[7, 9], 2, 7, 2]
     burst = out["burst"]
     assert burst["overruns"] >= 1, burst
     assert burst["last"] == 301 and burst["seqnos_rise"]

@@ -104,6 +104,15 @@ class DatagramReader:
                 return 0
             raise OSError(err, os.strerror(err))
 
+    def columns(self, n: int) -> tuple[memoryview, memoryview]:
+        """The lengths and the msg_flags of the first ``n`` datagrams, as two u32 columns.
+
+        :meth:`lengths` without an object per datagram (for a batch decoder).
+        """
+        words = memoryview(ctypes.string_at(self._hdrs_addr, n * _MMSG_SIZE)).cast("I")
+        step = _MMSG_SIZE // 4
+        return words[_LEN_AT // 4 :: step], words[_FLAGS_AT // 4 :: step]
+
     def lengths(self, n: int) -> list[tuple[int, int]]:
         """(length, msg_flags) of the first ``n`` datagrams of the last :meth:`recv`.
 

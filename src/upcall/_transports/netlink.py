@@ -25,9 +25,11 @@ from typing import Any
 
 from .. import _signals as signals
 from .. import abi
+from .._batch import Batch
 from .._errors import ClosedError, DeviceError, UpcallError
 from .._event import Event, make_event, monotonic_ns
 from .._subscription import SubscriberFile, Subscription, check_queue_size, detach_to_queue
+from ..abi import EVENT_RECORD
 from . import nlmsg
 from .mmsg import DatagramReader
 
@@ -353,9 +355,27 @@ class NetlinkSubscription(Subscription):
 
     def _read_records(self, max_records: int) -> list[Event]:
         n = self._receive(max_records)
-        if n == 0:
-            return []
+        return self._decode(n, monotonic_ns()) if n else []
+
+    def _read_batch(self, max_records: int) -> Batch:
+        n = self._receive(max_records)
         now = monotonic_ns()
+        if not n:
+            return Batch.empty(self.transport, now)
+        reader = self._reader
+        lengths, flags = reader.columns(n)
+        records = nlmsg.pack_events(
+            reader.buffer, reader.slot_size, n, lengths, flags, self._family.family_id, self._id
+        )
+        if records is None:  # not one plain event per datagram: message by message
+            return Batch.from_events(self._decode(n, now), self.transport, now)
+        first = EVENT_RECORD.unpack_from(records)[0]
+        last = EVENT_RECORD.unpack_from(records, len(records) - EVENT_RECORD.size)[0]
+        self._account_run(first, last, n)
+        return Batch(records, self.transport, now)
+
+    def _decode(self, n: int, now: int) -> list[Event]:
+        """The events among the ``n`` datagrams just received (accounted)."""
         reader, family_id, me = self._reader, self._family.family_id, self._id
         buf, slot = reader.buffer, reader.slot_size
         events: list[Event] = []

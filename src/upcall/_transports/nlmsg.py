@@ -152,3 +152,73 @@ def _parse_one(
     if missing:
         return f"malformed: no {', '.join(missing)} attribute"
     return cast(EventFields, tuple(fields))
+
+
+# The kernel's layout (_FAST) as 32-bit words, for decoding a batch a column
+# at a time: the word holding nlmsg_len, each attribute's header word (its
+# length | type << 16) with the value it must have, and the words of the
+# fields a batch keeps.
+_W_LEN = 0
+_NLA_HEADERS = (
+    (5, 12 | abi.UPCALL_ATTR_SUBSCRIBER << 16),
+    (8, 12 | abi.UPCALL_ATTR_SEQNO << 16),
+    (11, 12 | abi.UPCALL_ATTR_TIMESTAMP << 16),
+    (14, 12 | abi.UPCALL_ATTR_VALUE << 16),
+    (17, 8 | abi.UPCALL_ATTR_SOURCE << 16),
+)
+_W_SUBSCRIBER = 6
+# (word in the message, word in the queue record): seqno, timestamp, value
+# (two words each, copied as they are, so byte order is kept), source.
+_W_COPY = ((9, 0), (10, 1), (12, 2), (13, 3), (15, 4), (16, 5), (18, 6))
+_H_TYPE = 2  # nlmsg_type, as 16-bit words
+_B_CMD = NLMSG_HDRLEN  # genlmsghdr.cmd, as bytes
+assert struct.calcsize("=IHHIIBBH") == 5 * 4 and struct.calcsize("=IHHIIBBHHHQHH") == 9 * 4
+assert struct.calcsize("=IHHIIBBHHHQHHQHHQHHQHH") == 18 * 4 == FAST_SIZE - 4
+
+
+def pack_events(
+    buffer: bytearray,
+    slot_size: int,
+    n: int,
+    lengths: memoryview,
+    flags: memoryview,
+    family_id: int,
+    subscriber: int,
+) -> bytearray | None:
+    """``n`` datagrams of one recvmmsg(2) as queue records, decoded a column at a time.
+
+    Datagram ``i`` is at ``i * slot_size`` in ``buffer``; ``lengths`` and
+    ``flags`` are their lengths and msg_flags. The result is ``struct
+    upcall_event`` records (abi.EVENT_RECORD: seqno, timestamp, value,
+    source, 0), made with a few strided copies over the whole batch instead
+    of a tuple and an Event per message. None unless every datagram is one
+    event of ``subscriber`` in the kernel's own layout, untruncated: the
+    caller then parses message by message (:func:`parse`), which counts
+    what is foreign or malformed.
+    """
+    if n < 1 or slot_size % 4 or len(buffer) < n * slot_size:
+        return None
+    if lengths.tolist().count(FAST_SIZE) != n or flags.tolist().count(0) != n:
+        return None
+    data = memoryview(buffer)[: n * slot_size]
+    words, step = data.cast("I"), slot_size // 4
+    if data.cast("H")[_H_TYPE :: slot_size // 2].tolist().count(family_id) != n:
+        return None
+    if data[_B_CMD::slot_size].tolist().count(abi.UPCALL_CMD_EVENT) != n:
+        return None
+    if words[_W_LEN::step].tolist().count(FAST_SIZE) != n:
+        return None
+    for word, expected in _NLA_HEADERS:
+        if words[word::step].tolist().count(expected) != n:
+            return None
+    for word, expected in zip(
+        (_W_SUBSCRIBER, _W_SUBSCRIBER + 1), struct.unpack("=II", _U64.pack(subscriber)), strict=True
+    ):
+        if words[word::step].tolist().count(expected) != n:
+            return None
+    out = bytearray(abi.EVENT_RECORD.size * n)
+    record = memoryview(out).cast("I")
+    rstep = abi.EVENT_RECORD.size // 4
+    for word, at in _W_COPY:
+        record[at::rstep] = words[word::step]
+    return out
