@@ -132,9 +132,9 @@ static int attr_ssize(PyObject *obj, PyObject *name, Py_ssize_t *out)
 	return (*out == -1 && PyErr_Occurred()) ? -1 : 0;
 }
 
-static int set_u64(PyObject *obj, PyObject *name, unsigned long long v)
+/* obj.name = o, taking the new reference o (NULL: the error it came with). */
+static int set_new(PyObject *obj, PyObject *name, PyObject *o)
 {
-	PyObject *o = PyLong_FromUnsignedLongLong(v);
 	int r;
 
 	if (!o)
@@ -144,16 +144,14 @@ static int set_u64(PyObject *obj, PyObject *name, unsigned long long v)
 	return r;
 }
 
+static int set_u64(PyObject *obj, PyObject *name, unsigned long long v)
+{
+	return set_new(obj, name, PyLong_FromUnsignedLongLong(v));
+}
+
 static int set_ssize(PyObject *obj, PyObject *name, Py_ssize_t v)
 {
-	PyObject *o = PyLong_FromSsize_t(v);
-	int r;
-
-	if (!o)
-		return -1;
-	r = PyObject_SetAttr(obj, name, o);
-	Py_DECREF(o);
-	return r;
+	return set_new(obj, name, PyLong_FromSsize_t(v));
 }
 
 static int set_bool(PyObject *obj, PyObject *name, int v)
