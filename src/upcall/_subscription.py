@@ -34,7 +34,7 @@ from ._event import Event, make_event, monotonic_ns
 from ._timeout import deadline as _deadline
 from ._timeout import poll_ms as _poll_ms
 from ._timeout import remaining as _remaining
-from .abi import EVENT_RECORD, Stats
+from .abi import Stats
 
 if TYPE_CHECKING:
     from ._core import Reader as _CoreReader
@@ -841,10 +841,10 @@ class SignalSubscription(signals.SignalCarried, Subscription):
         records = signals.pack_siginfos(data, self._signo, self._last_seqno)
         if records is None:  # none read, or not a plain run: signal by signal
             return Batch.from_events(self._decode(data, now), self.transport, now)
-        n = len(records) // EVENT_RECORD.size
-        first = EVENT_RECORD.unpack_from(records)[0]
-        self._account_run(first, first + n - 1, n)
-        return Batch(records, self.transport, now, signo=self._signo, stamped=False)
+        batch = Batch(records, self.transport, now, signo=self._signo, stamped=False)
+        seqnos = batch.seqno
+        self._account_run(seqnos[0], seqnos[-1], len(batch))
+        return batch
 
     def _decode(self, data: bytes, now: int) -> list[Event]:
         """The events among the signals of one signalfd read (accounted)."""

@@ -29,7 +29,6 @@ from .._batch import Batch
 from .._errors import ClosedError, DeviceError, UpcallError
 from .._event import Event, make_event, monotonic_ns
 from .._subscription import SubscriberFile, Subscription, check_queue_size, detach_to_queue
-from ..abi import EVENT_RECORD
 from . import nlmsg
 from .mmsg import DatagramReader
 
@@ -369,10 +368,10 @@ class NetlinkSubscription(Subscription):
         )
         if records is None:  # not one plain event per datagram: message by message
             return Batch.from_events(self._decode(n, now), self.transport, now)
-        first = EVENT_RECORD.unpack_from(records)[0]
-        last = EVENT_RECORD.unpack_from(records, len(records) - EVENT_RECORD.size)[0]
-        self._account_run(first, last, n)
-        return Batch(records, self.transport, now)
+        batch = Batch(records, self.transport, now)
+        seqnos = batch.seqno
+        self._account_run(seqnos[0], seqnos[-1], n)
+        return batch
 
     def _decode(self, n: int, now: int) -> list[Event]:
         """The events among the ``n`` datagrams just received (accounted)."""
