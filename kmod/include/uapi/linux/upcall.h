@@ -29,7 +29,8 @@
 
 /**
  * enum upcall_transport - how a subscriber receives its events
- * @UPCALL_TRANSPORT_NONE: not subscribed; events are not counted
+ * @UPCALL_TRANSPORT_NONE: not subscribed; events are not counted.  A
+ *	SUBSCRIBE to NONE unsubscribes the file (see struct upcall_subscribe)
  * @UPCALL_TRANSPORT_SIGNAL: a real-time signal per event, laid out as
  *	SI_QUEUE so that signalfd(2) keeps the value (see "Signal layout")
  * @UPCALL_TRANSPORT_QUEUE: records read(2) from the file; poll(2) reports
@@ -102,7 +103,7 @@ struct upcall_event {
 
 /**
  * struct upcall_subscribe - argument of UPCALL_IOC_SUBSCRIBE
- * @transport: one of &enum upcall_transport, not NONE
+ * @transport: one of &enum upcall_transport; NONE unsubscribes
  * @flags: UPCALL_SUBSCRIBE_* bits; unknown bits are rejected with EINVAL
  * @signo: for UPCALL_TRANSPORT_SIGNAL, the real-time signal to send, from
  *	the kernel's SIGRTMIN (32) to SIGRTMAX (64); note that glibc reserves
@@ -131,6 +132,15 @@ struct upcall_event {
  * events still queued are dropped and counted.  On success the ioctl
  * returns 0 and the subscriber's id, which netlink messages carry, is
  * in UPCALL_IOC_STATS.
+ *
+ * Unsubscribe.  SUBSCRIBE with @transport NONE (every other field zero,
+ * else EINVAL) ends the subscription and keeps the file: no event reaches
+ * it any more, and none is counted for it; the events still queued are
+ * dropped and counted; a read(2) or poll(2) waiting for records in another
+ * thread is woken (read(2) fails with EINVAL, poll(2) reports EPOLLERR), so
+ * a program can end a blocking read(2) before it closes the file.  The
+ * counters and the sequence number stay, and a later SUBSCRIBE carries on
+ * from them.  Modules that have this set %UPCALL_VERSION_UNSUBSCRIBE.
  *
  * Source filter.  With %UPCALL_SUBSCRIBE_SOURCES the subscriber takes the
  * events of the sources @source_first to @source_last only: the others
@@ -265,7 +275,7 @@ struct upcall_eventfd {
 /**
  * struct upcall_version - argument of UPCALL_IOC_VERSION, filled by the module
  * @abi: the module's %UPCALL_ABI_VERSION
- * @flags: zero
+ * @flags: the additions to that version the module has, UPCALL_VERSION_*
  * @module: the module's version (as modinfo shows it), NUL-terminated
  * @reserved: zero
  *
@@ -278,6 +288,9 @@ struct upcall_version {
 	char module[32];
 	__u32 reserved[6];
 };
+
+/* UPCALL_IOC_SUBSCRIBE takes UPCALL_TRANSPORT_NONE: unsubscribe. */
+#define UPCALL_VERSION_UNSUBSCRIBE	(1U << 0)
 
 #define UPCALL_IOC_SUBSCRIBE	_IOW(UPCALL_IOC_MAGIC, 0x10, struct upcall_subscribe)
 #define UPCALL_IOC_EMIT		_IOW(UPCALL_IOC_MAGIC, 0x20, struct upcall_emit)
