@@ -40,7 +40,13 @@ REC = abi.UPCALL_EVENT_SIZE
 
 
 class PipeFile:
-    """One QUEUE subscriber's file over a pipe (the host tests' FakeQueueFile, minimal)."""
+    """One QUEUE subscriber's file over a pipe (the host tests' FakeQueueFile, minimal).
+
+    It cannot unsubscribe (nothing would end a blocking read at close), so
+    read(1) waits in poll(2): the module's blocking read is measured in the guest.
+    """
+
+    unsubscribes = False
 
     def __init__(self) -> None:
         self.r, self.w = os.pipe2(os.O_CLOEXEC)

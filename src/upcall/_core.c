@@ -21,6 +21,18 @@
  * The record reads happen with the GIL and the subscription's lock held
  * (the descriptor is non-blocking), so a close() from another thread, which
  * takes the lock before it closes the file, can never close it under a read.
+ *
+ * One exception, the blocking read (option `block`, for a queue whose module
+ * unsubscribes): a get() that waits for ever waits in read(2) itself, one
+ * system call per event as a bare blocking read loop makes, instead of
+ * poll(2) then read(2). The descriptor is put in blocking mode for it, and
+ * back in non-blocking mode by the next read that must not wait (both only
+ * when the mode changes, under the lock). That read runs without the lock:
+ * close() wakes it by unsubscribing the file (the module then fails it with
+ * EINVAL), and closes the file only once the last busy caller has left, so
+ * its descriptor cannot be reused under the read. Records it returns after
+ * another thread read later ones are accounted as late (they fill the gap
+ * that thread counted as lost).
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -31,6 +43,7 @@
 #endif
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
 #include <stdint.h>
@@ -53,6 +66,8 @@ _Static_assert(sizeof(struct record) == 48, "struct upcall_event is 48 bytes");
 #define RECORD_SIZE ((Py_ssize_t)sizeof(struct record))
 /* Records per read(2): a larger request is read in several. */
 #define CHUNK_RECORDS 1024
+/* Records per blocking read(2), into a buffer of its own (on the stack). */
+#define BLOCK_RECORDS 64
 /* Event's slots, in Event.__slots__ order. */
 enum { F_SEQNO, F_VALUE, F_SOURCE, F_TRANSPORT, F_TIMESTAMP, F_RECEIVED, F_SIGNO, F_FLAGS, NFIELDS };
 
@@ -81,6 +96,8 @@ typedef struct {
 	int counter_fd;		/* an eventfd whose counter is read first, or -1 */
 	int read_first;
 	int missed;
+	int block;		/* wait for ever in a blocking read(2) of fd */
+	int blocking;		/* fd is in blocking mode now (lock held to change) */
 	struct record *buf;
 	Py_ssize_t buf_records;
 } Reader;
@@ -226,13 +243,26 @@ static PyObject *make_event(Reader *self, const struct record *rec, PyObject *re
 	return ev;
 }
 
-/* Subscription._account_run(first, last, n), on its attributes. */
-static int account_run(Reader *self, uint64_t first, uint64_t last, Py_ssize_t n)
+/*
+ * Subscription._account_run(first, last, n), on its attributes. With `late`,
+ * a run older than the last seqno accounted is taken too (a blocking read's,
+ * see the top): the gap it was counted in shrinks by n.
+ */
+static int account_run(Reader *self, uint64_t first, uint64_t last, Py_ssize_t n, int late)
 {
 	unsigned long long prev, lost, received;
 
 	if (attr_u64(self->sub, s_last_seqno, &prev) < 0)
 		return -1;
+	if (late && last < prev && last - first >= (uint64_t)(n - 1)) {
+		if (attr_u64(self->sub, s_lost, &lost) < 0 ||
+		    attr_u64(self->sub, s_received, &received) < 0)
+			return -1;
+		if (lost >= (unsigned long long)n)
+			return set_u64(self->sub, s_lost, lost - (unsigned long long)n) < 0 ||
+			       set_u64(self->sub, s_received, received + (unsigned long long)n) < 0
+				       ? -1 : 0;
+	}
 	if (first <= prev || last - first < (uint64_t)(n - 1)) {
 		PyErr_Format(self->upcall_error,
 			     "sequence numbers out of order: %zd events from %llu to %llu after %llu",
@@ -249,6 +279,56 @@ static int account_run(Reader *self, uint64_t first, uint64_t last, Py_ssize_t n
 	if (set_u64(self->sub, s_last_seqno, last) < 0 ||
 	    set_u64(self->sub, s_received, received + (unsigned long long)n) < 0)
 		return -1;
+	return 0;
+}
+
+/* Decode `got` records into Events appended to `out`, and account them. */
+static int decode(Reader *self, const struct record *recs, Py_ssize_t got, PyObject *out, int late)
+{
+	PyObject *received = PyLong_FromLongLong(monotonic_ns());
+	Py_ssize_t i;
+
+	if (!received)
+		return -1;
+	for (i = 0; i < got; i++) {
+		PyObject *ev = make_event(self, &recs[i], received);
+
+		if (!ev || PyList_Append(out, ev) < 0) {
+			Py_XDECREF(ev);
+			Py_DECREF(received);
+			return -1;
+		}
+		Py_DECREF(ev);
+	}
+	Py_DECREF(received);
+	return account_run(self, recs[0].seqno, recs[got - 1].seqno, got, late);
+}
+
+/* The byte count of a read(2) of records: the records, or -1 with ValueError. */
+static Py_ssize_t whole_records(ssize_t n)
+{
+	if (n % RECORD_SIZE) {
+		PyErr_Format(PyExc_ValueError,
+			     "%zd bytes is not a whole number of %zd-byte records",
+			     (Py_ssize_t)n, RECORD_SIZE);
+		return -1;
+	}
+	return n / RECORD_SIZE;
+}
+
+/* Put fd in blocking mode or out of it, if it is not so already. Lock held. */
+static int set_blocking(Reader *self, int on)
+{
+	int flags;
+
+	if (self->blocking == on)
+		return 0;
+	flags = fcntl(self->fd, F_GETFL);
+	if (flags < 0 || fcntl(self->fd, F_SETFL, on ? flags & ~O_NONBLOCK : flags | O_NONBLOCK) < 0) {
+		PyErr_SetFromErrno(PyExc_OSError);
+		return -1;
+	}
+	self->blocking = on;
 	return 0;
 }
 
@@ -277,11 +357,12 @@ static Py_ssize_t read_queue(Reader *self, Py_ssize_t want, PyObject *out)
 {
 	Py_ssize_t total = 0;
 
+	if (set_blocking(self, 0) < 0)
+		return -1;
 	while (total < want) {
 		Py_ssize_t chunk = want - total < CHUNK_RECORDS ? want - total : CHUNK_RECORDS;
-		Py_ssize_t got, i;
+		Py_ssize_t got;
 		ssize_t n;
-		PyObject *received;
 
 		if (grow(self, chunk) < 0)
 			return -1;
@@ -294,30 +375,12 @@ static Py_ssize_t read_queue(Reader *self, Py_ssize_t want, PyObject *out)
 			PyErr_SetFromErrno(PyExc_OSError);
 			return -1;
 		}
-		if (n % RECORD_SIZE) {
-			PyErr_Format(PyExc_ValueError,
-				     "%zd bytes is not a whole number of %zd-byte records",
-				     (Py_ssize_t)n, RECORD_SIZE);
+		got = whole_records(n);
+		if (got < 0)
 			return -1;
-		}
-		got = n / RECORD_SIZE;
 		if (!got)
 			break;
-		received = PyLong_FromLongLong(monotonic_ns());
-		if (!received)
-			return -1;
-		for (i = 0; i < got; i++) {
-			PyObject *ev = make_event(self, &self->buf[i], received);
-
-			if (!ev || PyList_Append(out, ev) < 0) {
-				Py_XDECREF(ev);
-				Py_DECREF(received);
-				return -1;
-			}
-			Py_DECREF(ev);
-		}
-		Py_DECREF(received);
-		if (account_run(self, self->buf[0].seqno, self->buf[got - 1].seqno, got) < 0)
+		if (decode(self, self->buf, got, out, 0) < 0)
 			return -1;
 		total += got;
 		if (got < chunk)
@@ -615,6 +678,102 @@ fail:
 	return NULL;
 }
 
+/*
+ * Records were read (lock held): note whether they emptied the kernel's
+ * queue, keep `take` of them (the rest to the buffer). 1 if any came out,
+ * 0 if none, -1 with an exception (*events then NULL).
+ */
+static int take_read(Reader *self, PyObject **events, Py_ssize_t take, Py_ssize_t want,
+		     Py_ssize_t n, int64_t since)
+{
+	PyObject *ev, *ts;
+	unsigned long long stamp = ULLONG_MAX;
+
+	if (set_bool(self->sub, s_drained, PyList_GET_SIZE(*events) < want) < 0)
+		return -1;
+	*events = hand_out(self, *events, take);
+	if (!*events)
+		return -1;
+	if (!PyList_GET_SIZE(*events))
+		return 0;
+	if (since && !n) {
+		/* Stamped before this call began: reading first would have
+		 * found it, so do that again. */
+		ev = PyList_GET_ITEM(*events, 0);
+		ts = *(PyObject **)((char *)ev + self->offsets[F_TIMESTAMP]);
+		if (ts && ts != Py_None) {
+			stamp = PyLong_AsUnsignedLongLong(ts);
+			if (stamp == (unsigned long long)-1 && PyErr_Occurred())
+				return -1;
+		}
+		self->missed = stamp >= (unsigned long long)since;
+	}
+	return 1;
+}
+
+/*
+ * The wait of a get() without a timeout, for a `block` Reader: read(2) up to
+ * `want` records in blocking mode, without the lock (see the top). 1: records
+ * read, decoded and accounted into *events, lock held; 0: none (a signal's
+ * handlers ran, or another caller put the descriptor back in non-blocking
+ * mode): wait again; -1: an exception, lock not held.
+ */
+static int read_blocking(Reader *self, Py_ssize_t want, PyObject **events)
+{
+	struct record recs[BLOCK_RECORDS];
+	Py_ssize_t got;
+	ssize_t n;
+	int c, err;
+
+	if (want > BLOCK_RECORDS)
+		want = BLOCK_RECORDS;
+	if (lock(self) < 0)
+		return -1;
+	c = attr_true(self->sub, s_closed);
+	if (c > 0)
+		closed(self, "was closed");
+	if (c || set_blocking(self, 1) < 0) {
+		unlock(self);
+		return -1;
+	}
+	if (unlock(self) < 0)
+		return -1;
+
+	Py_BEGIN_ALLOW_THREADS
+	n = read(self->fd, recs, (size_t)(want * RECORD_SIZE));
+	err = errno;
+	Py_END_ALLOW_THREADS
+	if (n <= 0) {
+		/* close() unsubscribed the file: EINVAL (or end of file). */
+		c = attr_true(self->sub, s_closed);
+		if (c) {
+			if (c > 0)
+				closed(self, "was closed");
+			return -1;
+		}
+		if (n == 0) {
+			PyErr_SetString(self->upcall_error, "end of file on the subscriber's file");
+			return -1;
+		}
+		if (err == EAGAIN)
+			return 0;
+		if (err == EINTR)
+			return PyErr_CheckSignals() < 0 ? -1 : 0;
+		errno = err;
+		PyErr_SetFromErrno(PyExc_OSError);
+		return -1;
+	}
+	got = whole_records(n);
+	if (got < 0 || lock(self) < 0)
+		return -1;
+	*events = PyList_New(0);
+	if (!*events || decode(self, recs, got, *events, 1) < 0) {
+		unlock(self);
+		return -1;
+	}
+	return 1;
+}
+
 PyDoc_STRVAR(get_doc,
 "get(take, batch, timeout) -> list[Event]\n\n"
 "Subscription._get(): up to take events, reading up to batch records from the\n"
@@ -697,10 +856,10 @@ static PyObject *Reader_get(Reader *self, PyObject *const *args, Py_ssize_t narg
 		goto fail;
 
 	for (;;) {
+		Py_ssize_t want;
 		int ms, r;
 
 		if (!first) {
-			Py_ssize_t want;
 			int c;
 
 			if (lock(self) < 0)
@@ -715,52 +874,39 @@ static PyObject *Reader_get(Reader *self, PyObject *const *args, Py_ssize_t narg
 			if (n < 0)
 				goto unlock_fail;
 			want = batch - n;
-			if (want > 0) {
-				events = read_step(self, want);
-			} else {
-				events = PyList_New(0);
-			}
+			events = want > 0 ? read_step(self, want) : PyList_New(0);
 			if (!events)
 				goto unlock_fail;
-			if (set_bool(self->sub, s_drained, PyList_GET_SIZE(events) < want) < 0)
+			r = take_read(self, &events, take, want, n, since);
+			if (r < 0)
 				goto unlock_fail;
-			events = hand_out(self, events, take);
-			if (!events)
-				goto unlock_fail;
-			if (PyList_GET_SIZE(events)) {
-				int finish;
-
-				if (since && !n) {
-					/* Stamped before this call began: reading first
-					 * would have found it, so do that again. */
-					PyObject *ev = PyList_GET_ITEM(events, 0);
-					PyObject *ts = *(PyObject **)((char *)ev +
-								      self->offsets[F_TIMESTAMP]);
-					unsigned long long stamp = ULLONG_MAX;
-
-					if (ts && ts != Py_None) {
-						stamp = PyLong_AsUnsignedLongLong(ts);
-						if (stamp == (unsigned long long)-1 && PyErr_Occurred())
-							goto unlock_fail;
-					}
-					self->missed = stamp >= (unsigned long long)since;
-				}
-				/* _leave() in the same hold of the lock. */
-				finish = leave_locked(self);
-				if (finish < 0)
-					goto unlock_fail;
-				busy_set = 0;
-				if (unlock(self) < 0)
-					goto fail;
-				if (finish && call_finish(self) < 0)
-					goto fail;
-				return events;
-			}
+			if (r)
+				goto out_locked;
 			if (unlock(self) < 0)
 				goto fail;
 			Py_CLEAR(events);
 		}
 		first = 0;
+		if (forever && self->block) {
+			want = batch < BLOCK_RECORDS ? batch : BLOCK_RECORDS;
+			r = read_blocking(self, want, &events);
+			if (r < 0)
+				goto fail;
+			if (!r)
+				continue;
+			n = PyObject_Length(self->buffer);
+			if (n < 0)
+				goto unlock_fail;
+			r = take_read(self, &events, take, want, n, since);
+			if (r < 0)
+				goto unlock_fail;
+			if (r)
+				goto out_locked;
+			if (unlock(self) < 0)
+				goto fail;
+			Py_CLEAR(events);
+			continue;
+		}
 		if (forever) {
 			ms = -1;
 		} else {
@@ -794,6 +940,20 @@ static PyObject *Reader_get(Reader *self, PyObject *const *args, Py_ssize_t narg
 		return NULL;
 	}
 	return events;
+
+out_locked: {
+		/* _leave() in the same hold of the lock. */
+		int finish = leave_locked(self);
+
+		if (finish < 0)
+			goto unlock_fail;
+		busy_set = 0;
+		if (unlock(self) < 0)
+			goto fail;
+		if (finish && call_finish(self) < 0)
+			goto fail;
+		return events;
+	}
 
 unlock_fail:
 	unlock(self);
@@ -840,20 +1000,20 @@ static int Reader_init(Reader *self, PyObject *args, PyObject *kwds)
 {
 	static char *kwlist[] = { "sub", "fd", "wait_fd", "wake_fd", "transport", "event_type",
 				  "closed_error", "upcall_error", "read_first", "counter_fd",
-				  "before_read", "check_thread", "min_read", "rounds", NULL };
+				  "before_read", "check_thread", "min_read", "rounds", "block", NULL };
 	PyObject *sub, *transport, *event_type, *closed_error, *upcall_error;
 	PyObject *before_read = Py_None, *check_thread = Py_None, *lk, *buffer;
-	int fd, wait_fd, wake_fd, read_first = 0, counter_fd = -1, rounds = 1;
+	int fd, wait_fd, wake_fd, read_first = 0, counter_fd = -1, rounds = 1, block = 0;
 	Py_ssize_t min_read = 0;
 
 	if (self->sub) {
 		PyErr_SetString(PyExc_RuntimeError, "Reader is initialised already");
 		return -1;
 	}
-	if (!PyArg_ParseTupleAndKeywords(args, kwds, "OiiiUO!OO|$piOOni", kwlist, &sub, &fd,
+	if (!PyArg_ParseTupleAndKeywords(args, kwds, "OiiiUO!OO|$piOOnip", kwlist, &sub, &fd,
 					 &wait_fd, &wake_fd, &transport, &PyType_Type, &event_type,
 					 &closed_error, &upcall_error, &read_first, &counter_fd,
-					 &before_read, &check_thread, &min_read, &rounds))
+					 &before_read, &check_thread, &min_read, &rounds, &block))
 		return -1;
 	if (fd < 0 || wait_fd < 0 || wake_fd < 0) {
 		PyErr_SetString(PyExc_ValueError, "fd, wait_fd and wake_fd must be open descriptors");
@@ -902,6 +1062,8 @@ static int Reader_init(Reader *self, PyObject *args, PyObject *kwds)
 	self->min_read = min_read;
 	self->rounds = rounds;
 	self->missed = 0;
+	self->block = block;
+	self->blocking = 0;	/* the subscription made it non-blocking */
 	return 0;
 }
 
@@ -965,6 +1127,20 @@ static PyObject *Reader_get_checked(Reader *self, PyObject *const *args, Py_ssiz
 	return Reader_get(self, args, nargs);
 }
 
+PyDoc_STRVAR(nonblocking_doc,
+"nonblocking()\n\n"
+"Put the descriptor back in non-blocking mode if a blocking read left it in\n"
+"blocking mode: call it with the subscription's lock held before reading it.");
+
+static PyObject *Reader_nonblocking(Reader *self, PyObject *Py_UNUSED(ignored))
+{
+	if (!self->sub)
+		return ready(self, NULL);
+	if (set_blocking(self, 0) < 0)
+		return NULL;
+	Py_RETURN_NONE;
+}
+
 static PyObject *Reader_get_missed(Reader *self, void *Py_UNUSED(closure))
 {
 	return PyBool_FromLong(self->missed);
@@ -973,6 +1149,7 @@ static PyObject *Reader_get_missed(Reader *self, void *Py_UNUSED(closure))
 static PyMethodDef Reader_methods[] = {
 	{ "get", (PyCFunction)(void (*)(void))Reader_get_checked, METH_FASTCALL, get_doc },
 	{ "read_queue", (PyCFunction)Reader_read_queue_checked, METH_O, read_queue_doc },
+	{ "nonblocking", (PyCFunction)Reader_nonblocking, METH_NOARGS, nonblocking_doc },
 	{ NULL, NULL, 0, NULL },
 };
 
@@ -985,7 +1162,7 @@ static PyGetSetDef Reader_getset[] = {
 PyDoc_STRVAR(Reader_doc,
 "Reader(sub, fd, wait_fd, wake_fd, transport, event_type, closed_error,\n"
 "       upcall_error, *, read_first=False, counter_fd=-1, before_read=None,\n"
-"       check_thread=None, min_read=0, rounds=1)\n\n"
+"       check_thread=None, min_read=0, rounds=1, block=False)\n\n"
 "The per-event read path of one queue-record subscription (see the module).");
 
 static PyTypeObject ReaderType = {

@@ -115,8 +115,8 @@ def check_sources(sources: Sources) -> tuple[int, int] | None:
 _SYSFS_VERSION = "/sys/module/upcall/version"
 
 
-def _module_version(fd: int, path: str) -> tuple[int, str]:
-    """Ask the module at ``fd`` for its ABI and module versions.
+def _module_version(fd: int, path: str) -> abi.UpcallVersion:
+    """Ask the module at ``fd`` for its ABI version, its additions to it and its version.
 
     Raises ModuleVersionError, in one line naming both sides, when the
     module speaks another ABI than this library, and DeviceError when
@@ -138,13 +138,13 @@ def _module_version(fd: int, path: str) -> tuple[int, str]:
             f"{path}: the loaded {theirs} predates ABI versions and does not match the {ours}: "
             f"load the module of version {__version__}"
         ) from None
-    module = version.module.decode(errors="replace")
     if version.abi != abi.UPCALL_ABI_VERSION:
+        module = version.module.decode(errors="replace")
         raise ModuleVersionError(
             f"{path}: the loaded module {module} (ABI {version.abi}) does not match the {ours}: "
             "install the library and the module of one version"
         )
-    return version.abi, module
+    return version
 
 
 class _File:
@@ -156,11 +156,17 @@ class _File:
     """
 
     def __init__(
-        self, path: str, flags: int = os.O_RDWR, sources: tuple[int, int] | None = None
+        self,
+        path: str,
+        flags: int = os.O_RDWR,
+        sources: tuple[int, int] | None = None,
+        unsubscribes: bool = False,
     ) -> None:
         self.path = path
         #: The (first, last) source ids every SUBSCRIBE of this file asks for.
         self.sources = sources
+        #: Whether the module takes a SUBSCRIBE to NONE (UPCALL_VERSION_UNSUBSCRIBE).
+        self.unsubscribes = unsubscribes
         self._fd = _open_fd(path, flags)
         self._lock = threading.Lock()
 
@@ -237,10 +243,12 @@ class Device(Closing):
         self._file = _File(self.path)
         with contextlib.ExitStack() as undo:
             undo.callback(self._file.close)
-            abi_version, self.module_version = _module_version(self._file.fileno(), self.path)
+            version = _module_version(self._file.fileno(), self.path)
             undo.pop_all()
+        self.module_version = version.module.decode(errors="replace")
         #: The ABI version the module speaks (the same as the library's).
-        self.abi_version = abi_version
+        self.abi_version: int = version.abi
+        self._unsubscribes = bool(version.flags & abi.UPCALL_VERSION_UNSUBSCRIBE)
 
     def fileno(self) -> int:
         """The file descriptor of this open file."""
@@ -287,7 +295,7 @@ class Device(Closing):
     def _subscriber_file(self, flags: int, sources: Sources) -> _File:
         if self.closed:
             raise ClosedError(f"{self.path} is closed")
-        return _File(self.path, flags, check_sources(sources))
+        return _File(self.path, flags, check_sources(sources), self._unsubscribes)
 
     def subscribe_signal(
         self,

@@ -62,7 +62,11 @@ class SubscriberFile(Handle, Protocol):
     (which matters for thread-directed signals); ``queue_size`` 0 asks for the
     module's default; ``netlink_fd`` is the socket of a UNICAST netlink
     subscription. :meth:`close` ends the subscription in the kernel.
+    ``unsubscribes``: whether the module ends it before that too, on a
+    subscribe to ``UPCALL_TRANSPORT_NONE`` (which wakes a read(2) that waits).
     """
+
+    unsubscribes: bool
 
     def subscribe(
         self,
@@ -87,13 +91,18 @@ class QueueFile(SubscriberFile, Protocol):
     def set_eventfd(self, fd: int) -> None: ...
 
 
-def detach_to_queue(file: SubscriberFile, queue_size: int) -> None:
-    """Re-subscribe ``file`` as QUEUE, the one transport that sends nothing by itself.
+def detach(file: SubscriberFile, queue_size: int) -> None:
+    """Stop the kernel sending ``file``'s events anywhere, before it is closed.
 
-    Best effort (a close path): errors are ignored.
+    Unsubscribe where the module can (it also wakes a read(2) that waits in
+    another thread); else re-subscribe as QUEUE, the one transport that
+    sends nothing by itself. Best effort (a close path): errors are ignored.
     """
     with contextlib.suppress(OSError, UpcallError):
-        file.subscribe(abi.UPCALL_TRANSPORT_QUEUE, 0, 0, queue_size)
+        if file.unsubscribes:
+            file.subscribe(abi.UPCALL_TRANSPORT_NONE)
+        else:
+            file.subscribe(abi.UPCALL_TRANSPORT_QUEUE, 0, 0, queue_size)
 
 
 def check_queue_size(queue_size: int | None) -> int:
@@ -703,25 +712,23 @@ class Subscription(Closing):
         turned off first (:meth:`_detach`), and nothing more reaches this
         process whoever still holds the file.
         """
-        with self._lock:
+        with contextlib.ExitStack() as after, self._lock:
             if self._closed:
                 return
             self._closed = True
             os.eventfd_write(self._wake_fd, 1)
+            # Once the lock is released, even if _detach() fails: the
+            # watcher ends, then (unless a busy caller will) _finish().
+            if not self._busy:
+                after.callback(self._finish)
             dispatcher = self._dispatcher
             if dispatcher is not None:
                 dispatcher.stop()
-            deferred = self._busy > 0
-        try:
-            try:
-                self._detach()
-            finally:
-                self._file.close()
-        finally:
-            if dispatcher is not None:
-                dispatcher.join()
-            if not deferred:
-                self._finish()
+                after.callback(dispatcher.join)
+            # Under the lock: a caller it wakes (from a blocking read(2))
+            # sees the subscription closed only once it is detached, and
+            # the file stays open until the last busy caller has left.
+            self._detach()
 
     def _finish(self) -> None:
         with self._lock:
@@ -729,6 +736,9 @@ class Subscription(Closing):
                 return
             self._finished = True
         try:
+            # Closed only now: a read(2) of a caller still busy (woken by
+            # _detach()) must not find its descriptor reused meanwhile.
+            self._file.close()
             self._teardown()
         finally:
             if self._dispatcher is not None:
@@ -891,7 +901,7 @@ class SignalSubscription(signals.SignalCarried, Subscription):
     def _detach(self) -> None:
         # Otherwise a forked child holding the file keeps the signals coming
         # here, and once unblocked their default action ends the process.
-        detach_to_queue(self._file, self._queue_size)
+        detach(self._file, self._queue_size)
 
     def _teardown(self) -> None:
         # Discard what is still queued, then unblock: a pending signal would

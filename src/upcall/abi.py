@@ -92,6 +92,8 @@ UPCALL_SUBSCRIBE_FLAGS = (
 #: The ABI version this library speaks; the module reports its own through
 #: UPCALL_IOC_VERSION.
 UPCALL_ABI_VERSION = 1
+#: ``UpcallVersion.flags``: UPCALL_IOC_SUBSCRIBE takes UPCALL_TRANSPORT_NONE (unsubscribe).
+UPCALL_VERSION_UNSUBSCRIBE = 1 << 0
 
 UPCALL_SOURCE_MAX = 0xFFFF
 #: Source ids 1 to this are upcall's own (its sources, its sample modules):
@@ -247,7 +249,7 @@ class UpcallEventfd(ctypes.Structure):
 
 
 class UpcallVersion(ctypes.Structure):
-    """``struct upcall_version``, filled by UPCALL_IOC_VERSION: ``abi`` and ``module``."""
+    """``struct upcall_version``, filled by UPCALL_IOC_VERSION: ``abi``, ``flags``, ``module``."""
 
     _fields_ = (
         ("abi", ctypes.c_uint32),

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import errno
 import os
+import select
 import signal
 import subprocess
 import threading
@@ -46,6 +47,8 @@ from upcall.abi import Stats
 
 class FakeModule:
     """One subscriber file as the module would serve it (SubscriberFile)."""
+
+    unsubscribes = False  # as a module without UPCALL_VERSION_UNSUBSCRIBE
 
     def __init__(self) -> None:
         self.transport = abi.UPCALL_TRANSPORT_NONE
@@ -116,9 +119,16 @@ def is_eventfd(fd: int) -> bool:
 
 
 class FakeQueueFile:
-    """One QUEUE subscriber's file as the module serves it, over a pipe (QueueFile)."""
+    """One QUEUE subscriber's file as the module serves it, over a pipe (QueueFile).
 
-    def __init__(self) -> None:
+    With ``unsubscribes`` (the module's UPCALL_VERSION_UNSUBSCRIBE), a
+    subscribe to NONE drops and counts what is queued and ends a read(2)
+    that waits: the pipe's writing end is closed, so it returns 0 (the
+    module fails it with EINVAL).
+    """
+
+    def __init__(self, unsubscribes: bool = True) -> None:
+        self.unsubscribes = unsubscribes
         self._r, self._w = os.pipe2(os.O_CLOEXEC)
         self.transport = abi.UPCALL_TRANSPORT_NONE
         self.queue_sizes: list[int] = []
@@ -144,7 +154,21 @@ class FakeQueueFile:
     ) -> None:
         assert not self.closed and signo == 0 and flags == 0
         self.transport = transport
+        if transport == abi.UPCALL_TRANSPORT_NONE:
+            assert self.unsubscribes and queue_size == 0
+            self._unsubscribe()
+            return
         self.queue_sizes.append(queue_size)
+
+    def _unsubscribe(self) -> None:
+        while select.select([self._r], [], [], 0)[0]:
+            data = os.read(self._r, abi.UPCALL_EVENT_SIZE * 64)
+            if not data:
+                break
+            self.dropped += len(data) // abi.UPCALL_EVENT_SIZE
+        if self._w >= 0:
+            os.close(self._w)
+            self._w = -1
 
     def set_eventfd(self, fd: int) -> None:
         if fd != -1 and not is_eventfd(fd):
@@ -167,7 +191,8 @@ class FakeQueueFile:
         if not self.closed:
             self.closed = True
             os.close(self._r)
-            os.close(self._w)
+            if self._w >= 0:
+                os.close(self._w)
 
     # the kernel side
     def emit(

@@ -212,6 +212,83 @@ def test_close_from_another_thread_wakes_a_blocked_get(pipe: Pipe) -> None:
     assert sub._busy == 0 and sub.finished == 1  # the last one busy finished the close
 
 
+# -- the blocking read (block=True: the module unsubscribes) ----------------------------
+
+
+def test_blocking_read_is_woken_by_the_unsubscribe(pipe: Pipe) -> None:
+    """get() waiting for ever blocks in read(2); close() ends it as the module's unsubscribe does.
+
+    The pipe's writing end closing stands for the module failing the read
+    with EINVAL: either way the reader finds the subscription closed.
+    """
+    reader = pipe.reader(read_first=True, block=True)
+    sub = pipe.sub
+
+    def close() -> None:
+        time.sleep(0.2)
+        with sub._lock:
+            sub._closed = True
+            os.close(pipe.w)  # the unsubscribe
+            busy = sub._busy
+        assert busy == 1
+
+    t = threading.Thread(target=close)
+    t.start()
+    with pytest.raises(ClosedError, match="was closed"):
+        reader.get(1, 64, None)
+    t.join()
+    assert os.get_blocking(pipe.r)  # it waited in read(2), not in poll(2)
+    assert sub._busy == 0 and sub.finished == 1
+
+
+def test_blocking_read_switches_modes_only_when_needed(pipe: Pipe) -> None:
+    reader = pipe.reader(read_first=True, block=True)
+
+    def wait_for(value: int) -> list[int]:
+        t = threading.Timer(0.1, os.write, (pipe.w, encode(value, value * 10)))
+        t.start()
+        try:
+            return [e.value for e in reader.get(1, 64, None)]
+        finally:
+            t.join()
+
+    assert wait_for(1) == [10]
+    assert os.get_blocking(pipe.r)  # left so for the next wait
+    # Anything that must not wait puts it back first: get(timeout=0),
+    # read_queue(), nonblocking().
+    assert reader.get(1, 64, 0) == [] and not os.get_blocking(pipe.r)
+    assert wait_for(2) == [20] and os.get_blocking(pipe.r)
+    assert reader.read_queue(8) == [] and not os.get_blocking(pipe.r)
+    assert wait_for(3) == [30] and os.get_blocking(pipe.r)
+    reader.nonblocking()
+    assert not os.get_blocking(pipe.r)
+    # An event already there: read at once, without blocking mode.
+    os.write(pipe.w, encode(4, 40))
+    assert [e.value for e in reader.get(1, 64, 5.0)] == [40] and not os.get_blocking(pipe.r)
+    assert (pipe.sub._received, pipe.sub._lost) == (4, 0)
+
+
+def test_blocking_read_takes_a_late_run(pipe: Pipe) -> None:
+    """Records older than the last seqno accounted fill the gap they were counted in.
+
+    That happens when another thread reads later records while a blocking
+    read(2) is on its way back with earlier ones; the state is set up here
+    as if it had (8 to 10 read, 5 to 7 counted lost meanwhile).
+    """
+    reader = pipe.reader(block=True)
+    sub = pipe.sub
+    sub._last_seqno, sub._lost, sub._received = 10, 3, 7
+    t = threading.Timer(0.1, os.write, (pipe.w, encode(5, 50) + encode(6, 60)))
+    t.start()
+    assert [e.seqno for e in reader.get(2, 64, None)] == [5, 6]
+    t.join()
+    assert (sub._last_seqno, sub._lost, sub._received) == (10, 1, 9)
+    # Not a blocking read's: out of order, as ever.
+    os.write(pipe.w, encode(7, 70))
+    with pytest.raises(UpcallError, match="out of order"):
+        reader.read_queue(1)
+
+
 def test_dispatched_subscription_is_not_read(pipe: Pipe) -> None:
     reader = pipe.reader()
     pipe.sub._dispatcher = object()
@@ -305,10 +382,10 @@ def test_read_first_adapts(monkeypatch: pytest.MonkeyPatch) -> None:
 
 STRACED = """
 import os, sys, threading, time
-sys.path[:0] = sys.argv[1:]
+sys.path[:0] = sys.argv[2:]
 from fakes import FakeQueueFile
 from upcall._transports.queue import QueueSubscription
-file = FakeQueueFile()
+file = FakeQueueFile(unsubscribes=sys.argv[1] == "1")
 q = QueueSubscription(file)
 file.emit(1)
 os.write(2, b"MARK1\\n")
@@ -329,14 +406,21 @@ q.close()
 
 
 @pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace")
-def test_system_calls_per_read_one(tmp_path: Path) -> None:
-    """An event waiting: one read(2); a wait: poll(2) and read(2) after the first miss."""
+@pytest.mark.parametrize("unsubscribes", [True, False])
+def test_system_calls_per_read_one(tmp_path: Path, unsubscribes: bool) -> None:
+    """An event waiting: one read(2); a wait: one blocking read(2), or poll(2) and read(2).
+
+    Where the module unsubscribes (so close() can end a blocking read), a
+    read(1) that waits for ever is one blocking read(2) per event, as a bare
+    loop's; the file is put in blocking mode once. Elsewhere it is poll(2),
+    then read(2).
+    """
     out = tmp_path / "trace"
     here = Path(__file__).parent
     src = here.parents[1] / "src"
     subprocess.run(
-        ["strace", "-o", str(out), "-e", "trace=read,poll,ppoll,write", sys.executable, "-c",
-         STRACED, str(here), str(src)],
+        ["strace", "-o", str(out), "-e", "trace=read,poll,ppoll,write,fcntl", sys.executable,
+         "-c", STRACED, "1" if unsubscribes else "0", str(here), str(src)],
         check=True,
         capture_output=True,
     )  # fmt: skip
@@ -346,14 +430,20 @@ def test_system_calls_per_read_one(tmp_path: Path) -> None:
         calls = []
         for line in piece.splitlines()[1:]:
             name = line.split("(")[0]
-            if name in ("read", "poll", "ppoll"):
+            if name in ("read", "poll", "ppoll") or "F_SETFL" in line:
                 calls.append(name + ("-empty" if "EAGAIN" in line else ""))
         main_calls.append(calls)
-    # Event waiting: one read(2). First wait: read finds nothing, poll, read.
-    # The next wait: poll, then one read.
+    # Event waiting: one read(2), non-blocking.
     assert main_calls[0] == ["read"], text
-    assert main_calls[1] == ["read-empty", "poll", "read"], text
-    assert main_calls[2] == ["poll", "read"], text
+    if unsubscribes:
+        # First wait: the read finds nothing; blocking mode; one read.
+        # The next wait: one read, nothing else.
+        assert main_calls[1] == ["read-empty", "fcntl", "read"], text
+        assert main_calls[2] == ["read"], text
+    else:
+        # First wait: read finds nothing, poll, read. The next: poll, read.
+        assert main_calls[1] == ["read-empty", "poll", "read"], text
+        assert main_calls[2] == ["poll", "read"], text
 
 
 def test_no_leak_per_event(pipe: Pipe) -> None:

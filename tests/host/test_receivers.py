@@ -562,7 +562,8 @@ def test_subscribe_arguments_checked(
 @pytest.fixture
 def stand_in_device(monkeypatch: pytest.MonkeyPatch) -> Iterator[upcall.Device]:
     """/dev/null as the device, past the version check: for what fails before the kernel."""
-    monkeypatch.setattr(device, "_module_version", lambda fd, path: (abi.UPCALL_ABI_VERSION, "0"))
+    version = abi.UpcallVersion(abi=abi.UPCALL_ABI_VERSION, module=b"0")
+    monkeypatch.setattr(device, "_module_version", lambda fd, path: version)
     with upcall.open("/dev/null") as dev:
         yield dev
 
@@ -796,6 +797,7 @@ GROUP = 16  # in this private namespace, nobody else listens to nlctrl's group
 
 class File:
     # One NETLINK subscriber file: the id is what the messages are tagged with.
+    unsubscribes = False
     def __init__(self): self.calls = []
     def subscribe(self, transport, signo=0, flags=0, queue_size=0, netlink_fd=0):
         self.calls.append((transport, queue_size, flags, netlink_fd))

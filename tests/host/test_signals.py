@@ -597,12 +597,17 @@ def test_default_queue_size_is_zero_in_the_request(module: FakeModule) -> None:
     assert module.queue_sizes == [0, 0]
 
 
-def test_close_turns_the_signals_off_before_closing(module: FakeModule) -> None:
-    # A forked child may hold the file: re-subscribed as a queue, it sends
-    # this process no more signals.
-    with SignalSubscription(module):
+@pytest.mark.parametrize("unsubscribes", [False, True])
+def test_close_turns_the_signals_off_before_closing(module: FakeModule, unsubscribes: bool) -> None:
+    # A forked child may hold the file: unsubscribed (or, where the module
+    # cannot, re-subscribed as a queue), it sends this process no more signals.
+    module.unsubscribes = unsubscribes
+    with SignalSubscription(module, queue_size=16):
         assert module.transport == abi.UPCALL_TRANSPORT_SIGNAL
-    assert module.transport == abi.UPCALL_TRANSPORT_QUEUE and module.closed
+    after = abi.UPCALL_TRANSPORT_NONE if unsubscribes else abi.UPCALL_TRANSPORT_QUEUE
+    assert module.transport == after and module.closed
+    # NONE takes every other field zero (EINVAL if not); the queue keeps its size.
+    assert module.queue_sizes == [16, 0 if unsubscribes else 16]
 
 
 def test_close_survives_a_refused_detach(module: FakeModule) -> None:

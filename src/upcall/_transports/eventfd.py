@@ -81,6 +81,7 @@ class EventfdSubscription(QueueSubscription):
         # The module keeps the eventfd while the file lives, maybe in a child.
         with contextlib.suppress(OSError):
             self._qfile.set_eventfd(-1)
+        super()._detach()
 
     def _teardown(self) -> None:
         try:

@@ -228,6 +228,7 @@ class FasyncSubscription(signals.SignalCarried, QueueSubscription):
             fd = self._fd
             fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_ASYNC)
             fcntl.fcntl(fd, fcntl.F_SETOWN, 0)
+        super()._detach()
 
     def _teardown(self) -> None:
         try:

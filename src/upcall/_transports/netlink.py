@@ -28,7 +28,7 @@ from .. import abi
 from .._batch import Batch
 from .._errors import ClosedError, DeviceError, UpcallError
 from .._event import Event, make_event, monotonic_ns
-from .._subscription import SubscriberFile, Subscription, check_queue_size, detach_to_queue
+from .._subscription import SubscriberFile, Subscription, check_queue_size, detach
 from . import nlmsg
 from .mmsg import DatagramReader
 
@@ -407,7 +407,7 @@ class NetlinkSubscription(Subscription):
         # Stop this subscriber's messages (the file may live on in a forked
         # child): the group's listeners would get them, or the module would
         # keep holding our socket.
-        detach_to_queue(self._file, self._queue_size)
+        detach(self._file, self._queue_size)
 
     def _teardown(self) -> None:
         if self._sock is not None:

@@ -14,7 +14,7 @@ from .. import _signals as signals
 from .._batch import Batch
 from .._errors import ClosedError, UpcallError
 from .._event import Event, monotonic_ns
-from .._subscription import QueueFile, Subscription, check_queue_size
+from .._subscription import QueueFile, Subscription, check_queue_size, detach
 from .records import RECORD_SIZE, decode
 
 _seqno_at = struct.Struct("=Q").unpack_from
@@ -23,8 +23,10 @@ _seqno_at = struct.Struct("=Q").unpack_from
 class QueueSubscription(Subscription):
     """Events queued in the module and read as records from the subscriber's file.
 
-    The file is non-blocking and poll(2) reports it readable while records
-    are queued, so :meth:`fileno` can go into any event loop. A batch
+    poll(2) reports the file readable while records are queued, so
+    :meth:`fileno` can go into any event loop; read the records through the
+    subscription (a :meth:`read` that waits for ever may leave the file in
+    blocking mode). A batch
     :meth:`read` is one read(2) of up to ``max_events`` records. When the
     queue is full the module drops the oldest record and counts it: the loss
     shows as a gap in ``seqno`` and in ``stats().dropped``. Events carry
@@ -83,8 +85,12 @@ class QueueSubscription(Subscription):
         """Ask the module for the notifications (F_SETOWN..., SET_EVENTFD)."""
 
     def _core_options(self) -> dict[str, Any]:
-        """The compiled Reader's transport options: what ``_read_records`` does first."""
-        return {}
+        """The compiled Reader's transport options: what ``_read_records`` does first.
+
+        The queue's own: a read(1) that waits for ever waits in one blocking
+        read(2), where the module lets close() end that wait (it unsubscribes).
+        """
+        return {"block": self._qfile.unsubscribes}
 
     # -- Subscription ---------------------------------------------------------
 
@@ -112,6 +118,8 @@ class QueueSubscription(Subscription):
 
     def _read_queue_batch(self, max_records: int) -> Batch:
         """One read(2) of up to ``max_records`` records, kept as they are: a Batch."""
+        if self._core is not None:
+            self._core.nonblocking()
         try:
             data = os.read(self._fd, RECORD_SIZE * max_records)
         except BlockingIOError:
@@ -132,6 +140,10 @@ class QueueSubscription(Subscription):
     def _choose_dispatch_signal(self) -> int:
         # Only a token for _thread.interrupt_main(): no such signal is sent.
         return signals.choose_signal()
+
+    def _detach(self) -> None:
+        # Also ends a read(1) blocked in read(2) in another thread.
+        detach(self._qfile, self._queue_size)
 
     def _teardown(self) -> None:
         self._fd = -1
