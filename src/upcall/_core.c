@@ -22,15 +22,17 @@
  * (the descriptor is non-blocking), so a close() from another thread, which
  * takes the lock before it closes the file, can never close it under a read.
  *
- * One exception, the blocking read (option `block`, for a queue whose module
- * unsubscribes): a get() that waits for ever waits in read(2) itself, one
- * system call per event as a bare blocking read loop makes, instead of
- * poll(2) then read(2). The descriptor is put in blocking mode for it, and
- * back in non-blocking mode by the next read that must not wait (both only
- * when the mode changes, under the lock). That read runs without the lock:
- * close() wakes it by unsubscribing the file (the module then fails it with
- * EINVAL), and closes the file only once the last busy caller has left, so
- * its descriptor cannot be reused under the read. Records it returns after
+ * One exception, the blocking read (option `block`): a get() that waits for
+ * ever waits in read(2) itself, as a bare blocking read loop does, instead
+ * of poll(2) then read(2). For the queue (where the module unsubscribes) it
+ * is a read(2) of the records, one system call per event; for eventfd, a
+ * read(2) of the counter, then the records as usual. The descriptor is put
+ * in blocking mode for it, and back in non-blocking mode by the next read
+ * that must not wait (both only when the mode changes, under the lock).
+ * That read runs without the lock: close() wakes it (it unsubscribes the
+ * file, which the module then fails with EINVAL, or writes to the eventfd),
+ * and closes the descriptor only once the last busy caller has left, so it
+ * cannot be reused under the read. Records a queue read returns after
  * another thread read later ones are accounted as late (they fill the gap
  * that thread counted as lost).
  */
@@ -96,8 +98,9 @@ typedef struct {
 	int counter_fd;		/* an eventfd whose counter is read first, or -1 */
 	int read_first;
 	int missed;
-	int block;		/* wait for ever in a blocking read(2) of fd */
-	int blocking;		/* fd is in blocking mode now (lock held to change) */
+	int block;		/* wait for ever in a blocking read(2) of block_fd */
+	int block_fd;		/* counter_fd if there is one, else fd */
+	int blocking;		/* block_fd is in blocking mode now (lock held to change) */
 	struct record *buf;
 	Py_ssize_t buf_records;
 } Reader;
@@ -316,15 +319,16 @@ static Py_ssize_t whole_records(ssize_t n)
 	return n / RECORD_SIZE;
 }
 
-/* Put fd in blocking mode or out of it, if it is not so already. Lock held. */
+/* Put block_fd in blocking mode or out of it, if it is not so already. Lock held. */
 static int set_blocking(Reader *self, int on)
 {
 	int flags;
 
 	if (self->blocking == on)
 		return 0;
-	flags = fcntl(self->fd, F_GETFL);
-	if (flags < 0 || fcntl(self->fd, F_SETFL, on ? flags & ~O_NONBLOCK : flags | O_NONBLOCK) < 0) {
+	flags = fcntl(self->block_fd, F_GETFL);
+	if (flags < 0 ||
+	    fcntl(self->block_fd, F_SETFL, on ? flags & ~O_NONBLOCK : flags | O_NONBLOCK) < 0) {
 		PyErr_SetFromErrno(PyExc_OSError);
 		return -1;
 	}
@@ -357,7 +361,7 @@ static Py_ssize_t read_queue(Reader *self, Py_ssize_t want, PyObject *out)
 {
 	Py_ssize_t total = 0;
 
-	if (set_blocking(self, 0) < 0)
+	if (self->block_fd == self->fd && set_blocking(self, 0) < 0)
 		return -1;
 	while (total < want) {
 		Py_ssize_t chunk = want - total < CHUNK_RECORDS ? want - total : CHUNK_RECORDS;
@@ -389,6 +393,15 @@ static Py_ssize_t read_queue(Reader *self, Py_ssize_t want, PyObject *out)
 	return total;
 }
 
+static int add_signalled(Reader *self, uint64_t count)
+{
+	unsigned long long signalled;
+
+	if (attr_u64(self->sub, s_signalled, &signalled) < 0)
+		return -1;
+	return set_u64(self->sub, s_signalled, signalled + count);
+}
+
 /* What the transport's _read_records(want) does: notifications, then the queue. */
 static PyObject *read_step(Reader *self, Py_ssize_t want)
 {
@@ -399,13 +412,13 @@ static PyObject *read_step(Reader *self, Py_ssize_t want)
 		return NULL;
 	if (self->counter_fd >= 0) {
 		uint64_t count;
-		ssize_t n = read(self->counter_fd, &count, sizeof(count));
+		ssize_t n;
 
+		if (set_blocking(self, 0) < 0)
+			goto fail;
+		n = read(self->counter_fd, &count, sizeof(count));
 		if (n == (ssize_t)sizeof(count)) {
-			unsigned long long signalled;
-
-			if (attr_u64(self->sub, s_signalled, &signalled) < 0 ||
-			    set_u64(self->sub, s_signalled, signalled + count) < 0)
+			if (add_signalled(self, count) < 0)
 				goto fail;
 		} else if (n < 0 && errno != EAGAIN && errno != EINTR) {
 			PyErr_SetFromErrno(PyExc_OSError);
@@ -712,6 +725,50 @@ static int take_read(Reader *self, PyObject **events, Py_ssize_t take, Py_ssize_
 }
 
 /*
+ * The eventfd's read_blocking(): the counter, blocking; then, with the lock,
+ * up to `want` records as read_step() reads them.
+ */
+static int read_counter_blocking(Reader *self, Py_ssize_t want, PyObject **events)
+{
+	uint64_t count;
+	ssize_t n;
+	int c, err;
+
+	Py_BEGIN_ALLOW_THREADS
+	n = read(self->counter_fd, &count, sizeof(count));
+	err = errno;
+	Py_END_ALLOW_THREADS
+	if (n < 0) {
+		if (err == EAGAIN)
+			return 0;
+		if (err == EINTR)
+			return PyErr_CheckSignals() < 0 ? -1 : 0;
+		errno = err;
+		PyErr_SetFromErrno(PyExc_OSError);
+		return -1;
+	}
+	if (lock(self) < 0)
+		return -1;
+	/* close() writes to the eventfd to end this wait. */
+	c = attr_true(self->sub, s_closed);
+	if (c > 0)
+		closed(self, "was closed");
+	if (c || (n == (ssize_t)sizeof(count) && add_signalled(self, count) < 0))
+		goto unlock_fail;
+	*events = PyList_New(0);
+	if (!*events || read_queue(self, want, *events) < 0)
+		goto unlock_fail;
+	if (PyList_GET_SIZE(*events))
+		return 1;
+	/* Another caller took them: wait again. */
+	Py_CLEAR(*events);
+	return unlock(self) < 0 ? -1 : 0;
+unlock_fail:
+	unlock(self);
+	return -1;
+}
+
+/*
  * The wait of a get() without a timeout, for a `block` Reader: read(2) up to
  * `want` records in blocking mode, without the lock (see the top). 1: records
  * read, decoded and accounted into *events, lock held; 0: none (a signal's
@@ -738,6 +795,8 @@ static int read_blocking(Reader *self, Py_ssize_t want, PyObject **events)
 	}
 	if (unlock(self) < 0)
 		return -1;
+	if (self->counter_fd >= 0)
+		return read_counter_blocking(self, want, events);
 
 	Py_BEGIN_ALLOW_THREADS
 	n = read(self->fd, recs, (size_t)(want * RECORD_SIZE));
@@ -1063,6 +1122,7 @@ static int Reader_init(Reader *self, PyObject *args, PyObject *kwds)
 	self->rounds = rounds;
 	self->missed = 0;
 	self->block = block;
+	self->block_fd = counter_fd >= 0 ? counter_fd : fd;
 	self->blocking = 0;	/* the subscription made it non-blocking */
 	return 0;
 }

@@ -268,6 +268,46 @@ def test_blocking_read_switches_modes_only_when_needed(pipe: Pipe) -> None:
     assert (pipe.sub._received, pipe.sub._lost) == (4, 0)
 
 
+def test_blocking_read_of_the_counter(pipe: Pipe) -> None:
+    """eventfd: a get() that waits for ever blocks in read(2) of the counter, then reads the queue.
+
+    close() ends that wait by writing to the counter.
+    """
+    efd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+    try:
+        reader = pipe.reader(counter_fd=efd, block=True)
+        sub = pipe.sub
+
+        def announce() -> None:
+            os.write(pipe.w, encode(1, 10) + encode(2, 20))
+            os.eventfd_write(efd, 1)
+
+        t = threading.Timer(0.1, announce)
+        t.start()
+        assert [e.value for e in reader.get(1, 64, None)] == [10]
+        t.join()
+        assert os.get_blocking(efd) and not os.get_blocking(pipe.r)  # the counter's mode only
+        assert sub._signalled == 1 and [e.value for e in sub._buffer] == [20]
+        assert [e.value for e in reader.get(1, 64, 0)] == [20]  # buffered: no system call
+
+        def close() -> None:
+            time.sleep(0.2)
+            with sub._lock:
+                sub._closed = True
+                os.eventfd_write(efd, 1)
+
+        t = threading.Thread(target=close)
+        t.start()
+        with pytest.raises(ClosedError, match="was closed"):
+            reader.get(1, 64, None)
+        t.join()
+        assert sub._busy == 0 and sub.finished == 1
+        reader.nonblocking()
+        assert not os.get_blocking(efd)
+    finally:
+        os.close(efd)
+
+
 def test_blocking_read_takes_a_late_run(pipe: Pipe) -> None:
     """Records older than the last seqno accounted fill the gap they were counted in.
 

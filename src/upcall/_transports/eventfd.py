@@ -46,8 +46,10 @@ class EventfdSubscription(QueueSubscription):
         self._qfile.set_eventfd(self._efd)
 
     def _core_options(self) -> dict[str, Any]:
-        # The counter is read in C, as _take_counter() does.
-        return {"counter_fd": self._efd}
+        # The counter is read in C, as _take_counter() does; a read(1) that
+        # waits for ever waits in a blocking read(2) of it (close() ends
+        # that wait by writing to it).
+        return {"counter_fd": self._efd, "block": True}
 
     def _close_eventfd(self) -> None:
         if self._efd >= 0:
@@ -66,6 +68,8 @@ class EventfdSubscription(QueueSubscription):
         return self._efd
 
     def _take_counter(self) -> None:
+        if self._core is not None:
+            self._core.nonblocking()
         with contextlib.suppress(BlockingIOError):
             self._signalled += os.eventfd_read(self._efd)
 
@@ -81,6 +85,8 @@ class EventfdSubscription(QueueSubscription):
         # The module keeps the eventfd while the file lives, maybe in a child.
         with contextlib.suppress(OSError):
             self._qfile.set_eventfd(-1)
+            # Ends a read(1) blocked in read(2) of the counter in another thread.
+            os.eventfd_write(self._efd, 1)
         super()._detach()
 
     def _teardown(self) -> None:
