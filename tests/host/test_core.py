@@ -296,11 +296,11 @@ def test_blocking_read_of_the_counter(pipe: Pipe) -> None:
                 sub._closed = True
                 os.eventfd_write(efd, 1)
 
-        t = threading.Thread(target=close)
-        t.start()
+        closer = threading.Thread(target=close)
+        closer.start()
         with pytest.raises(ClosedError, match="was closed"):
             reader.get(1, 64, None)
-        t.join()
+        closer.join()
         assert sub._busy == 0 and sub.finished == 1
         reader.nonblocking()
         assert not os.get_blocking(efd)
