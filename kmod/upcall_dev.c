@@ -135,6 +135,7 @@ static long upcall_ioctl_version(void __user *argp)
 {
 	struct upcall_version version = {
 		.abi = UPCALL_ABI_VERSION,
+		.flags = UPCALL_VERSION_UNSUBSCRIBE,
 	};
 
 	strscpy(version.module, UPCALL_VERSION, sizeof(version.module));
