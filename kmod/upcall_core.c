@@ -185,7 +185,8 @@ static void upcall_sub_deliver(struct upcall_sub *sub, bool in_task)
 		raw_spin_unlock_irqrestore(&sub->lock, flags);
 		return;
 	}
-	if (sub->closing)
+	/* Nowhere to send: closed, or unsubscribed. */
+	if (sub->closing || sub->transport == UPCALL_TRANSPORT_NONE)
 		upcall_sub_drop_all(sub);
 	if (kfifo_is_empty(&sub->queue)) {
 		raw_spin_unlock_irqrestore(&sub->lock, flags);
@@ -204,7 +205,8 @@ static void upcall_sub_deliver(struct upcall_sub *sub, bool in_task)
 
 	for (done = 0; done < batch; done++) {
 		transport = sub->transport;
-		if (transport == UPCALL_TRANSPORT_QUEUE ||
+		if (transport == UPCALL_TRANSPORT_NONE ||
+		    transport == UPCALL_TRANSPORT_QUEUE ||
 		    (transport == UPCALL_TRANSPORT_NETLINK && !in_task) ||
 		    !kfifo_get(&sub->queue, &ev))
 			break;
@@ -479,6 +481,11 @@ int upcall_sub_subscribe(struct upcall_sub *sub,
 	    req->transport != UPCALL_TRANSPORT_NETLINK : req->netlink_fd)
 		return -EINVAL;
 	switch (req->transport) {
+	case UPCALL_TRANSPORT_NONE:
+		/* Unsubscribe: no signal, no flag and no queue to size. */
+		if (req->signo || req->flags || req->queue_size)
+			return -EINVAL;
+		break;
 	case UPCALL_TRANSPORT_SIGNAL:
 		if (req->signo > INT_MAX)
 			return -EINVAL;
@@ -492,9 +499,14 @@ int upcall_sub_subscribe(struct upcall_sub *sub,
 	default:
 		return -EINVAL;
 	}
-	ret = upcall_queue_size(req->queue_size, &size);
-	if (ret)
-		return ret;
+	if (req->transport == UPCALL_TRANSPORT_NONE) {
+		/* The queue stays as it is, for a later SUBSCRIBE. */
+		size = upcall_sub_queue_size(sub);
+	} else {
+		ret = upcall_queue_size(req->queue_size, &size);
+		if (ret)
+			return ret;
+	}
 
 	/* The queue's size changes only here, serialised by the file's users. */
 	old_bytes = upcall_sub_queue_size(sub) * esize;
@@ -535,12 +547,17 @@ int upcall_sub_subscribe(struct upcall_sub *sub,
 		sub->source_last = UPCALL_SOURCE_MAX;
 	}
 	sub->sigio_sent = false;
+	/* Unsubscribed: what is queued will be neither read nor sent. */
+	if (req->transport == UPCALL_TRANSPORT_NONE)
+		upcall_sub_drop_all(sub);
 	if (resize) {
 		sub->dropped += kfifo_len(&sub->queue);
 		swap(sub->queue.kfifo, queue);
 	}
 	raw_spin_unlock_irqrestore(&sub->lock, flags);
-	upcall_sub_join(sub);
+	/* Once listed, it stays so: upcall_sub_push() skips it while NONE. */
+	if (req->transport != UPCALL_TRANSPORT_NONE)
+		upcall_sub_join(sub);
 	/*
 	 * A reader or poller waiting for records of a file that is no longer
 	 * a QUEUE subscriber would wait forever: wake it to find out (read(2)

@@ -135,6 +135,7 @@ static long upcall_ioctl_version(void __user *argp)
 {
 	struct upcall_version version = {
 		.abi = UPCALL_ABI_VERSION,
+		.flags = UPCALL_VERSION_UNSUBSCRIBE,
 	};
 
 	strscpy(version.module, UPCALL_VERSION, sizeof(version.module));
@@ -182,8 +183,12 @@ static ssize_t upcall_read(struct file *file, char __user *buf, size_t count,
 		want = min_t(size_t, (count - copied) / sizeof(events[0]),
 			     ARRAY_SIZE(events));
 		n = upcall_sub_pop(sub, events, want);
+		/*
+		 * No longer a QUEUE subscriber (unsubscribed, or another
+		 * transport): what was copied already is the caller's.
+		 */
 		if (n < 0)
-			return n;
+			return copied ? copied : n;
 		if (!n) {
 			if (copied)
 				break;

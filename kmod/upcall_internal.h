@@ -61,7 +61,8 @@ struct upcall_user;
 /**
  * struct upcall_sub - one subscriber: an open file of /dev/upcall
  * @node: entry in the list of subscribers, walked under RCU by emitters
- * @listed: on the list, from its first SUBSCRIBE; under the list's mutex
+ * @listed: on the list, from its first SUBSCRIBE to a transport (it stays
+ *	there once unsubscribed); under the list's mutex
  * @id: unique while the module is loaded; tags its netlink messages
  * @rwait: readers blocked in read(2) of a QUEUE subscriber, woken by the
  *	emitter itself: a simple wait queue's lock is raw, so the wake-up is

@@ -112,7 +112,8 @@ int main(void)
 
 	memset(&version, 0xff, sizeof(version));
 	CHECK(ioctl(dev, UPCALL_IOC_VERSION, &version) == 0 &&
-	      version.abi == UPCALL_ABI_VERSION && !version.flags, "version");
+	      version.abi == UPCALL_ABI_VERSION &&
+	      version.flags == UPCALL_VERSION_UNSUBSCRIBE, "version");
 	printf("ok version %s\n", version.module);
 
 	subscribe(UPCALL_TRANSPORT_QUEUE, 0, -1);

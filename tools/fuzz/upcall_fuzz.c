@@ -130,6 +130,9 @@ static void well_formed_subscribe(struct input *in)
 		req.signo = rnd() % 2 ? (uint32_t)SIGRTMIN + rnd() % 8 : (uint32_t)interesting();
 	if (req.flags & UPCALL_SUBSCRIBE_UNICAST)
 		req.netlink_fd = subscribe_fds[rnd() % N_SUBSCRIBE_FDS];
+	/* Now and then an unsubscribe, which takes nothing but the transport. */
+	if (!(rnd() % 8))
+		memset(&req, 0, sizeof(req));
 	in->request = UPCALL_IOC_SUBSCRIBE;
 	memset(in->arg, 0, ARG_SIZE);
 	memcpy(in->arg, &req, sizeof(req));

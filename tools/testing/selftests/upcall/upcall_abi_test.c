@@ -3,7 +3,8 @@
  * The /dev/upcall ABI (include/uapi/linux/upcall.h) from plain C, with the
  * kernel's own kselftest harness: open and close, the argument checks of
  * SUBSCRIBE, EMIT and read(2) of a queue record, the strict read sizes,
- * the signal layout, the STATS counters and the eventfd announcement.
+ * the signal layout, the STATS counters, the eventfd announcement and
+ * unsubscribing, which wakes a read(2) or poll(2) blocked in another thread.
  *
  * Needs upcall.ko loaded and the right to open /dev/upcall read-write
  * (root, with the default mode 0600); skips otherwise.  Every test runs in
@@ -14,13 +15,17 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -65,6 +70,14 @@ static int emit(int fd, uint64_t value, uint32_t source)
 	return ioctl(fd, UPCALL_IOC_EMIT, &req);
 }
 
+/* SUBSCRIBE to UPCALL_TRANSPORT_NONE: ioctl(2)'s errno, or 0. */
+static int unsubscribe(int fd)
+{
+	struct upcall_subscribe req = { .transport = UPCALL_TRANSPORT_NONE };
+
+	return ioctl_errno(fd, UPCALL_IOC_SUBSCRIBE, &req);
+}
+
 TEST(open_close)
 {
 	struct upcall_stats st, st2;
@@ -101,7 +114,7 @@ TEST(open_close)
 TEST(subscribe_validation)
 {
 	static const uint32_t bad_transports[] = {
-		UPCALL_TRANSPORT_NONE, UPCALL_TRANSPORT_NETLINK + 1, 0xffffffff,
+		UPCALL_TRANSPORT_NETLINK + 1, 0xffffffff,
 	};
 	static const uint32_t bad_flags[] = {
 		1U << 3, 1U << 31, UPCALL_SUBSCRIBE_UNICAST,	/* not NETLINK */
@@ -163,10 +176,37 @@ TEST(subscribe_validation)
 	req.transport = UPCALL_TRANSPORT_QUEUE;
 	req.signo = TEST_SIGNO;
 	EXPECT_EQ(EINVAL, ioctl_errno(fd, UPCALL_IOC_SUBSCRIBE, &req));
+	/* Unsubscribe takes nothing but the transport. */
+	req.transport = UPCALL_TRANSPORT_NONE;
+	EXPECT_EQ(EINVAL, ioctl_errno(fd, UPCALL_IOC_SUBSCRIBE, &req));
+	memset(&req, 0, sizeof(req));
+	req.queue_size = 4;
+	EXPECT_EQ(EINVAL, ioctl_errno(fd, UPCALL_IOC_SUBSCRIBE, &req));
+	for (i = 0; i < 3; i++) {
+		memset(&req, 0, sizeof(req));
+		req.flags = 1U << i;
+		EXPECT_EQ(EINVAL, ioctl_errno(fd, UPCALL_IOC_SUBSCRIBE, &req))
+			TH_LOG("NONE with flags %#x", req.flags);
+	}
+	memset(&req, 0, sizeof(req));
+	req.flags = UPCALL_SUBSCRIBE_SOURCES;
+	req.source_last = 5;
+	EXPECT_EQ(EINVAL, ioctl_errno(fd, UPCALL_IOC_SUBSCRIBE, &req));
+	memset(&req, 0, sizeof(req));
+	req.netlink_fd = 1;
+	EXPECT_EQ(EINVAL, ioctl_errno(fd, UPCALL_IOC_SUBSCRIBE, &req));
 
 	/* None of that subscribed the file. */
 	ASSERT_EQ(0, ioctl(fd, UPCALL_IOC_STATS, &st));
 	EXPECT_EQ((__u32)UPCALL_TRANSPORT_NONE, st.transport);
+
+	/* Unsubscribing a file that never subscribed changes nothing. */
+	EXPECT_EQ(0, unsubscribe(fd));
+	ASSERT_EQ(0, ioctl(fd, UPCALL_IOC_STATS, &st));
+	EXPECT_EQ((__u32)UPCALL_TRANSPORT_NONE, st.transport);
+	EXPECT_EQ(0U, st.queue_size);
+	EXPECT_EQ(0ULL, st.emitted);
+	EXPECT_EQ(0ULL, st.dropped);
 
 	/* A size that is not a power of two is rounded up. */
 	memset(&req, 0, sizeof(req));
@@ -248,7 +288,9 @@ TEST(version)
 	memset(&v, 0xff, sizeof(v));
 	ASSERT_EQ(0, ioctl(fd, UPCALL_IOC_VERSION, &v));
 	EXPECT_EQ((__u32)UPCALL_ABI_VERSION, v.abi);
-	EXPECT_EQ(0U, v.flags);
+	/* The additions to ABI 1 this module has: all that this header knows. */
+	EXPECT_TRUE(v.flags & UPCALL_VERSION_UNSUBSCRIBE);
+	EXPECT_EQ((__u32)UPCALL_VERSION_UNSUBSCRIBE, v.flags);
 	EXPECT_NE(NULL, memchr(v.module, '\0', sizeof(v.module)));
 	EXPECT_NE('\0', v.module[0]);
 	EXPECT_EQ(EFAULT, ioctl_errno(fd, UPCALL_IOC_VERSION, NULL));
@@ -433,6 +475,191 @@ TEST_F(queue, eventfd_announce)
 	req.fd = -1;
 	EXPECT_EQ(0, ioctl(self->fd, UPCALL_IOC_SET_EVENTFD, &req));
 	close(efd);
+}
+
+TEST_F(queue, unsubscribe)
+{
+	struct upcall_subscribe req = {
+		.transport = UPCALL_TRANSPORT_QUEUE,
+		.queue_size = 4,
+	};
+	struct upcall_event ev;
+	struct upcall_stats st;
+	struct pollfd p;
+	unsigned int i;
+
+	if (self->fd < 0)
+		return;
+	for (i = 1; i <= 3; i++)
+		ASSERT_LE(1, emit(self->fd, 200 + i, 0));
+	ASSERT_EQ((ssize_t)sizeof(ev), read(self->fd, &ev, sizeof(ev)));
+	EXPECT_EQ(1ULL, ev.seqno);
+
+	/* The two still queued are dropped and counted. */
+	ASSERT_EQ(0, unsubscribe(self->fd));
+	memset(&st, 0xff, sizeof(st));
+	ASSERT_EQ(0, ioctl(self->fd, UPCALL_IOC_STATS, &st));
+	EXPECT_EQ((__u32)UPCALL_TRANSPORT_NONE, st.transport);
+	EXPECT_EQ(0U, st.signo);
+	EXPECT_EQ(4U, st.queue_size);
+	EXPECT_EQ(0U, st.queued);
+	EXPECT_EQ(3ULL, st.emitted);
+	EXPECT_EQ(3ULL, st.seqno);
+	EXPECT_EQ(1ULL, st.delivered);
+	EXPECT_EQ(2ULL, st.dropped);
+	EXPECT_EQ(0ULL, st.pending);
+
+	/* Events no longer reach the file, nor are they counted for it. */
+	ASSERT_LE(0, emit(self->fd, 204, 0));
+	ASSERT_EQ(0, ioctl(self->fd, UPCALL_IOC_STATS, &st));
+	EXPECT_EQ(3ULL, st.emitted);
+	EXPECT_EQ(3ULL, st.seqno);
+	EXPECT_EQ(2ULL, st.dropped);
+	EXPECT_EQ(0U, st.queued);
+
+	/* read(2) and poll(2) say that the file is not a queue. */
+	EXPECT_EQ(-1, read(self->fd, &ev, sizeof(ev)));
+	EXPECT_EQ(EINVAL, errno);
+	p.fd = self->fd;
+	p.events = POLLIN;
+	EXPECT_EQ(1, poll(&p, 1, 0));
+	EXPECT_TRUE(p.revents & POLLERR);
+	EXPECT_FALSE(p.revents & POLLIN);
+
+	/* Again: nothing more to drop. */
+	EXPECT_EQ(0, unsubscribe(self->fd));
+	ASSERT_EQ(0, ioctl(self->fd, UPCALL_IOC_STATS, &st));
+	EXPECT_EQ(2ULL, st.dropped);
+
+	/* A later SUBSCRIBE carries on from the counters and the seqno. */
+	ASSERT_EQ(0, ioctl(self->fd, UPCALL_IOC_SUBSCRIBE, &req));
+	EXPECT_EQ(0, poll(&p, 1, 0));
+	ASSERT_LE(1, emit(self->fd, 205, 0));
+	ASSERT_EQ((ssize_t)sizeof(ev), read(self->fd, &ev, sizeof(ev)));
+	EXPECT_EQ(4ULL, ev.seqno);
+	EXPECT_EQ(205ULL, ev.value);
+	ASSERT_EQ(0, ioctl(self->fd, UPCALL_IOC_STATS, &st));
+	EXPECT_EQ((__u32)UPCALL_TRANSPORT_QUEUE, st.transport);
+	EXPECT_EQ(4ULL, st.emitted);
+	EXPECT_EQ(4ULL, st.seqno);
+	EXPECT_EQ(2ULL, st.delivered);
+	EXPECT_EQ(2ULL, st.dropped);
+	EXPECT_EQ(0ULL, st.pending);
+}
+
+/* A thread that waits for a record in read(2) or poll(2). */
+struct waiter {
+	int fd;
+	bool use_poll;
+	pid_t tid;		/* set once it is about to wait */
+	ssize_t ret;
+	int err;
+	short revents;
+};
+
+static void *waiter_run(void *arg)
+{
+	struct waiter *w = arg;
+	struct upcall_event ev;
+	struct pollfd p = { .fd = w->fd, .events = POLLIN };
+
+	__atomic_store_n(&w->tid, (pid_t)syscall(SYS_gettid), __ATOMIC_SEQ_CST);
+	if (w->use_poll) {
+		w->ret = poll(&p, 1, WAIT_MS);
+		w->revents = p.revents;
+	} else {
+		w->ret = read(w->fd, &ev, sizeof(ev));
+	}
+	w->err = errno;
+	return NULL;
+}
+
+/*
+ * Until the thread @tid sleeps (most likely in the call it was started
+ * for), or a second has passed: either way the test holds, this only makes
+ * it likelier that the wake-up is what it tests.  Whether it was seen asleep.
+ */
+static bool wait_until_asleep(pid_t tid)
+{
+	char path[64], buf[256], *state;
+	unsigned int i;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%d/stat", tid);
+	for (i = 0; i < 100; i++) {
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			return false;
+		n = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		if (n <= 0)
+			return false;
+		buf[n] = '\0';
+		/* "tid (comm) S ...": the state follows the last ')'. */
+		state = strrchr(buf, ')');
+		if (state && state[1] == ' ' && state[2] == 'S')
+			return true;
+		usleep(10000);
+	}
+	return false;
+}
+
+/*
+ * An unsubscribe ends a read(2) or a poll(2) that another thread is
+ * blocked in: read(2) fails with EINVAL, poll(2) reports POLLERR, whether
+ * the call began before the unsubscribe or after it.
+ */
+static void unsubscribe_wakes(struct __test_metadata *_metadata, bool use_poll)
+{
+	/* A source no test emits, so that nothing else ends the wait. */
+	struct upcall_subscribe req = {
+		.transport = UPCALL_TRANSPORT_QUEUE,
+		.flags = UPCALL_SUBSCRIBE_SOURCES,
+		.source_first = 0xfedc,
+		.source_last = 0xfedc,
+	};
+	struct upcall_stats st;
+	struct timespec deadline;
+	struct waiter w = { .use_poll = use_poll };
+	pthread_t thread;
+	pid_t tid;
+
+	w.fd = open_dev(_metadata, O_RDWR);
+	if (w.fd < 0)
+		return;
+	ASSERT_EQ(0, ioctl(w.fd, UPCALL_IOC_SUBSCRIBE, &req));
+	ASSERT_EQ(0, pthread_create(&thread, NULL, waiter_run, &w));
+	while (!(tid = __atomic_load_n(&w.tid, __ATOMIC_SEQ_CST)))
+		usleep(1000);
+	if (!wait_until_asleep(tid))
+		TH_LOG("the thread was not seen asleep: it may wait after the unsubscribe");
+
+	ASSERT_EQ(0, unsubscribe(w.fd));
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += WAIT_MS / 1000;
+	ASSERT_EQ(0, pthread_timedjoin_np(thread, NULL, &deadline))
+		TH_LOG("the waiting thread was not woken");
+	if (use_poll) {
+		EXPECT_EQ(1, w.ret) TH_LOG("poll: %s", strerror(w.err));
+		EXPECT_TRUE(w.revents & POLLERR);
+	} else {
+		EXPECT_EQ(-1, w.ret);
+		EXPECT_EQ(EINVAL, w.err);
+	}
+	ASSERT_EQ(0, ioctl(w.fd, UPCALL_IOC_STATS, &st));
+	EXPECT_EQ((__u32)UPCALL_TRANSPORT_NONE, st.transport);
+	close(w.fd);
+}
+
+TEST(unsubscribe_wakes_reader)
+{
+	unsubscribe_wakes(_metadata, false);
+}
+
+TEST(unsubscribe_wakes_poller)
+{
+	unsubscribe_wakes(_metadata, true);
 }
 
 TEST(signal_round_trip)
