@@ -45,7 +45,11 @@ def test_version_query_answers_every_open_file(mode: int) -> None:
         os.close(fd)
     module = version.module.decode()
     # flags: UPCALL_VERSION_UNSUBSCRIBE, the one addition to ABI 1.
-    assert (version.abi, version.flags, list(version.reserved)) == (1, abi.UPCALL_VERSION_UNSUBSCRIBE, [0] * 6)
+    assert (version.abi, version.flags, list(version.reserved)) == (
+        1,
+        abi.UPCALL_VERSION_UNSUBSCRIBE,
+        [0] * 6,
+    )
     assert module == upcall.__version__ == Path("/sys/module/upcall/version").read_text().strip()
 
 
