@@ -693,8 +693,10 @@ fail:
 
 /*
  * Records were read (lock held): note whether they emptied the kernel's
- * queue, keep `take` of them (the rest to the buffer). 1 if any came out,
- * 0 if none, -1 with an exception (*events then NULL).
+ * queue, keep `take` of them (the rest to the buffer). 1 if any came out
+ * (lock held); 0 if none (lock released, *events cleared); -1 with an
+ * exception, lock held (*events maybe NULL); -2 with an exception, lock
+ * released.
  */
 static int take_read(Reader *self, PyObject **events, Py_ssize_t take, Py_ssize_t want,
 		     Py_ssize_t n, int64_t since)
@@ -707,8 +709,10 @@ static int take_read(Reader *self, PyObject **events, Py_ssize_t take, Py_ssize_
 	*events = hand_out(self, *events, take);
 	if (!*events)
 		return -1;
-	if (!PyList_GET_SIZE(*events))
-		return 0;
+	if (!PyList_GET_SIZE(*events)) {
+		Py_CLEAR(*events);
+		return unlock(self) < 0 ? -2 : 0;
+	}
 	if (since && !n) {
 		/* Stamped before this call began: reading first would have
 		 * found it, so do that again. */
@@ -844,7 +848,7 @@ static PyObject *Reader_get(Reader *self, PyObject *const *args, Py_ssize_t narg
 	Py_ssize_t take, batch, n;
 	PyObject *timeout_obj, *events = NULL;
 	double timeout = -1.0, deadline = 0.0;
-	int forever, tzero, first, busy_set = 0;
+	int forever, tzero, first, busy_set = 0, r = 0;
 	int64_t since = 0;
 	Py_ssize_t busy;
 
@@ -916,7 +920,7 @@ static PyObject *Reader_get(Reader *self, PyObject *const *args, Py_ssize_t narg
 
 	for (;;) {
 		Py_ssize_t want;
-		int ms, r;
+		int ms;
 
 		if (!first) {
 			int c;
@@ -937,13 +941,10 @@ static PyObject *Reader_get(Reader *self, PyObject *const *args, Py_ssize_t narg
 			if (!events)
 				goto unlock_fail;
 			r = take_read(self, &events, take, want, n, since);
-			if (r < 0)
-				goto unlock_fail;
-			if (r)
+			if (r > 0)
 				goto out_locked;
-			if (unlock(self) < 0)
-				goto fail;
-			Py_CLEAR(events);
+			if (r < 0)
+				goto taken_fail;
 		}
 		first = 0;
 		if (forever && self->block) {
@@ -957,13 +958,10 @@ static PyObject *Reader_get(Reader *self, PyObject *const *args, Py_ssize_t narg
 			if (n < 0)
 				goto unlock_fail;
 			r = take_read(self, &events, take, want, n, since);
-			if (r < 0)
-				goto unlock_fail;
-			if (r)
+			if (r > 0)
 				goto out_locked;
-			if (unlock(self) < 0)
-				goto fail;
-			Py_CLEAR(events);
+			if (r < 0)
+				goto taken_fail;
 			continue;
 		}
 		if (forever) {
@@ -1014,6 +1012,9 @@ out_locked: {
 		return events;
 	}
 
+taken_fail:
+	if (r == -2)
+		goto fail;
 unlock_fail:
 	unlock(self);
 fail:
