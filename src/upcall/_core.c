@@ -729,6 +729,22 @@ static int take_read(Reader *self, PyObject **events, Py_ssize_t take, Py_ssize_
 }
 
 /*
+ * A blocking read(2) failed with `err`: 0 to wait again (the descriptor was
+ * put back in non-blocking mode meanwhile, or a signal's handlers ran), -1
+ * with an exception.
+ */
+static int blocking_read_failed(int err)
+{
+	if (err == EAGAIN)
+		return 0;
+	if (err == EINTR)
+		return PyErr_CheckSignals() < 0 ? -1 : 0;
+	errno = err;
+	PyErr_SetFromErrno(PyExc_OSError);
+	return -1;
+}
+
+/*
  * The eventfd's read_blocking(): the counter, blocking; then, with the lock,
  * up to `want` records as read_step() reads them.
  */
@@ -742,15 +758,8 @@ static int read_counter_blocking(Reader *self, Py_ssize_t want, PyObject **event
 	n = read(self->counter_fd, &count, sizeof(count));
 	err = errno;
 	Py_END_ALLOW_THREADS
-	if (n < 0) {
-		if (err == EAGAIN)
-			return 0;
-		if (err == EINTR)
-			return PyErr_CheckSignals() < 0 ? -1 : 0;
-		errno = err;
-		PyErr_SetFromErrno(PyExc_OSError);
-		return -1;
-	}
+	if (n < 0)
+		return blocking_read_failed(err);
 	if (lock(self) < 0)
 		return -1;
 	/* close() writes to the eventfd to end this wait. */
@@ -818,13 +827,7 @@ static int read_blocking(Reader *self, Py_ssize_t want, PyObject **events)
 			PyErr_SetString(self->upcall_error, "end of file on the subscriber's file");
 			return -1;
 		}
-		if (err == EAGAIN)
-			return 0;
-		if (err == EINTR)
-			return PyErr_CheckSignals() < 0 ? -1 : 0;
-		errno = err;
-		PyErr_SetFromErrno(PyExc_OSError);
-		return -1;
+		return blocking_read_failed(err);
 	}
 	got = whole_records(n);
 	if (got < 0 || lock(self) < 0)
