@@ -26,11 +26,11 @@ class QueueSubscription(Subscription):
     poll(2) reports the file readable while records are queued, so
     :meth:`fileno` can go into any event loop; read the records through the
     subscription (a :meth:`read` that waits for ever may leave the file in
-    blocking mode). A batch
-    :meth:`read` is one read(2) of up to ``max_events`` records. When the
-    queue is full the module drops the oldest record and counts it: the loss
-    shows as a gap in ``seqno`` and in ``stats().dropped``. Events carry
-    ``timestamp_ns`` (the emit time), so ``latency_ns`` is known.
+    blocking mode). A batch :meth:`read` is one read(2) of up to
+    ``max_events`` records. When the queue is full the module drops the
+    oldest record and counts it: the loss shows as a gap in ``seqno`` and in
+    ``stats().dropped``. Events carry ``timestamp_ns`` (the emit time), so
+    ``latency_ns`` is known.
 
     Records can be read from any thread, one at a time (the subscription
     serialises its readers). :class:`FasyncSubscription` and
