@@ -3,7 +3,9 @@
 
 The queue-record transports (queue, fasync, eventfd) read their events
 through :class:`upcall._core.Reader` when it is importable: the per-event
-``read(1)``/``poll()``/iteration path in one C call. Without it, or with
+``read(1)``/``poll()``/iteration path in one C call, on the subscription's
+state kept in C fields (:class:`upcall._core.State`, every Subscription's
+base). Without it, or with
 the environment variable ``UPCALL_PURE_PYTHON`` set to anything but ``""``
 or ``"0"`` when upcall is imported, the same path runs in pure Python: same
 semantics, slower (the bench and the tests measure and run both).
@@ -17,6 +19,18 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from ._core import Reader as _Reader
 
+
+class PyState:
+    """:class:`upcall._core.State`'s place in pure Python: no fields of its own.
+
+    The subscription's state (``_closed``, ``_busy``, ``_lost``...) is then
+    in the instance's dict, set by ``Subscription.__init__`` as it is with
+    the compiled State.
+    """
+
+    __slots__ = ()
+
+
 #: The compiled Reader type, or None: pure Python.
 Reader: type[_Reader] | None
 
@@ -27,6 +41,15 @@ else:
         from ._core import Reader
     except ImportError:
         Reader = None
+
+# Subscription's base: where its state lives. With the core, C fields that
+# the Reader reads and writes directly instead of through attribute lookups.
+if TYPE_CHECKING:
+    from ._core import State as State
+elif Reader is None:
+    State = PyState
+else:
+    from ._core import State as State
 
 
 def compiled() -> bool:

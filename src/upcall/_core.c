@@ -13,10 +13,12 @@
  * read(2) + decode + accounting step, for the Python paths that read with
  * the lock held (on_event's watcher, wait()).
  *
- * The subscription's state stays in its Python attributes (_closed, _busy,
- * _drained, _last_seqno, _received, _lost, _buffer, _signalled), so the
- * Python code around it (read_batch, close, async) is unchanged. Only the
- * read-first transport's "_missed" flag lives here: only this path uses it.
+ * The subscription's state is a State, the C base of upcall.Subscription:
+ * its fields (_closed, _busy, _drained, _missed, _last_seqno, _received,
+ * _lost, _signalled, _dispatcher) are read and written here as C fields
+ * and by the Python code around it (read_batch, close, async) as the
+ * attributes they are, so both share one copy. The buffer (_buffer, a
+ * deque) and the lock (_lock) stay Python objects.
  *
  * The record reads happen with the GIL and the subscription's lock held
  * (the descriptor is non-blocking), so a close() from another thread, which
@@ -39,13 +41,17 @@
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
-#ifndef Py_T_OBJECT_EX
+#ifndef Py_T_OBJECT_EX	/* before 3.12 */
 #include <structmember.h>
 #define Py_T_OBJECT_EX T_OBJECT_EX
+#define Py_T_BOOL T_BOOL
+#define Py_T_PYSSIZET T_PYSSIZET
+#define Py_T_ULONGLONG T_ULONGLONG
 #endif
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <limits.h>
 #include <poll.h>
 #include <stdint.h>
@@ -77,9 +83,27 @@ static const char *const field_names[NFIELDS] = {
 	"seqno", "value", "source", "transport", "timestamp_ns", "received_ns", "signo", "flags",
 };
 
+/*
+ * A subscription's state: upcall.Subscription's base when the core is built
+ * (upcall._accel). Changed with the subscription's lock held.
+ */
+typedef struct {
+	PyObject_HEAD
+	PyObject *dispatcher;	/* _dispatcher: on_event()'s, or None */
+	unsigned long long last_seqno;	/* _last_seqno */
+	unsigned long long received;	/* _received */
+	unsigned long long lost;	/* _lost */
+	unsigned long long signalled;	/* _signalled: an eventfd's notifications */
+	Py_ssize_t busy;	/* _busy: callers inside a read or wait */
+	char closed;		/* _closed */
+	char drained;		/* _drained: the last read emptied the kernel's queue */
+	char missed;		/* _missed: a read(1) came before its event: wait first */
+} State;
+
 typedef struct {
 	PyObject_HEAD
 	PyObject *sub;		/* the Subscription */
+	State *st;		/* the same, as its State */
 	PyObject *acquire;	/* sub._lock.acquire */
 	PyObject *release;	/* sub._lock.release */
 	PyObject *buffer;	/* sub._buffer, a deque */
@@ -97,7 +121,6 @@ typedef struct {
 	int wake_fd;		/* the close wake-up */
 	int counter_fd;		/* an eventfd whose counter is read first, or -1 */
 	int read_first;
-	int missed;
 	int block;		/* wait for ever in a blocking read(2) of block_fd */
 	int block_fd;		/* counter_fd if there is one, else fd */
 	int blocking;		/* block_fd is in blocking mode now (lock held to change) */
@@ -105,8 +128,68 @@ typedef struct {
 	Py_ssize_t buf_records;
 } Reader;
 
-static PyObject *s_closed, *s_busy, *s_drained, *s_last_seqno, *s_received, *s_lost;
-static PyObject *s_dispatcher, *s_finish, *s_signalled, *s_extend, *s_popleft;
+static PyObject *s_finish, *s_extend, *s_popleft;
+
+/* -- State ----------------------------------------------------------------- */
+
+static PyMemberDef State_members[] = {
+	{ "_dispatcher", Py_T_OBJECT_EX, offsetof(State, dispatcher), 0, NULL },
+	{ "_last_seqno", Py_T_ULONGLONG, offsetof(State, last_seqno), 0, NULL },
+	{ "_received", Py_T_ULONGLONG, offsetof(State, received), 0, NULL },
+	{ "_lost", Py_T_ULONGLONG, offsetof(State, lost), 0, NULL },
+	{ "_signalled", Py_T_ULONGLONG, offsetof(State, signalled), 0, NULL },
+	{ "_busy", Py_T_PYSSIZET, offsetof(State, busy), 0, NULL },
+	{ "_closed", Py_T_BOOL, offsetof(State, closed), 0, NULL },
+	{ "_drained", Py_T_BOOL, offsetof(State, drained), 0, NULL },
+	{ "_missed", Py_T_BOOL, offsetof(State, missed), 0, NULL },
+	{ NULL, 0, 0, 0, NULL },
+};
+
+static PyObject *State_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+	State *self = (State *)PyType_GenericNew(type, args, kwds);
+
+	if (self)
+		self->dispatcher = Py_NewRef(Py_None);
+	return (PyObject *)self;
+}
+
+static int State_traverse(State *self, visitproc visit, void *arg)
+{
+	Py_VISIT(self->dispatcher);
+	return 0;
+}
+
+static int State_clear(State *self)
+{
+	Py_CLEAR(self->dispatcher);
+	return 0;
+}
+
+static void State_dealloc(State *self)
+{
+	PyObject_GC_UnTrack(self);
+	State_clear(self);
+	Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+PyDoc_STRVAR(State_doc,
+"The state of a subscription that a Reader reads through: upcall.Subscription's\n"
+"base (see upcall._accel). Its attributes are C fields, all zero (and\n"
+"_dispatcher None) until set.");
+
+static PyTypeObject StateType = {
+	PyVarObject_HEAD_INIT(NULL, 0)
+	.tp_name = "upcall._core.State",
+	.tp_basicsize = sizeof(State),
+	.tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+	.tp_doc = State_doc,
+	.tp_new = State_new,
+	.tp_dealloc = (destructor)State_dealloc,
+	.tp_traverse = (traverseproc)State_traverse,
+	.tp_clear = (inquiry)State_clear,
+	.tp_members = State_members,
+};
 
 /* -- small helpers ---------------------------------------------------------- */
 
@@ -116,67 +199,6 @@ static int64_t monotonic_ns(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static int attr_true(PyObject *obj, PyObject *name)
-{
-	PyObject *v = PyObject_GetAttr(obj, name);
-	int r;
-
-	if (!v)
-		return -1;
-	r = PyObject_IsTrue(v);
-	Py_DECREF(v);
-	return r;
-}
-
-static int attr_u64(PyObject *obj, PyObject *name, unsigned long long *out)
-{
-	PyObject *v = PyObject_GetAttr(obj, name);
-
-	if (!v)
-		return -1;
-	*out = PyLong_AsUnsignedLongLong(v);
-	Py_DECREF(v);
-	return (*out == (unsigned long long)-1 && PyErr_Occurred()) ? -1 : 0;
-}
-
-static int attr_ssize(PyObject *obj, PyObject *name, Py_ssize_t *out)
-{
-	PyObject *v = PyObject_GetAttr(obj, name);
-
-	if (!v)
-		return -1;
-	*out = PyLong_AsSsize_t(v);
-	Py_DECREF(v);
-	return (*out == -1 && PyErr_Occurred()) ? -1 : 0;
-}
-
-/* obj.name = o, taking the new reference o (NULL: the error it came with). */
-static int set_new(PyObject *obj, PyObject *name, PyObject *o)
-{
-	int r;
-
-	if (!o)
-		return -1;
-	r = PyObject_SetAttr(obj, name, o);
-	Py_DECREF(o);
-	return r;
-}
-
-static int set_u64(PyObject *obj, PyObject *name, unsigned long long v)
-{
-	return set_new(obj, name, PyLong_FromUnsignedLongLong(v));
-}
-
-static int set_ssize(PyObject *obj, PyObject *name, Py_ssize_t v)
-{
-	return set_new(obj, name, PyLong_FromSsize_t(v));
-}
-
-static int set_bool(PyObject *obj, PyObject *name, int v)
-{
-	return PyObject_SetAttr(obj, name, v ? Py_True : Py_False);
 }
 
 static int lock(Reader *self)
@@ -247,41 +269,30 @@ static PyObject *make_event(Reader *self, const struct record *rec, PyObject *re
 }
 
 /*
- * Subscription._account_run(first, last, n), on its attributes. With `late`,
- * a run older than the last seqno accounted is taken too (a blocking read's,
- * see the top): the gap it was counted in shrinks by n.
+ * Subscription._account_run(first, last, n). With `late`, a run older than
+ * the last seqno accounted is taken too (a blocking read's, see the top):
+ * the gap it was counted in shrinks by n.
  */
 static int account_run(Reader *self, uint64_t first, uint64_t last, Py_ssize_t n, int late)
 {
-	unsigned long long prev, lost, received;
+	State *st = self->st;
+	uint64_t prev = st->last_seqno;
 
-	if (attr_u64(self->sub, s_last_seqno, &prev) < 0)
-		return -1;
-	if (late && last < prev && last - first >= (uint64_t)(n - 1)) {
-		if (attr_u64(self->sub, s_lost, &lost) < 0 ||
-		    attr_u64(self->sub, s_received, &received) < 0)
-			return -1;
-		if (lost >= (unsigned long long)n)
-			return set_u64(self->sub, s_lost, lost - (unsigned long long)n) < 0 ||
-			       set_u64(self->sub, s_received, received + (unsigned long long)n) < 0
-				       ? -1 : 0;
+	if (late && last < prev && last - first >= (uint64_t)(n - 1) && st->lost >= (uint64_t)n) {
+		st->lost -= (uint64_t)n;
+		st->received += (uint64_t)n;
+		return 0;
 	}
 	if (first <= prev || last - first < (uint64_t)(n - 1)) {
 		PyErr_Format(self->upcall_error,
 			     "sequence numbers out of order: %zd events from %llu to %llu after %llu",
-			     n, (unsigned long long)first, (unsigned long long)last, prev);
+			     n, (unsigned long long)first, (unsigned long long)last,
+			     (unsigned long long)prev);
 		return -1;
 	}
-	if (attr_u64(self->sub, s_lost, &lost) < 0 ||
-	    attr_u64(self->sub, s_received, &received) < 0)
-		return -1;
-	if (last - prev - (uint64_t)n) {
-		if (set_u64(self->sub, s_lost, lost + (last - prev - (uint64_t)n)) < 0)
-			return -1;
-	}
-	if (set_u64(self->sub, s_last_seqno, last) < 0 ||
-	    set_u64(self->sub, s_received, received + (unsigned long long)n) < 0)
-		return -1;
+	st->lost += last - prev - (uint64_t)n;
+	st->last_seqno = last;
+	st->received += (uint64_t)n;
 	return 0;
 }
 
@@ -393,15 +404,6 @@ static Py_ssize_t read_queue(Reader *self, Py_ssize_t want, PyObject *out)
 	return total;
 }
 
-static int add_signalled(Reader *self, uint64_t count)
-{
-	unsigned long long signalled;
-
-	if (attr_u64(self->sub, s_signalled, &signalled) < 0)
-		return -1;
-	return set_u64(self->sub, s_signalled, signalled + count);
-}
-
 /* What the transport's _read_records(want) does: notifications, then the queue. */
 static PyObject *read_step(Reader *self, Py_ssize_t want)
 {
@@ -418,8 +420,7 @@ static PyObject *read_step(Reader *self, Py_ssize_t want)
 			goto fail;
 		n = read(self->counter_fd, &count, sizeof(count));
 		if (n == (ssize_t)sizeof(count)) {
-			if (add_signalled(self, count) < 0)
-				goto fail;
+			self->st->signalled += count;
 		} else if (n < 0 && errno != EAGAIN && errno != EINTR) {
 			PyErr_SetFromErrno(PyExc_OSError);
 			goto fail;
@@ -498,20 +499,11 @@ static PyObject *take_buffered(Reader *self, Py_ssize_t take)
 /* Subscription._check_readable(), lock held. */
 static int check_readable(Reader *self)
 {
-	PyObject *d;
-	int r = attr_true(self->sub, s_closed);
-
-	if (r) {
-		if (r > 0)
-			closed(self, "is closed");
+	if (self->st->closed) {
+		closed(self, "is closed");
 		return -1;
 	}
-	d = PyObject_GetAttr(self->sub, s_dispatcher);
-	if (!d)
-		return -1;
-	r = d != Py_None;
-	Py_DECREF(d);
-	if (r) {
+	if (self->st->dispatcher && self->st->dispatcher != Py_None) {
 		PyErr_SetString(self->upcall_error,
 				"this subscription dispatches its events to on_event() callbacks; "
 				"use run() or another subscription to read events");
@@ -527,28 +519,10 @@ static int check_readable(Reader *self)
 	return 0;
 }
 
-static int add_busy(Reader *self, Py_ssize_t delta, Py_ssize_t *now)
-{
-	Py_ssize_t busy;
-
-	if (attr_ssize(self->sub, s_busy, &busy) < 0 || set_ssize(self->sub, s_busy, busy + delta) < 0)
-		return -1;
-	*now = busy + delta;
-	return 0;
-}
-
 /* _leave()'s part under the lock: 1 if the close() meanwhile is to be finished. */
 static int leave_locked(Reader *self)
 {
-	Py_ssize_t busy;
-	int c;
-
-	if (add_busy(self, -1, &busy) < 0)
-		return -1;
-	c = attr_true(self->sub, s_closed);
-	if (c < 0)
-		return -1;
-	return c > 0 && busy == 0;
+	return --self->st->busy == 0 && self->st->closed;
 }
 
 static int call_finish(Reader *self)
@@ -572,8 +546,6 @@ static int leave(Reader *self)
 		err = -1;
 	} else {
 		finish = leave_locked(self);
-		if (finish < 0)
-			err = -1;
 		if (unlock(self) < 0)
 			err = -1;
 	}
@@ -609,14 +581,12 @@ static int wait_readable(Reader *self, int ms)
 		return PyErr_CheckSignals() < 0 ? -1 : 1;
 	}
 	if ((fds[0].revents | fds[1].revents) & POLLNVAL) {
-		int c = attr_true(self->sub, s_closed);
-
-		if (c == 0) {
+		if (self->st->closed) {
+			closed(self, "was closed");
+		} else {
 			errno = EBADF;
 			PyErr_SetFromErrno(PyExc_OSError);
 		}
-		if (c > 0)
-			closed(self, "was closed");
 		return -1;
 	}
 	return r > 0;
@@ -704,8 +674,7 @@ static int take_read(Reader *self, PyObject **events, Py_ssize_t take, Py_ssize_
 	PyObject *ev, *ts;
 	unsigned long long stamp = ULLONG_MAX;
 
-	if (set_bool(self->sub, s_drained, PyList_GET_SIZE(*events) < want) < 0)
-		return -1;
+	self->st->drained = PyList_GET_SIZE(*events) < want;
 	*events = hand_out(self, *events, take);
 	if (!*events)
 		return -1;
@@ -723,7 +692,7 @@ static int take_read(Reader *self, PyObject **events, Py_ssize_t take, Py_ssize_
 			if (stamp == (unsigned long long)-1 && PyErr_Occurred())
 				return -1;
 		}
-		self->missed = stamp >= (unsigned long long)since;
+		self->st->missed = stamp >= (unsigned long long)since;
 	}
 	return 1;
 }
@@ -752,7 +721,7 @@ static int read_counter_blocking(Reader *self, Py_ssize_t want, PyObject **event
 {
 	uint64_t count;
 	ssize_t n;
-	int c, err;
+	int err;
 
 	Py_BEGIN_ALLOW_THREADS
 	n = read(self->counter_fd, &count, sizeof(count));
@@ -763,11 +732,12 @@ static int read_counter_blocking(Reader *self, Py_ssize_t want, PyObject **event
 	if (lock(self) < 0)
 		return -1;
 	/* close() writes to the eventfd to end this wait. */
-	c = attr_true(self->sub, s_closed);
-	if (c > 0)
+	if (self->st->closed) {
 		closed(self, "was closed");
-	if (c || (n == (ssize_t)sizeof(count) && add_signalled(self, count) < 0))
 		goto unlock_fail;
+	}
+	if (n == (ssize_t)sizeof(count))
+		self->st->signalled += count;
 	*events = PyList_New(0);
 	if (!*events || read_queue(self, want, *events) < 0)
 		goto unlock_fail;
@@ -781,33 +751,43 @@ unlock_fail:
 	return -1;
 }
 
+/* Before a blocking read, lock held: not closed, and the descriptor blocking. */
+static int prepare_blocking(Reader *self)
+{
+	if (self->st->closed) {
+		closed(self, "was closed");
+		return -1;
+	}
+	return set_blocking(self, 1);
+}
+
 /*
  * The wait of a get() without a timeout, for a `block` Reader: read(2) up to
- * `want` records in blocking mode, without the lock (see the top). 1: records
- * read, decoded and accounted into *events, lock held; 0: none (a signal's
- * handlers ran, or another caller put the descriptor back in non-blocking
- * mode): wait again; -1: an exception, lock not held.
+ * `want` records in blocking mode, without the lock (see the top); with
+ * `prepared`, the caller ran prepare_blocking() in its last hold of the lock.
+ * 1: records read, decoded and accounted into *events, lock held; 0: none
+ * (a signal's handlers ran, or another caller put the descriptor back in
+ * non-blocking mode): wait again; -1: an exception, lock not held.
  */
-static int read_blocking(Reader *self, Py_ssize_t want, PyObject **events)
+static int read_blocking(Reader *self, Py_ssize_t want, int prepared, PyObject **events)
 {
 	struct record recs[BLOCK_RECORDS];
 	Py_ssize_t got;
 	ssize_t n;
-	int c, err;
+	int err;
 
 	if (want > BLOCK_RECORDS)
 		want = BLOCK_RECORDS;
-	if (lock(self) < 0)
-		return -1;
-	c = attr_true(self->sub, s_closed);
-	if (c > 0)
-		closed(self, "was closed");
-	if (c || set_blocking(self, 1) < 0) {
-		unlock(self);
-		return -1;
+	if (!prepared) {
+		if (lock(self) < 0)
+			return -1;
+		if (prepare_blocking(self) < 0) {
+			unlock(self);
+			return -1;
+		}
+		if (unlock(self) < 0)
+			return -1;
 	}
-	if (unlock(self) < 0)
-		return -1;
 	if (self->counter_fd >= 0)
 		return read_counter_blocking(self, want, events);
 
@@ -817,10 +797,8 @@ static int read_blocking(Reader *self, Py_ssize_t want, PyObject **events)
 	Py_END_ALLOW_THREADS
 	if (n <= 0) {
 		/* close() unsubscribed the file: EINVAL (or end of file). */
-		c = attr_true(self->sub, s_closed);
-		if (c) {
-			if (c > 0)
-				closed(self, "was closed");
+		if (self->st->closed) {
+			closed(self, "was closed");
 			return -1;
 		}
 		if (n == 0) {
@@ -851,9 +829,8 @@ static PyObject *Reader_get(Reader *self, PyObject *const *args, Py_ssize_t narg
 	Py_ssize_t take, batch, n;
 	PyObject *timeout_obj, *events = NULL;
 	double timeout = -1.0, deadline = 0.0;
-	int forever, tzero, first, busy_set = 0, r = 0;
+	int forever, tzero, first, prepared = 0, busy_set = 0, r = 0;
 	int64_t since = 0;
-	Py_ssize_t busy;
 
 	if (nargs != 3) {
 		PyErr_Format(PyExc_TypeError, "get() takes 3 arguments (%zd given)", nargs);
@@ -882,42 +859,42 @@ static PyObject *Reader_get(Reader *self, PyObject *const *args, Py_ssize_t narg
 		events = take_buffered(self, take);
 		return unlock(self) < 0 ? (Py_XDECREF(events), NULL) : events;
 	}
-	if (take == 1 && !n && self->read_first) {
-		if (!self->missed || tzero) {
+	/* A blocking read is one system call whether the event is there yet or
+	 * not: no read first for it, and no switch of the descriptor's mode. */
+	if (take == 1 && !n && self->read_first && !(forever && self->block)) {
+		if (!self->st->missed || tzero) {
 			events = read_step(self, batch);
 			if (!events)
 				goto unlock_fail;
 			if (PyList_GET_SIZE(events)) {
-				if (set_bool(self->sub, s_drained, PyList_GET_SIZE(events) < batch) < 0 ||
-				    extend(self, events, 1) < 0)
+				self->st->drained = PyList_GET_SIZE(events) < batch;
+				if (extend(self, events, 1) < 0)
 					goto unlock_fail;
 				return unlock(self) < 0 ? (Py_DECREF(events), NULL) : events;
 			}
 			/* Found empty: wait before the next read. */
-			if (set_bool(self->sub, s_drained, 1) < 0)
-				goto unlock_fail;
+			self->st->drained = 1;
 			if (tzero)
 				return unlock(self) < 0 ? (Py_DECREF(events), NULL) : events;
 			Py_CLEAR(events);
 			/* The caller came before the event: until one is found
 			 * waiting again, wait first, then read once. */
-			self->missed = 1;
+			self->st->missed = 1;
 		} else {
 			since = monotonic_ns();
 		}
 	}
-	if (add_busy(self, 1, &busy) < 0)
-		goto unlock_fail;
-	busy_set = 1;
-	{
-		int drained = attr_true(self->sub, s_drained);
-
-		if (drained < 0)
+	/* The last read emptied the kernel's queue: wait first (poll says at
+	 * once if something came meanwhile). */
+	first = self->st->drained && !tzero && !n;
+	if (first && forever && self->block) {
+		/* The blocking read's preparation in this hold of the lock. */
+		if (prepare_blocking(self) < 0)
 			goto unlock_fail;
-		/* The last read emptied the kernel's queue: wait first (poll says
-		 * at once if something came meanwhile). */
-		first = drained && !tzero && !n;
+		prepared = 1;
 	}
+	self->st->busy++;
+	busy_set = 1;
 	if (unlock(self) < 0)
 		goto fail;
 
@@ -926,14 +903,10 @@ static PyObject *Reader_get(Reader *self, PyObject *const *args, Py_ssize_t narg
 		int ms;
 
 		if (!first) {
-			int c;
-
 			if (lock(self) < 0)
 				goto fail;
-			c = attr_true(self->sub, s_closed);
-			if (c) {
-				if (c > 0)
-					closed(self, "was closed");
+			if (self->st->closed) {
+				closed(self, "was closed");
 				goto unlock_fail;
 			}
 			n = PyObject_Length(self->buffer);
@@ -952,7 +925,8 @@ static PyObject *Reader_get(Reader *self, PyObject *const *args, Py_ssize_t narg
 		first = 0;
 		if (forever && self->block) {
 			want = batch < BLOCK_RECORDS ? batch : BLOCK_RECORDS;
-			r = read_blocking(self, want, &events);
+			r = read_blocking(self, want, prepared, &events);
+			prepared = 0;
 			if (r < 0)
 				goto fail;
 			if (!r)
@@ -988,10 +962,8 @@ static PyObject *Reader_get(Reader *self, PyObject *const *args, Py_ssize_t narg
 		r = wait_readable(self, ms);
 		if (r < 0)
 			goto fail;
-		r = attr_true(self->sub, s_closed);
-		if (r) {
-			if (r > 0)
-				closed(self, "was closed");
+		if (self->st->closed) {
+			closed(self, "was closed");
 			goto fail;
 		}
 	}
@@ -1005,8 +977,6 @@ out_locked: {
 		/* _leave() in the same hold of the lock. */
 		int finish = leave_locked(self);
 
-		if (finish < 0)
-			goto unlock_fail;
 		busy_set = 0;
 		if (unlock(self) < 0)
 			goto fail;
@@ -1095,6 +1065,11 @@ static int Reader_init(Reader *self, PyObject *args, PyObject *kwds)
 		PyErr_SetString(PyExc_TypeError, "closed_error and upcall_error must be exceptions");
 		return -1;
 	}
+	if (!PyObject_TypeCheck(sub, &StateType)) {
+		PyErr_Format(PyExc_TypeError, "sub must be a upcall._core.State, not %.100s",
+			     Py_TYPE(sub)->tp_name);
+		return -1;
+	}
 	if (event_offsets((PyTypeObject *)event_type, self->offsets) < 0)
 		return -1;
 	Reader_clear(self);	/* what an __init__ that failed half-way left */
@@ -1111,6 +1086,7 @@ static int Reader_init(Reader *self, PyObject *args, PyObject *kwds)
 		return -1;
 	self->buffer = buffer;
 	self->sub = Py_NewRef(sub);
+	self->st = (State *)sub;
 	self->transport = Py_NewRef(transport);
 	self->event_type = (PyTypeObject *)Py_NewRef(event_type);
 	self->closed_error = Py_NewRef(closed_error);
@@ -1124,7 +1100,6 @@ static int Reader_init(Reader *self, PyObject *args, PyObject *kwds)
 	self->read_first = read_first;
 	self->min_read = min_read;
 	self->rounds = rounds;
-	self->missed = 0;
 	self->block = block;
 	self->block_fd = counter_fd >= 0 ? counter_fd : fd;
 	self->blocking = 0;	/* the subscription made it non-blocking */
@@ -1205,22 +1180,11 @@ static PyObject *Reader_nonblocking(Reader *self, PyObject *Py_UNUSED(ignored))
 	Py_RETURN_NONE;
 }
 
-static PyObject *Reader_get_missed(Reader *self, void *Py_UNUSED(closure))
-{
-	return PyBool_FromLong(self->missed);
-}
-
 static PyMethodDef Reader_methods[] = {
 	{ "get", (PyCFunction)(void (*)(void))Reader_get_checked, METH_FASTCALL, get_doc },
 	{ "read_queue", (PyCFunction)Reader_read_queue_checked, METH_O, read_queue_doc },
 	{ "nonblocking", (PyCFunction)Reader_nonblocking, METH_NOARGS, nonblocking_doc },
 	{ NULL, NULL, 0, NULL },
-};
-
-static PyGetSetDef Reader_getset[] = {
-	{ "missed", (getter)Reader_get_missed, NULL,
-	  "A read(1) came before its event: the next one waits first.", NULL },
-	{ NULL, NULL, NULL, NULL, NULL },
 };
 
 PyDoc_STRVAR(Reader_doc,
@@ -1241,7 +1205,6 @@ static PyTypeObject ReaderType = {
 	.tp_traverse = (traverseproc)Reader_traverse,
 	.tp_clear = (inquiry)Reader_clear,
 	.tp_methods = Reader_methods,
-	.tp_getset = Reader_getset,
 };
 
 static struct PyModuleDef core_module = {
@@ -1260,24 +1223,17 @@ PyMODINIT_FUNC PyInit__core(void)
 		if (!(var = PyUnicode_InternFromString(text))) \
 			return NULL;                        \
 	} while (0)
-	INTERN(s_closed, "_closed");
-	INTERN(s_busy, "_busy");
-	INTERN(s_drained, "_drained");
-	INTERN(s_last_seqno, "_last_seqno");
-	INTERN(s_received, "_received");
-	INTERN(s_lost, "_lost");
-	INTERN(s_dispatcher, "_dispatcher");
 	INTERN(s_finish, "_finish");
-	INTERN(s_signalled, "_signalled");
 	INTERN(s_extend, "extend");
 	INTERN(s_popleft, "popleft");
 #undef INTERN
-	if (PyType_Ready(&ReaderType) < 0)
+	if (PyType_Ready(&StateType) < 0 || PyType_Ready(&ReaderType) < 0)
 		return NULL;
 	m = PyModule_Create(&core_module);
 	if (!m)
 		return NULL;
 	if (PyModule_AddIntConstant(m, "RECORD_SIZE", (long)RECORD_SIZE) < 0 ||
+	    PyModule_AddObjectRef(m, "State", (PyObject *)&StateType) < 0 ||
 	    PyModule_AddObjectRef(m, "Reader", (PyObject *)&ReaderType) < 0) {
 		Py_DECREF(m);
 		return NULL;

@@ -6,12 +6,25 @@ from typing import Any
 
 RECORD_SIZE: int
 
+class State:
+    """A subscription's state in C fields: Subscription's base with the core."""
+
+    _dispatcher: Any
+    _last_seqno: int
+    _received: int
+    _lost: int
+    _signalled: int
+    _busy: int
+    _closed: bool
+    _drained: bool
+    _missed: bool
+
 class Reader:
     """The per-event read path of one queue-record subscription."""
 
     def __init__(
         self,
-        sub: Any,
+        sub: State,
         fd: int,
         wait_fd: int,
         wake_fd: int,
@@ -28,8 +41,6 @@ class Reader:
         rounds: int = 1,
         block: bool = False,
     ) -> None: ...
-    @property
-    def missed(self) -> bool: ...
     def get(self, take: int, batch: int, timeout: float | None, /) -> list[Any]: ...
     def read_queue(self, max_records: int, /) -> list[Any]: ...
     def nonblocking(self) -> None: ...

@@ -23,8 +23,8 @@ from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Protocol
 
+from . import _accel, abi
 from . import _signals as signals
-from . import abi
 from ._aio import Waiter
 from ._batch import Batch
 from ._closing import Closing
@@ -124,7 +124,7 @@ def check_queue_size(queue_size: int | None) -> int:
     return queue_size
 
 
-class Subscription(Closing):
+class Subscription(_accel.State, Closing):
     """The events of one subscriber, whatever the transport.
 
     Events are read in order into an internal buffer and handed out from it,
