@@ -14,6 +14,7 @@ semantics, slower (the bench and the tests measure and run both).
 from __future__ import annotations
 
 import os
+import threading
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -44,11 +45,15 @@ else:
 
 # Subscription's base: where its state lives. With the core, C fields that
 # the Reader reads and writes directly instead of through attribute lookups.
+# And its lock: with the core, one the Reader takes with a C call.
 if TYPE_CHECKING:
+    from ._core import Lock as Lock
     from ._core import State as State
 elif Reader is None:
     State = PyState
+    Lock = threading.RLock
 else:
+    from ._core import Lock as Lock
     from ._core import State as State
 
 

@@ -58,6 +58,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <pythread.h>
 
 /* struct upcall_event (kmod/include/uapi/linux/upcall.h), 48 bytes. */
 struct record {
@@ -104,8 +105,7 @@ typedef struct {
 	PyObject_HEAD
 	PyObject *sub;		/* the Subscription */
 	State *st;		/* the same, as its State */
-	PyObject *acquire;	/* sub._lock.acquire */
-	PyObject *release;	/* sub._lock.release */
+	PyObject *lock;		/* sub._lock, a Lock */
 	PyObject *buffer;	/* sub._buffer, a deque */
 	PyObject *transport;	/* str, every Event's transport */
 	PyTypeObject *event_type;
@@ -129,6 +129,128 @@ typedef struct {
 } Reader;
 
 static PyObject *s_finish, *s_extend, *s_popleft;
+
+/* -- Lock ------------------------------------------------------------------ */
+
+/*
+ * The subscription's lock (_lock) with the core: recursive, as
+ * threading.RLock, whose place it takes. The Reader takes it with a C call
+ * where an RLock is a Python method call with its arguments parsed, two or
+ * three times per event. Like RLock's, its owner and depth are read and
+ * written with the GIL held.
+ */
+typedef struct {
+	PyObject_HEAD
+	PyThread_type_lock mutex;
+	unsigned long owner;	/* the holding thread's ident */
+	unsigned long depth;	/* 0: free */
+} Lock;
+
+static int Lock_init(Lock *self, PyObject *args, PyObject *kwds)
+{
+	if (PyTuple_GET_SIZE(args) || (kwds && PyDict_GET_SIZE(kwds))) {
+		PyErr_SetString(PyExc_TypeError, "Lock() takes no arguments");
+		return -1;
+	}
+	if (!self->mutex) {
+		self->mutex = PyThread_allocate_lock();
+		if (!self->mutex) {
+			PyErr_NoMemory();
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static void Lock_dealloc(Lock *self)
+{
+	if (self->mutex) {
+		if (self->depth)
+			PyThread_release_lock(self->mutex);
+		PyThread_free_lock(self->mutex);
+	}
+	Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int lock_acquire(Lock *lk)
+{
+	unsigned long me = PyThread_get_thread_ident();
+
+	if (!lk->mutex) {
+		PyErr_SetString(PyExc_RuntimeError, "Lock is not initialised");
+		return -1;
+	}
+	if (lk->depth && lk->owner == me) {
+		lk->depth++;
+		return 0;
+	}
+	if (!PyThread_acquire_lock(lk->mutex, NOWAIT_LOCK)) {
+		/* Held by another thread, for a short while: wait for it. */
+		Py_BEGIN_ALLOW_THREADS
+		PyThread_acquire_lock(lk->mutex, WAIT_LOCK);
+		Py_END_ALLOW_THREADS
+	}
+	lk->owner = me;
+	lk->depth = 1;
+	return 0;
+}
+
+static int lock_release(Lock *lk)
+{
+	if (!lk->depth || lk->owner != PyThread_get_thread_ident()) {
+		PyErr_SetString(PyExc_RuntimeError, "cannot release un-acquired lock");
+		return -1;
+	}
+	if (!--lk->depth)
+		PyThread_release_lock(lk->mutex);
+	return 0;
+}
+
+static PyObject *Lock_acquire(Lock *self, PyObject *Py_UNUSED(ignored))
+{
+	if (lock_acquire(self) < 0)
+		return NULL;
+	Py_RETURN_TRUE;
+}
+
+static PyObject *Lock_release(Lock *self, PyObject *Py_UNUSED(ignored))
+{
+	if (lock_release(self) < 0)
+		return NULL;
+	Py_RETURN_NONE;
+}
+
+static PyObject *Lock_exit(Lock *self, PyObject *const *Py_UNUSED(args), Py_ssize_t Py_UNUSED(n))
+{
+	return Lock_release(self, NULL);
+}
+
+static PyObject *Lock_is_owned(Lock *self, PyObject *Py_UNUSED(ignored))
+{
+	return PyBool_FromLong(self->depth && self->owner == PyThread_get_thread_ident());
+}
+
+static PyMethodDef Lock_methods[] = {
+	{ "acquire", (PyCFunction)Lock_acquire, METH_NOARGS, "Take the lock, waiting for it." },
+	{ "release", (PyCFunction)Lock_release, METH_NOARGS, "Give back one acquire()." },
+	{ "__enter__", (PyCFunction)Lock_acquire, METH_NOARGS, NULL },
+	{ "__exit__", (PyCFunction)(void (*)(void))Lock_exit, METH_FASTCALL, NULL },
+	{ "_is_owned", (PyCFunction)Lock_is_owned, METH_NOARGS,
+	  "Whether the calling thread holds the lock." },
+	{ NULL, NULL, 0, NULL },
+};
+
+static PyTypeObject LockType = {
+	PyVarObject_HEAD_INIT(NULL, 0)
+	.tp_name = "upcall._core.Lock",
+	.tp_basicsize = sizeof(Lock),
+	.tp_flags = Py_TPFLAGS_DEFAULT,
+	.tp_doc = "A recursive lock (threading.RLock's place): a subscription's _lock.",
+	.tp_new = PyType_GenericNew,
+	.tp_init = (initproc)Lock_init,
+	.tp_dealloc = (destructor)Lock_dealloc,
+	.tp_methods = Lock_methods,
+};
 
 /* -- State ----------------------------------------------------------------- */
 
@@ -203,31 +325,21 @@ static int64_t monotonic_ns(void)
 
 static int lock(Reader *self)
 {
-	PyObject *r = PyObject_CallNoArgs(self->acquire);
-
-	if (!r)
-		return -1;
-	Py_DECREF(r);
-	return 0;
+	return lock_acquire((Lock *)self->lock);
 }
 
 /* Release the lock, keeping an exception already raised (if any). */
 static int unlock(Reader *self)
 {
-	PyObject *type, *value, *tb, *r;
+	PyObject *type, *value, *tb;
 
+	if (!PyErr_Occurred())
+		return lock_release((Lock *)self->lock);
 	PyErr_Fetch(&type, &value, &tb);
-	r = PyObject_CallNoArgs(self->release);
-	if (type) {
-		Py_XDECREF(r);
-		PyErr_Clear();
-		PyErr_Restore(type, value, tb);
-		return -1;
-	}
-	if (!r)
-		return -1;
-	Py_DECREF(r);
-	return 0;
+	lock_release((Lock *)self->lock);
+	PyErr_Clear();
+	PyErr_Restore(type, value, tb);
+	return -1;
 }
 
 static PyObject *closed(Reader *self, const char *how)
@@ -1076,11 +1188,13 @@ static int Reader_init(Reader *self, PyObject *args, PyObject *kwds)
 	lk = PyObject_GetAttrString(sub, "_lock");
 	if (!lk)
 		return -1;
-	self->acquire = PyObject_GetAttrString(lk, "acquire");
-	self->release = PyObject_GetAttrString(lk, "release");
-	Py_DECREF(lk);
-	if (!self->acquire || !self->release)
+	if (!Py_IS_TYPE(lk, &LockType)) {
+		PyErr_Format(PyExc_TypeError, "sub._lock must be a upcall._core.Lock, not %.100s",
+			     Py_TYPE(lk)->tp_name);
+		Py_DECREF(lk);
 		return -1;
+	}
+	self->lock = lk;
 	buffer = PyObject_GetAttrString(sub, "_buffer");
 	if (!buffer)
 		return -1;
@@ -1109,8 +1223,7 @@ static int Reader_init(Reader *self, PyObject *args, PyObject *kwds)
 static int Reader_traverse(Reader *self, visitproc visit, void *arg)
 {
 	Py_VISIT(self->sub);
-	Py_VISIT(self->acquire);
-	Py_VISIT(self->release);
+	Py_VISIT(self->lock);
 	Py_VISIT(self->buffer);
 	Py_VISIT(self->event_type);
 	Py_VISIT(self->before_read);
@@ -1123,8 +1236,7 @@ static int Reader_traverse(Reader *self, visitproc visit, void *arg)
 static int Reader_clear(Reader *self)
 {
 	Py_CLEAR(self->sub);
-	Py_CLEAR(self->acquire);
-	Py_CLEAR(self->release);
+	Py_CLEAR(self->lock);
 	Py_CLEAR(self->buffer);
 	Py_CLEAR(self->transport);
 	Py_CLEAR(self->event_type);
@@ -1227,12 +1339,14 @@ PyMODINIT_FUNC PyInit__core(void)
 	INTERN(s_extend, "extend");
 	INTERN(s_popleft, "popleft");
 #undef INTERN
-	if (PyType_Ready(&StateType) < 0 || PyType_Ready(&ReaderType) < 0)
+	if (PyType_Ready(&LockType) < 0 || PyType_Ready(&StateType) < 0 ||
+	    PyType_Ready(&ReaderType) < 0)
 		return NULL;
 	m = PyModule_Create(&core_module);
 	if (!m)
 		return NULL;
 	if (PyModule_AddIntConstant(m, "RECORD_SIZE", (long)RECORD_SIZE) < 0 ||
+	    PyModule_AddObjectRef(m, "Lock", (PyObject *)&LockType) < 0 ||
 	    PyModule_AddObjectRef(m, "State", (PyObject *)&StateType) < 0 ||
 	    PyModule_AddObjectRef(m, "Reader", (PyObject *)&ReaderType) < 0) {
 		Py_DECREF(m);

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Protocol, cast
 
+from . import _accel
 from . import _signals as signals
 from ._errors import UpcallError
 from ._event import Event
@@ -38,7 +39,7 @@ Handler = signal.Handlers | Callable[[int, FrameType | None], object] | int | No
 class Dispatched(Protocol):
     """What a :class:`Dispatcher` uses of its subscription."""
 
-    _lock: threading.RLock
+    _lock: _accel.Lock
     _buffer: deque[Event]
     _wake_fd: int
     #: ``closed``, read as the attribute: this is every event's path.

@@ -152,7 +152,7 @@ class Subscription(_accel.State, Closing):
 
     def __init__(self, file: Handle) -> None:
         self._file = file
-        self._lock = threading.RLock()
+        self._lock = _accel.Lock()
         self._buffer: deque[Event] = deque()
         self._closed = False
         self._finished = False

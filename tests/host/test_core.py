@@ -36,14 +36,14 @@ if _accel.Reader is None:  # UPCALL_PURE_PYTHON=1, or not built
         pytest.fail("upcall._core is not built: pip install -e . (make deps) builds it")
     pytest.skip("UPCALL_PURE_PYTHON is set", allow_module_level=True)
 
-from upcall._core import Reader, State
+from upcall._core import Lock, Reader, State
 
 
 class FakeSub(State):
     """The State, lock and buffer of a Subscription that the Reader uses, and nothing else."""
 
     def __init__(self) -> None:
-        self._lock = threading.RLock()
+        self._lock = Lock()
         self._buffer: deque[Event] = deque()
         self._closed = False
         self._busy = 0
@@ -517,3 +517,40 @@ def test_no_leak_per_event(pipe: Pipe) -> None:
     finally:
         tracemalloc.stop()
     assert grown < 64 * 1024, grown
+
+
+def test_lock_is_recursive_and_excludes_other_threads() -> None:
+    """The subscription's Lock, as an RLock: re-entered by its holder, waited for by others."""
+    lock = Lock()
+    assert not lock._is_owned()
+    with pytest.raises(RuntimeError, match="un-acquired"):
+        lock.release()
+    taken = threading.Event()
+    order: list[str] = []
+
+    def other() -> None:
+        with lock:
+            order.append("other")
+        taken.set()
+
+    with lock:
+        with lock:  # re-entered
+            assert lock._is_owned()
+        thread = threading.Thread(target=other)
+        thread.start()
+        assert not taken.wait(0.1)  # still held once: the other thread waits
+        order.append("holder")
+    assert taken.wait(5)
+    thread.join()
+    assert order == ["holder", "other"]
+    assert not lock._is_owned()
+    with pytest.raises(TypeError):
+        Lock(1)  # type: ignore[call-arg]
+    with pytest.raises(RuntimeError, match="not initialised"):
+        Lock.__new__(Lock).acquire()
+
+
+def test_reader_needs_the_core_lock(pipe: Pipe) -> None:
+    pipe.sub._lock = threading.RLock()  # type: ignore[assignment]
+    with pytest.raises(TypeError, match="Lock"):
+        pipe.reader()
