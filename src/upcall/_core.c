@@ -115,6 +115,7 @@ typedef struct {
 	PyObject *upcall_error;
 	Py_ssize_t offsets[NFIELDS];
 	Py_ssize_t min_read;	/* read at least this many records per read step */
+	Py_ssize_t batch;	/* records read for read(), poll() (DEFAULT_BATCH) */
 	int rounds;		/* read(2)s of a full batch per read step */
 	int fd;			/* the subscriber file: the records */
 	int wait_fd;		/* what poll(2) waits on for records */
@@ -129,6 +130,7 @@ typedef struct {
 } Reader;
 
 static PyObject *s_finish, *s_extend, *s_popleft;
+static PyObject *zero;	/* 0.0: a timeout of none */
 
 /* -- Lock ------------------------------------------------------------------ */
 
@@ -936,21 +938,14 @@ PyDoc_STRVAR(get_doc,
 "kernel, waiting at most timeout seconds (None: for ever, 0: not at all) for\n"
 "the first; [] on timeout. ClosedError once the subscription is closed.");
 
-static PyObject *Reader_get(Reader *self, PyObject *const *args, Py_ssize_t nargs)
+static PyObject *get(Reader *self, Py_ssize_t take, Py_ssize_t batch, PyObject *timeout_obj)
 {
-	Py_ssize_t take, batch, n;
-	PyObject *timeout_obj, *events = NULL;
+	Py_ssize_t n;
+	PyObject *events = NULL;
 	double timeout = -1.0, deadline = 0.0;
 	int forever, tzero, first, prepared = 0, busy_set = 0, r = 0;
 	int64_t since = 0;
 
-	if (nargs != 3) {
-		PyErr_Format(PyExc_TypeError, "get() takes 3 arguments (%zd given)", nargs);
-		return NULL;
-	}
-	if (parse_count(args[0], "take", 1, &take) < 0 || parse_count(args[1], "batch", 1, &batch) < 0)
-		return NULL;
-	timeout_obj = args[2];
 	forever = timeout_obj == Py_None;
 	if (!forever) {
 		timeout = PyFloat_AsDouble(timeout_obj);
@@ -1109,6 +1104,129 @@ fail:
 	return NULL;
 }
 
+static PyObject *ready(Reader *self, PyObject *Py_UNUSED(ignored));
+
+static PyObject *Reader_get(Reader *self, PyObject *const *args, Py_ssize_t nargs)
+{
+	Py_ssize_t take, batch;
+
+	if (nargs != 3) {
+		PyErr_Format(PyExc_TypeError, "get() takes 3 arguments (%zd given)", nargs);
+		return NULL;
+	}
+	if (parse_count(args[0], "take", 1, &take) < 0 || parse_count(args[1], "batch", 1, &batch) < 0)
+		return NULL;
+	return get(self, take, batch, args[2]);
+}
+
+/*
+ * Fast-call arguments into out[] by position (the first npos names) or by
+ * name; out[i] is left as it is when not given. 0, or -1 with TypeError.
+ */
+static int parse_args(const char *fname, PyObject *const *args, Py_ssize_t nargs,
+		      PyObject *kwnames, const char *const *names, int npos, int nnames,
+		      PyObject **out)
+{
+	Py_ssize_t i, nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+	int j;
+
+	if (nargs > npos) {
+		PyErr_Format(PyExc_TypeError, "%s() takes at most %d positional arguments (%zd given)",
+			     fname, npos, nargs);
+		return -1;
+	}
+	for (i = 0; i < nargs; i++)
+		out[i] = args[i];
+	for (i = 0; i < nkw; i++) {
+		PyObject *key = PyTuple_GET_ITEM(kwnames, i);
+
+		for (j = 0; j < nnames; j++) {
+			if (PyUnicode_CompareWithASCIIString(key, names[j]) == 0)
+				break;
+		}
+		if (j == nnames || j < nargs) {
+			PyErr_Format(PyExc_TypeError, j == nnames
+				     ? "%s() got an unexpected keyword argument '%U'"
+				     : "%s() got multiple values for argument '%U'", fname, key);
+			return -1;
+		}
+		out[j] = args[nargs + i];
+	}
+	return 0;
+}
+
+/* max_events: an int of at least 1, as Subscription.read() has it. */
+static int parse_max_events(PyObject *obj, Py_ssize_t *out)
+{
+	if (!PyLong_Check(obj)) {
+		PyErr_Format(PyExc_TypeError, "max_events must be an int, not %.100s",
+			     Py_TYPE(obj)->tp_name);
+		return -1;
+	}
+	int overflow;
+	long long v = PyLong_AsLongLongAndOverflow(obj, &overflow);
+
+	if (v == -1 && PyErr_Occurred())
+		return -1;
+	if (overflow < 0 || (!overflow && v < 1)) {
+		PyErr_SetString(PyExc_ValueError, "max_events must be at least 1");
+		return -1;
+	}
+	/* More than can ever be read at once is as many as can be. */
+	*out = overflow || v > PY_SSIZE_T_MAX / RECORD_SIZE ? PY_SSIZE_T_MAX / RECORD_SIZE
+							     : (Py_ssize_t)v;
+	return 0;
+}
+
+PyDoc_STRVAR(read_doc,
+"read($self, /, max_events=64, timeout=None, *, block=True)\n--\n\n"
+"Subscription.read(), without a Python frame: the subscription's read\n"
+"with the compiled core (see there).");
+
+static PyObject *Reader_read(Reader *self, PyObject *const *args, Py_ssize_t nargs,
+			     PyObject *kwnames)
+{
+	static const char *const names[] = { "max_events", "timeout", "block" };
+	PyObject *a[3] = { NULL, Py_None, Py_True };
+	Py_ssize_t take = self->batch;
+	int block;
+
+	if (!self->sub)
+		return ready(self, NULL);
+	if (parse_args("read", args, nargs, kwnames, names, 2, 3, a) < 0)
+		return NULL;
+	if (a[0] && parse_max_events(a[0], &take) < 0)
+		return NULL;
+	block = PyObject_IsTrue(a[2]);
+	if (block < 0)
+		return NULL;
+	return get(self, take, take > self->batch ? take : self->batch,
+		   block ? a[1] : zero);
+}
+
+PyDoc_STRVAR(poll_doc,
+"poll($self, /, timeout=0.0)\n--\n\n"
+"Subscription.poll(), without a Python frame (see there).");
+
+static PyObject *Reader_poll(Reader *self, PyObject *const *args, Py_ssize_t nargs,
+			     PyObject *kwnames)
+{
+	static const char *const names[] = { "timeout" };
+	PyObject *a[1] = { NULL }, *events, *ev;
+
+	if (!self->sub)
+		return ready(self, NULL);
+	a[0] = zero;
+	if (parse_args("poll", args, nargs, kwnames, names, 1, 1, a) < 0)
+		return NULL;
+	events = get(self, 1, self->batch, a[0]);
+	if (!events)
+		return NULL;
+	ev = PyList_GET_SIZE(events) ? Py_NewRef(PyList_GET_ITEM(events, 0)) : Py_NewRef(Py_None);
+	Py_DECREF(events);
+	return ev;
+}
+
 /* -- Reader type ------------------------------------------------------------ */
 
 static int event_offsets(PyTypeObject *type, Py_ssize_t *offsets)
@@ -1145,27 +1263,29 @@ static int Reader_init(Reader *self, PyObject *args, PyObject *kwds)
 {
 	static char *kwlist[] = { "sub", "fd", "wait_fd", "wake_fd", "transport", "event_type",
 				  "closed_error", "upcall_error", "read_first", "counter_fd",
-				  "before_read", "check_thread", "min_read", "rounds", "block", NULL };
+				  "before_read", "check_thread", "min_read", "rounds", "block", "batch",
+				  NULL };
 	PyObject *sub, *transport, *event_type, *closed_error, *upcall_error;
 	PyObject *before_read = Py_None, *check_thread = Py_None, *lk, *buffer;
 	int fd, wait_fd, wake_fd, read_first = 0, counter_fd = -1, rounds = 1, block = 0;
-	Py_ssize_t min_read = 0;
+	Py_ssize_t min_read = 0, batch = 64;
 
 	if (self->sub) {
 		PyErr_SetString(PyExc_RuntimeError, "Reader is initialised already");
 		return -1;
 	}
-	if (!PyArg_ParseTupleAndKeywords(args, kwds, "OiiiUO!OO|$piOOnip", kwlist, &sub, &fd,
+	if (!PyArg_ParseTupleAndKeywords(args, kwds, "OiiiUO!OO|$piOOnipn", kwlist, &sub, &fd,
 					 &wait_fd, &wake_fd, &transport, &PyType_Type, &event_type,
 					 &closed_error, &upcall_error, &read_first, &counter_fd,
-					 &before_read, &check_thread, &min_read, &rounds, &block))
+					 &before_read, &check_thread, &min_read, &rounds, &block, &batch))
 		return -1;
 	if (fd < 0 || wait_fd < 0 || wake_fd < 0) {
 		PyErr_SetString(PyExc_ValueError, "fd, wait_fd and wake_fd must be open descriptors");
 		return -1;
 	}
-	if (rounds < 1 || min_read < 0 || min_read > PY_SSIZE_T_MAX / RECORD_SIZE) {
-		PyErr_SetString(PyExc_ValueError, "rounds must be >= 1 and min_read >= 0");
+	if (rounds < 1 || min_read < 0 || min_read > PY_SSIZE_T_MAX / RECORD_SIZE || batch < 1 ||
+	    batch > PY_SSIZE_T_MAX / RECORD_SIZE) {
+		PyErr_SetString(PyExc_ValueError, "rounds and batch must be >= 1 and min_read >= 0");
 		return -1;
 	}
 	if ((before_read != Py_None && !PyCallable_Check(before_read)) ||
@@ -1213,6 +1333,7 @@ static int Reader_init(Reader *self, PyObject *args, PyObject *kwds)
 	self->counter_fd = counter_fd;
 	self->read_first = read_first;
 	self->min_read = min_read;
+	self->batch = batch;
 	self->rounds = rounds;
 	self->block = block;
 	self->block_fd = counter_fd >= 0 ? counter_fd : fd;
@@ -1294,6 +1415,10 @@ static PyObject *Reader_nonblocking(Reader *self, PyObject *Py_UNUSED(ignored))
 
 static PyMethodDef Reader_methods[] = {
 	{ "get", (PyCFunction)(void (*)(void))Reader_get_checked, METH_FASTCALL, get_doc },
+	{ "read", (PyCFunction)(void (*)(void))Reader_read, METH_FASTCALL | METH_KEYWORDS,
+	  read_doc },
+	{ "poll", (PyCFunction)(void (*)(void))Reader_poll, METH_FASTCALL | METH_KEYWORDS,
+	  poll_doc },
 	{ "read_queue", (PyCFunction)Reader_read_queue_checked, METH_O, read_queue_doc },
 	{ "nonblocking", (PyCFunction)Reader_nonblocking, METH_NOARGS, nonblocking_doc },
 	{ NULL, NULL, 0, NULL },
@@ -1302,7 +1427,7 @@ static PyMethodDef Reader_methods[] = {
 PyDoc_STRVAR(Reader_doc,
 "Reader(sub, fd, wait_fd, wake_fd, transport, event_type, closed_error,\n"
 "       upcall_error, *, read_first=False, counter_fd=-1, before_read=None,\n"
-"       check_thread=None, min_read=0, rounds=1, block=False)\n\n"
+"       check_thread=None, min_read=0, rounds=1, block=False, batch=64)\n\n"
 "The per-event read path of one queue-record subscription (see the module).");
 
 static PyTypeObject ReaderType = {
@@ -1339,6 +1464,9 @@ PyMODINIT_FUNC PyInit__core(void)
 	INTERN(s_extend, "extend");
 	INTERN(s_popleft, "popleft");
 #undef INTERN
+	zero = PyFloat_FromDouble(0.0);
+	if (!zero)
+		return NULL;
 	if (PyType_Ready(&LockType) < 0 || PyType_Ready(&StateType) < 0 ||
 	    PyType_Ready(&ReaderType) < 0)
 		return NULL;

@@ -10,6 +10,7 @@ Python exceptions, never a crash.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 import shutil
 import subprocess
@@ -28,6 +29,7 @@ from fakes import FakeQueueFile
 from upcall import _accel
 from upcall._errors import ClosedError, UpcallError
 from upcall._event import Event, make_event
+from upcall._subscription import Subscription
 from upcall._transports.queue import QueueSubscription
 from upcall._transports.records import encode
 
@@ -554,3 +556,48 @@ def test_reader_needs_the_core_lock(pipe: Pipe) -> None:
     pipe.sub._lock = threading.RLock()  # type: ignore[assignment]
     with pytest.raises(TypeError, match="Lock"):
         pipe.reader()
+
+
+def test_read_and_poll_are_the_readers_own() -> None:
+    """With the core, read() and poll() are the Reader's: same arguments, same errors, no frame."""
+    file = FakeQueueFile()
+    with QueueSubscription(file) as q:
+        assert q._core is not None
+        assert q.read == q._core.read
+        assert q.poll == q._core.poll
+        for name in ("read", "poll"):  # the Python methods' parameters and defaults
+            python = inspect.signature(getattr(Subscription, name)).parameters
+            compiled = inspect.signature(getattr(q, name)).parameters
+            assert [(p.name, p.kind, p.default) for p in compiled.values()] == [
+                (p.name, p.kind, p.default) for p in list(python.values())[1:]
+            ]
+        for value in range(1, 5):
+            file.emit(value)
+        assert [e.value for e in q.read(max_events=2, timeout=0)] == [1, 2]
+        assert q.poll().value == 3  # type: ignore[union-attr]
+        assert [e.value for e in q.read(10**30, block=False)] == [4]  # as many as there are
+        assert q.read(block=False) == []
+        assert q.poll() is None
+        assert q.poll(timeout=0.01) is None
+        assert q.read(1, 0.01) == []
+        for bad, error, match in [
+            ((0,), ValueError, "at least 1"),
+            ((-(10**30),), ValueError, "at least 1"),
+            (("1",), TypeError, "must be an int"),
+            ((1, "soon"), TypeError, "real number"),
+            ((1, None, True), TypeError, "at most 2 positional"),
+        ]:
+            with pytest.raises(error, match=match):
+                q.read(*bad)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="unexpected keyword argument 'wait'"):
+            q.read(1, wait=1)  # type: ignore[call-arg]
+        with pytest.raises(TypeError, match="multiple values for argument 'max_events'"):
+            q.read(1, max_events=1)  # type: ignore[misc]
+        with pytest.raises(TypeError, match="at most 1 positional"):
+            q.poll(0, 1)  # type: ignore[call-arg]
+        file.emit(5)
+        assert [e.value for e in q.read()] == [5]  # nothing lost to the errors
+    with pytest.raises(ClosedError):
+        q.read(1, 0)
+    with pytest.raises(ClosedError):
+        q.poll()

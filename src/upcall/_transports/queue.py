@@ -14,7 +14,7 @@ from .. import _signals as signals
 from .._batch import Batch
 from .._errors import ClosedError, UpcallError
 from .._event import Event, monotonic_ns
-from .._subscription import QueueFile, Subscription, check_queue_size, detach
+from .._subscription import DEFAULT_BATCH, QueueFile, Subscription, check_queue_size, detach
 from .records import RECORD_SIZE, decode
 
 _seqno_at = struct.Struct("=Q").unpack_from
@@ -69,8 +69,13 @@ class QueueSubscription(Subscription):
                     ClosedError,
                     UpcallError,
                     read_first=self._read_first,
+                    batch=DEFAULT_BATCH,
                     **self._core_options(),
                 )
+                # read() and poll() as the Reader's own: the same calls,
+                # without a Python frame per event in front of the C one.
+                self.read = self._core.read  # type: ignore[method-assign]
+                self.poll = self._core.poll  # type: ignore[method-assign]
             undo.pop_all()  # from here on close() releases everything
 
     # -- hooks for the notifying variants -------------------------------------
