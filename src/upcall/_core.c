@@ -3,8 +3,10 @@
  * upcall._core: the per-event read path of the queue-record transports in C.
  *
  * One Reader per subscription (queue, fasync, eventfd). Reader.get() is what
- * Subscription._get() does per event: under the subscription's lock, check
- * it is readable, hand out buffered events or read(2) the queue at once
+ * Subscription._get() does per event; Reader.read() and Reader.poll() are
+ * Subscription.read() and .poll() around it, bound to the subscription in
+ * their place (no Python frame per event). Under the subscription's lock,
+ * check it is readable, hand out buffered events or read(2) the queue at once
  * (the read-first logic), else mark it busy, poll(2) the transport's
  * descriptor and the close wake-up with the GIL released, read(2) up to
  * `batch` records, decode the `struct upcall_event` records into Event
@@ -17,8 +19,9 @@
  * its fields (_closed, _busy, _drained, _missed, _last_seqno, _received,
  * _lost, _signalled, _dispatcher) are read and written here as C fields
  * and by the Python code around it (read_batch, close, async) as the
- * attributes they are, so both share one copy. The buffer (_buffer, a
- * deque) and the lock (_lock) stay Python objects.
+ * attributes they are, so both share one copy. Its lock (_lock) is a Lock,
+ * a recursive lock taken here with a C call; its buffer (_buffer) stays a
+ * deque.
  *
  * The record reads happen with the GIL and the subscription's lock held
  * (the descriptor is non-blocking), so a close() from another thread, which
