@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -127,3 +128,22 @@ def test_one_command_imports_only_its_module() -> None:
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["['upcall_dev.cli',", "'upcall_dev.progress',", "'upcall_dev.vm']"]
+
+
+def test_vm_report_of_a_guest_that_died_shows_its_console(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A guest that panics leaves no dmesg: its console says why."""
+    panic = "[  385.1] Kernel panic - not syncing: Fatal exception in interrupt"
+    result = vm.VmResult(
+        255, "....\n", console=f"[  385.0] Oops: 0000 [#1] PREEMPT_RT SMP\n{panic}\n"
+    )
+    kernel = vm.Kernel("6.12-test", Path("/nonexistent"), Path("/nonexistent"))
+    assert vm.report(result, kernel) == 255
+    err = capsys.readouterr().err.splitlines()
+    assert err[:2] == [
+        "upcall_dev vm: 6.12-test: exit 255 in 0 s",
+        "upcall_dev vm: the guest left no kernel log (it died before the end)",
+    ]
+    assert err[-3:] == ["upcall_dev vm: the end of the guest's console:",
+                        "[  385.0] Oops: 0000 [#1] PREEMPT_RT SMP", panic]  # fmt: skip

@@ -99,6 +99,9 @@ class VmResult:
     returncode: the command's exit status (the guest's, if it died first).
     output: what the command printed (stdout and stderr).
     kernel_log: the guest's dmesg after the command; empty if it died.
+    console: what the kernel printed on its console: quiet (loglevel 0)
+        until an oops or a panic, which print in full (console_verbose()),
+        so it says why a guest that left no kernel_log died.
     reports: the lines of kernel_log that are kernel reports.
     taint: /proc/sys/kernel/tainted at the end, or None if unknown.
     seconds: wall time of the whole run, boot included.
@@ -109,6 +112,7 @@ class VmResult:
     returncode: int
     output: str
     kernel_log: str = ""
+    console: str = ""
     reports: list[str] = field(default_factory=list)
     taint: int | None = None
     seconds: float = 0.0
@@ -427,6 +431,16 @@ def _run(
         # /sys/kernel/slab/*/failslab is read-only): the allocation failure
         # tests aim at the signal's sigqueue cache.
         append += ["no5lvl", "slub_debug=A,sigqueue"]
+    # A second console, a virtio one (hvc0) into a file: vng sends the
+    # serial console to /dev/null, so a guest that panics would die without
+    # a word. (The 8250 driver has one console: ttyS1 cannot be a second.)
+    console = outdir / "console.txt"
+    args += [
+        "--qemu-opts=-device virtio-serial-pci,id=upcallcon",
+        "--qemu-opts=-device virtconsole,bus=upcallcon.0,chardev=upcallcon",
+        f"--qemu-opts=-chardev file,id=upcallcon,path={console}",
+    ]
+    append.append("console=hvc0")
     args += ["--append", " ".join(append)]
     if edu:
         args += ["--disable-microvm", "--qemu-opts=-device edu"]
@@ -452,6 +466,8 @@ def _run(
         returncode, lines = retry_code, lines + retry
 
     result = VmResult(returncode, "".join(lines), seconds=time.monotonic() - start, outdir=outdir)
+    if console.exists():
+        result.console = console.read_text(errors="replace")
     log = outdir / "dmesg.txt"
     if log.exists():
         result.kernel_log = log.read_text(errors="replace")
@@ -614,6 +630,9 @@ def report(result: VmResult, kernel: Kernel) -> int:
         say("upcall_dev vm: the guest left no kernel log (it died before the end)\n")
         tail = result.output.splitlines()[-30:]
         say("\n".join(tail) + "\n")
+        if result.console.strip():
+            say("upcall_dev vm: the end of the guest's console:\n")
+            say("\n".join(result.console.splitlines()[-80:]) + "\n")
         return result.returncode or 1
     for line in result.reports:
         say(f"upcall_dev vm: kernel report: {line}\n")
