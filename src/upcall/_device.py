@@ -195,7 +195,8 @@ class _File:
             queue_size=queue_size,
             netlink_fd=netlink_fd,
         )
-        if self.sources is not None:
+        # An unsubscribe takes no other field (EINVAL): no filter either.
+        if self.sources is not None and transport != abi.UPCALL_TRANSPORT_NONE:
             req.flags |= abi.UPCALL_SUBSCRIBE_SOURCES
             req.source_first, req.source_last = self.sources
         _ioctl(self.fileno(), abi.UPCALL_IOC_SUBSCRIBE, req, "subscribe", self.path)

@@ -598,6 +598,29 @@ def test_open_names_both_versions_when_they_differ(
     assert re.search(needle or r"module 0\.1\.0 predates ABI versions", line), line
 
 
+def test_unsubscribe_of_a_filtered_file_sends_no_filter(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The module refuses an unsubscribe with any other field (EINVAL), and
+    # close() ignores that: a source filter sent with it left the file
+    # subscribed, and a blocking read in another thread asleep for ever.
+    sent: list[tuple[int, int, int, int]] = []
+
+    def answer(fd: int, request: int, arg: abi.UpcallSubscribe, what: str, path: str) -> int:
+        sent.append((arg.transport, arg.flags, arg.source_first, arg.source_last))
+        return 0
+
+    monkeypatch.setattr(device, "_ioctl", answer)
+    f = device._File("/dev/null", os.O_RDONLY, sources=(0x200, 0x2FF), unsubscribes=True)
+    try:
+        f.subscribe(abi.UPCALL_TRANSPORT_QUEUE, queue_size=64)
+        f.subscribe(abi.UPCALL_TRANSPORT_NONE)
+    finally:
+        f.close()
+    assert sent == [
+        (abi.UPCALL_TRANSPORT_QUEUE, abi.UPCALL_SUBSCRIBE_SOURCES, 0x200, 0x2FF),
+        (abi.UPCALL_TRANSPORT_NONE, 0, 0, 0),
+    ]
+
+
 @pytest.mark.parametrize("via", ["queue", "fasync", "eventfd"])
 def test_subscribe_on_a_device_without_upcall(via: str, stand_in_device: upcall.Device) -> None:
     before = set(os.listdir("/proc/self/fd"))
