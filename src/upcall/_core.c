@@ -613,14 +613,15 @@ static PyObject *take_buffered(Reader *self, Py_ssize_t take)
 
 /* -- guarded use ------------------------------------------------------------ */
 
-/* Subscription._check_readable(), lock held. */
-static int check_readable(Reader *self)
+/* Subscription._check_readable(), lock held: dispatching for run(), which
+ * reads the events of a subscription that dispatches them. */
+static int check_readable(Reader *self, int dispatching)
 {
 	if (self->st->closed) {
 		closed(self, "is closed");
 		return -1;
 	}
-	if (self->st->dispatcher && self->st->dispatcher != Py_None) {
+	if (!dispatching && self->st->dispatcher && self->st->dispatcher != Py_None) {
 		PyErr_SetString(self->upcall_error,
 				"this subscription dispatches its events to on_event() callbacks; "
 				"use run() or another subscription to read events");
@@ -941,7 +942,8 @@ PyDoc_STRVAR(get_doc,
 "kernel, waiting at most timeout seconds (None: for ever, 0: not at all) for\n"
 "the first; [] on timeout. ClosedError once the subscription is closed.");
 
-static PyObject *get(Reader *self, Py_ssize_t take, Py_ssize_t batch, PyObject *timeout_obj)
+static PyObject *get(Reader *self, Py_ssize_t take, Py_ssize_t batch, PyObject *timeout_obj,
+		     int dispatching)
 {
 	Py_ssize_t n;
 	PyObject *events = NULL;
@@ -959,7 +961,7 @@ static PyObject *get(Reader *self, Py_ssize_t take, Py_ssize_t batch, PyObject *
 
 	if (lock(self) < 0)
 		return NULL;
-	if (check_readable(self) < 0)
+	if (check_readable(self, dispatching) < 0)
 		goto unlock_fail;
 	n = PyObject_Length(self->buffer);
 	if (n < 0)
@@ -1109,17 +1111,36 @@ fail:
 
 static PyObject *ready(Reader *self, PyObject *Py_UNUSED(ignored));
 
-static PyObject *Reader_get(Reader *self, PyObject *const *args, Py_ssize_t nargs)
+/* get() and fetch(): their (take, batch, timeout). */
+static PyObject *get_args(Reader *self, const char *fname, PyObject *const *args,
+			  Py_ssize_t nargs, int dispatching)
 {
 	Py_ssize_t take, batch;
 
+	if (!self->sub)
+		return ready(self, NULL);
 	if (nargs != 3) {
-		PyErr_Format(PyExc_TypeError, "get() takes 3 arguments (%zd given)", nargs);
+		PyErr_Format(PyExc_TypeError, "%s() takes 3 arguments (%zd given)", fname, nargs);
 		return NULL;
 	}
 	if (parse_count(args[0], "take", 1, &take) < 0 || parse_count(args[1], "batch", 1, &batch) < 0)
 		return NULL;
-	return get(self, take, batch, args[2]);
+	return get(self, take, batch, args[2], dispatching);
+}
+
+static PyObject *Reader_get(Reader *self, PyObject *const *args, Py_ssize_t nargs)
+{
+	return get_args(self, "get", args, nargs, 0);
+}
+
+PyDoc_STRVAR(fetch_doc,
+"fetch(take, batch, timeout) -> list[Event]\n\n"
+"Subscription._fetch(): get() for run(), which reads the events of a\n"
+"subscription that dispatches them to its on_event() callbacks.");
+
+static PyObject *Reader_fetch(Reader *self, PyObject *const *args, Py_ssize_t nargs)
+{
+	return get_args(self, "fetch", args, nargs, 1);
 }
 
 /*
@@ -1204,7 +1225,7 @@ static PyObject *Reader_read(Reader *self, PyObject *const *args, Py_ssize_t nar
 	if (block < 0)
 		return NULL;
 	return get(self, take, take > self->batch ? take : self->batch,
-		   block ? a[1] : zero);
+		   block ? a[1] : zero, 0);
 }
 
 PyDoc_STRVAR(poll_doc,
@@ -1222,7 +1243,7 @@ static PyObject *Reader_poll(Reader *self, PyObject *const *args, Py_ssize_t nar
 	a[0] = zero;
 	if (parse_args("poll", args, nargs, kwnames, names, 1, 1, a) < 0)
 		return NULL;
-	events = get(self, 1, self->batch, a[0]);
+	events = get(self, 1, self->batch, a[0], 0);
 	if (!events)
 		return NULL;
 	ev = PyList_GET_SIZE(events) ? Py_NewRef(PyList_GET_ITEM(events, 0)) : Py_NewRef(Py_None);
@@ -1395,13 +1416,6 @@ static PyObject *Reader_read_queue_checked(Reader *self, PyObject *arg)
 	return Reader_read_queue(self, arg);
 }
 
-static PyObject *Reader_get_checked(Reader *self, PyObject *const *args, Py_ssize_t nargs)
-{
-	if (!self->sub)
-		return ready(self, NULL);
-	return Reader_get(self, args, nargs);
-}
-
 PyDoc_STRVAR(nonblocking_doc,
 "nonblocking()\n\n"
 "Put the descriptor back in non-blocking mode if a blocking read left it in\n"
@@ -1417,7 +1431,8 @@ static PyObject *Reader_nonblocking(Reader *self, PyObject *Py_UNUSED(ignored))
 }
 
 static PyMethodDef Reader_methods[] = {
-	{ "get", (PyCFunction)(void (*)(void))Reader_get_checked, METH_FASTCALL, get_doc },
+	{ "get", (PyCFunction)(void (*)(void))Reader_get, METH_FASTCALL, get_doc },
+	{ "fetch", (PyCFunction)(void (*)(void))Reader_fetch, METH_FASTCALL, fetch_doc },
 	{ "read", (PyCFunction)(void (*)(void))Reader_read, METH_FASTCALL | METH_KEYWORDS,
 	  read_doc },
 	{ "poll", (PyCFunction)(void (*)(void))Reader_poll, METH_FASTCALL | METH_KEYWORDS,

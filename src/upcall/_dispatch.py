@@ -28,7 +28,7 @@ from typing import Protocol, cast
 
 from . import _accel
 from . import _signals as signals
-from ._errors import UpcallError
+from ._errors import ClosedError, UpcallError
 from ._event import Event
 from ._timeout import poll_ms, remaining
 
@@ -48,6 +48,8 @@ class Dispatched(Protocol):
     def fileno(self) -> int: ...
 
     def _collect(self, max_records: int) -> int: ...
+
+    def _fetch(self, take: int, batch: int, timeout: float | None) -> list[Event]: ...
 
     def _wait_readable(self, timeout: float | None) -> None: ...
 
@@ -72,7 +74,8 @@ class Dispatcher:
     def __init__(self, sub: Dispatched, batch: int) -> None:
         self._sub = sub
         self._batch = batch
-        self.callbacks: list[Callback] = []
+        #: A tuple, replaced on a change: a dispatch calls the ones it began with.
+        self.callbacks: tuple[Callback, ...] = ()
         #: Events handed to the callbacks so far.
         self.dispatched = 0
         self._dispatching = False
@@ -232,13 +235,42 @@ class Dispatcher:
                     if sub._closed or not sub._buffer:
                         break
                     event = sub._buffer.popleft()
-                self.dispatched += 1
-                for callback in list(self.callbacks):
-                    callback(event)
+                self._call(event)
                 n += 1
         finally:
             self._dispatching = False
         return n
+
+    def _call(self, event: Event) -> None:
+        self.dispatched += 1
+        for callback in self.callbacks:
+            callback(event)
+
+    def _run_direct(self, deadline: float | None) -> None:
+        """run()'s loop with the watcher paused: read and call, one event at a time.
+
+        The subscription's own read (``_fetch``: the compiled one where there
+        is one) waits and reads, so an event costs what a ``read(1)`` does,
+        plus the callbacks. A callback that raises leaves the events not yet
+        taken buffered, for the next dispatch.
+        """
+        sub = self._sub
+        fetch = sub._fetch
+        batch = self._batch
+        self._dispatching = True  # what the handler would dispatch, this loop does
+        try:
+            while not sub._closed:
+                left = remaining(deadline)
+                if left == 0.0:
+                    break
+                try:
+                    events = fetch(1, batch, left)
+                except ClosedError:
+                    break  # by a callback or another thread: run() ends
+                if events:
+                    self._call(events[0])
+        finally:
+            self._dispatching = False
 
     def run(self, deadline: float | None) -> int:
         """Dispatch until ``deadline`` (a ``time.monotonic()``; None: close()).
@@ -257,24 +289,34 @@ class Dispatcher:
                 direct = True
                 self._pause_watcher()
             self.dispatch()
-            while not sub._closed:
-                left = remaining(deadline)
-                if left == 0.0:
-                    break
-                if direct or nested:
-                    # The watcher is paused: read here, and save the
-                    # hop to this thread (a wake-up and a signal handler).
-                    sub._wait_readable(left)
-                    while sub._collect(self._batch) == self._batch:
-                        pass
-                else:
-                    self._wait_notified(left)
-                self.dispatch()
+            if direct and not self._dispatching:
+                self._run_direct(deadline)
+            else:
+                self._run_buffered(deadline, direct or nested)
         finally:
             if direct:
                 self._resume_watcher()
         self.dispatch()  # what the main thread got before the watcher took over
         return self.dispatched - start
+
+    def _run_buffered(self, deadline: float | None, paused: bool) -> None:
+        """run()'s loop otherwise: read into the buffer (``paused``: here,
+        else the watcher does), then dispatch, which does nothing inside a
+        callback (the dispatch further up the stack takes the events on)."""
+        sub = self._sub
+        while not sub._closed:
+            left = remaining(deadline)
+            if left == 0.0:
+                break
+            if paused:
+                # The watcher is paused: read here, and save the
+                # hop to this thread (a wake-up and a signal handler).
+                sub._wait_readable(left)
+                while sub._collect(self._batch) == self._batch:
+                    pass
+            else:
+                self._wait_notified(left)
+            self.dispatch()
 
     def _wait_notified(self, timeout: float | None) -> None:
         p = select.poll()

@@ -298,12 +298,7 @@ class Subscription(_accel.State, Closing):
     def _enter(self, dispatching: bool = False) -> None:
         """Mark the subscription busy (undo with :meth:`_leave`)."""
         with self._lock:
-            if not dispatching:
-                self._check_readable()
-            elif self._closed:
-                raise ClosedError(f"the {self.transport} subscription is closed")
-            else:
-                self._check_thread()
+            self._check_readable(dispatching)
             self._busy += 1
 
     def _leave(self) -> None:
@@ -443,11 +438,15 @@ class Subscription(_accel.State, Closing):
         """
         return Batch.from_events(self._read_records(max_records), self.transport, monotonic_ns())
 
-    def _check_readable(self) -> None:
-        """Raise unless the calling thread may read events now (lock held)."""
+    def _check_readable(self, dispatching: bool = False) -> None:
+        """Raise unless the calling thread may read events now (lock held).
+
+        ``dispatching``: for on_event() and run(), which may read the events
+        of a subscription that dispatches them.
+        """
         if self._closed:
             raise ClosedError(f"the {self.transport} subscription is closed")
-        if self._dispatcher is not None:
+        if self._dispatcher is not None and not dispatching:
             raise UpcallError(
                 "this subscription dispatches its events to on_event() callbacks; "
                 "use run() or another subscription to read events"
@@ -474,14 +473,20 @@ class Subscription(_accel.State, Closing):
             raise ClosedError(f"the {self.transport} subscription was closed")
         return True, deadline
 
-    def _get(self, take: int, batch: int, timeout: float | None) -> list[Event]:
+    def _fetch(self, take: int, batch: int, timeout: float | None) -> list[Event]:
+        """:meth:`_get` for run(), which reads the events it dispatches."""
+        return self._get(take, batch, timeout, dispatching=True)
+
+    def _get(
+        self, take: int, batch: int, timeout: float | None, dispatching: bool = False
+    ) -> list[Event]:
         core = self._core
         if core is not None and batch:
-            return core.get(take, batch, timeout)
+            return (core.fetch if dispatching else core.get)(take, batch, timeout)
         buffer = self._buffer
         since = 0
         with self._lock:
-            self._check_readable()
+            self._check_readable(dispatching)
             n = len(buffer)
             if n and (n >= take or batch == 0):
                 # Read before and not taken yet: no system call at all.
@@ -665,10 +670,10 @@ class Subscription(_accel.State, Closing):
             raise WrongThreadError("on_event() must be called from the main thread")
         with self._using(dispatching=True):
             if self._dispatcher is not None:
-                self._dispatcher.callbacks.append(callback)
+                self._dispatcher.callbacks += (callback,)
                 return callback
             dispatcher = self._dispatcher = Dispatcher(self, DEFAULT_BATCH)
-            dispatcher.callbacks.append(callback)
+            dispatcher.callbacks += (callback,)
             try:
                 dispatcher.start()
             except BaseException:

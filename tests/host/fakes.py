@@ -247,16 +247,27 @@ def signal_state_guard() -> Iterator[None]:
 
 
 def reads_in_main_thread(sub: Subscription, monkeypatch: pytest.MonkeyPatch) -> list[bool]:
-    """For each event ``sub`` reads from now on: whether the main thread read it."""
-    in_main: list[bool] = []
-    read = sub._read_records
+    """For each event ``sub`` reads from now on: whether the main thread read it.
 
-    def spy(n: int) -> list[Event]:
-        events = read(n)
-        in_main.extend(threading.current_thread() is threading.main_thread() for _ in events)
+    The Python reads go through ``_read_records``. run()'s read, ``_fetch``,
+    is the compiled core's own where there is one, which reads in C: an
+    event it hands out that no ``_read_records`` returned before was read
+    there, in the calling thread (or by an earlier ``_fetch`` of it).
+    """
+    in_main: list[bool] = []
+    seen: set[int] = set()
+    read, fetch = sub._read_records, sub._fetch
+
+    def note(events: list[Event]) -> list[Event]:
+        main = threading.current_thread() is threading.main_thread()
+        for ev in events:
+            if ev.seqno not in seen:
+                seen.add(ev.seqno)
+                in_main.append(main)
         return events
 
-    monkeypatch.setattr(sub, "_read_records", spy)
+    monkeypatch.setattr(sub, "_read_records", lambda n: note(read(n)))
+    monkeypatch.setattr(sub, "_fetch", lambda t, b, timeout: note(fetch(t, b, timeout)))
     return in_main
 
 

@@ -220,6 +220,49 @@ def test_on_event_runs_callbacks_in_the_main_thread(source: Source) -> None:
     assert seen == [(1, True), (2, True), (3, True)]
 
 
+def test_run_calls_back_in_order_and_a_raise_keeps_the_rest(source: Source) -> None:
+    sub = source.sub
+    seen: list[int] = []
+
+    @sub.on_event
+    def _(event: Event) -> None:
+        seen.append(event.value)
+        if event.value == 2:
+            raise RuntimeError("boom")
+
+    # Sent while run() waits: run() reads them, in this thread.
+    timer = threading.Timer(0.05, source.emit, ([1, 2, 3, 4],))
+    timer.start()
+    try:
+        with pytest.raises(RuntimeError, match="boom"):
+            sub.run(10)
+    finally:
+        timer.join()
+    assert seen == [1, 2]
+    deadline = time.monotonic() + 10
+    while len(seen) < 4 and time.monotonic() < deadline:
+        sub.run(0.05)
+    assert seen == [1, 2, 3, 4]
+    assert (sub.received, sub.lost) == (4, 0)
+
+
+def test_close_from_another_thread_ends_run_without_a_timeout(source: Source) -> None:
+    sub = source.sub
+    seen: list[int] = []
+    sub.on_event(lambda event: seen.append(event.value))
+    emitter = threading.Timer(0.05, source.emit, ([1],))
+    timer = threading.Timer(0.3, sub.close)
+    emitter.start()
+    timer.start()
+    try:
+        # Waits for ever in the transport's read: only the close ends it.
+        n = sub.run()
+    finally:
+        emitter.join()
+        timer.join()
+    assert (seen, n) == ([1], 1) and sub.closed
+
+
 # -- closing ----------------------------------------------------------------
 
 

@@ -331,11 +331,21 @@ def test_blocking_read_takes_a_late_run(pipe: Pipe) -> None:
         reader.read_queue(1)
 
 
-def test_dispatched_subscription_is_not_read(pipe: Pipe) -> None:
+def test_dispatched_subscription_is_not_read_but_fetched(pipe: Pipe) -> None:
+    # get() is read()'s; fetch() is run()'s, which dispatches what it reads.
     reader = pipe.reader()
     pipe.sub._dispatcher = object()
     with pytest.raises(UpcallError, match="on_event"):
         reader.get(1, 64, 0)
+    os.write(pipe.w, encode(1, 0) + encode(2, 0))
+    assert [e.seqno for e in reader.fetch(1, 64, 0)] == [1]
+    assert [e.seqno for e in reader.fetch(5, 64, None)] == [2]
+    assert reader.fetch(1, 64, 0) == []
+    with pytest.raises(TypeError, match="fetch"):
+        reader.fetch(1, 64)  # type: ignore[call-arg]
+    pipe.sub._closed = True
+    with pytest.raises(ClosedError):
+        reader.fetch(1, 64, 0)
 
 
 def test_check_thread_and_before_read_run(pipe: Pipe) -> None:

@@ -76,6 +76,7 @@ class QueueSubscription(Subscription):
                 # without a Python frame per event in front of the C one.
                 self.read = self._core.read  # type: ignore[method-assign]
                 self.poll = self._core.poll  # type: ignore[method-assign]
+                self._fetch = self._core.fetch  # type: ignore[method-assign,assignment]
             undo.pop_all()  # from here on close() releases everything
 
     # -- hooks for the notifying variants -------------------------------------
