@@ -238,7 +238,8 @@ def test_run_calls_back_in_order_and_a_raise_keeps_the_rest(source: Source) -> N
             sub.run(10)
     finally:
         timer.join()
-    assert seen == [1, 2]
+    # The rest are dispatched later: by the watcher's handler as soon as it
+    # reads them (maybe already), or by the next run(); once each, in order.
     deadline = time.monotonic() + 10
     while len(seen) < 4 and time.monotonic() < deadline:
         sub.run(0.05)
