@@ -99,8 +99,8 @@ class VmResult:
     returncode: the command's exit status (the guest's, if it died first).
     output: what the command printed (stdout and stderr).
     kernel_log: the guest's dmesg after the command; empty if it died.
-    console: what the kernel printed on its console: quiet (loglevel 0)
-        until an oops or a panic, which print in full (console_verbose()),
+    console: what the kernel printed on its console: emergencies only
+        (vng's ``loglevel=1``) until an oops or a panic, which print in full (console_verbose()),
         so it says why a guest that left no kernel_log died.
     reports: the lines of kernel_log that are kernel reports.
     taint: /proc/sys/kernel/tainted at the end, or None if unknown.
