@@ -17,11 +17,12 @@
  *
  * The subscription's state is a State, the C base of upcall.Subscription:
  * its fields (_closed, _busy, _drained, _missed, _last_seqno, _received,
- * _lost, _signalled, _dispatcher) are read and written here as C fields
- * and by the Python code around it (read_batch, close, async) as the
- * attributes they are, so both share one copy. Its lock (_lock) is a Lock,
- * a recursive lock taken here with a C call; its buffer (_buffer) stays a
- * deque.
+ * _lost, _signalled, _sigio, _foreign, _dispatcher) are read and written
+ * here as C fields and by the Python code around it (read_batch, close,
+ * async) as the attributes they are, so both share one copy. Its lock
+ * (_lock) is a Lock, a recursive lock taken here with a C call; its buffer
+ * (_buffer) stays a deque. A fasync Reader drains the signalfd and counts
+ * its notifications itself, before each read of the queue.
  *
  * The record reads happen with the GIL and the subscription's lock held
  * (the descriptor is non-blocking), so a close() from another thread, which
@@ -57,6 +58,7 @@
 #include <stddef.h>
 #include <limits.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdint.h>
 #include <string.h>
 #include <time.h>
@@ -97,7 +99,9 @@ typedef struct {
 	unsigned long long last_seqno;	/* _last_seqno */
 	unsigned long long received;	/* _received */
 	unsigned long long lost;	/* _lost */
-	unsigned long long signalled;	/* _signalled: an eventfd's notifications */
+	unsigned long long signalled;	/* _signalled: notifications read (eventfd, fasync) */
+	unsigned long long sigio;	/* _sigio: fasync's plain SIGIOs read */
+	unsigned long long foreign;	/* _foreign: signals read that were not this file's */
 	Py_ssize_t busy;	/* _busy: callers inside a read or wait */
 	char closed;		/* _closed */
 	char drained;		/* _drained: the last read emptied the kernel's queue */
@@ -112,7 +116,6 @@ typedef struct {
 	PyObject *buffer;	/* sub._buffer, a deque */
 	PyObject *transport;	/* str, every Event's transport */
 	PyTypeObject *event_type;
-	PyObject *before_read;	/* callable run before each read of the queue, or NULL */
 	PyObject *check_thread;	/* callable: raises if this thread may not read, or NULL */
 	PyObject *closed_error;
 	PyObject *upcall_error;
@@ -124,6 +127,8 @@ typedef struct {
 	int wait_fd;		/* what poll(2) waits on for records */
 	int wake_fd;		/* the close wake-up */
 	int counter_fd;		/* an eventfd whose counter is read first, or -1 */
+	int signal_fd;		/* a signalfd drained first (fasync), or -1 */
+	int signo;		/* the real-time signal signal_fd's notifications carry */
 	int read_first;
 	int block;		/* wait for ever in a blocking read(2) of block_fd */
 	int block_fd;		/* counter_fd if there is one, else fd */
@@ -265,6 +270,8 @@ static PyMemberDef State_members[] = {
 	{ "_received", Py_T_ULONGLONG, offsetof(State, received), 0, NULL },
 	{ "_lost", Py_T_ULONGLONG, offsetof(State, lost), 0, NULL },
 	{ "_signalled", Py_T_ULONGLONG, offsetof(State, signalled), 0, NULL },
+	{ "_sigio", Py_T_ULONGLONG, offsetof(State, sigio), 0, NULL },
+	{ "_foreign", Py_T_ULONGLONG, offsetof(State, foreign), 0, NULL },
 	{ "_busy", Py_T_PYSSIZET, offsetof(State, busy), 0, NULL },
 	{ "_closed", Py_T_BOOL, offsetof(State, closed), 0, NULL },
 	{ "_drained", Py_T_BOOL, offsetof(State, drained), 0, NULL },
@@ -521,6 +528,51 @@ static Py_ssize_t read_queue(Reader *self, Py_ssize_t want, PyObject *out)
 	return total;
 }
 
+/*
+ * FasyncSubscription._take_notifications(): drain the signalfd, counting each
+ * siginfo by kind: this file's POLL_IN notification, a plain SIGIO (the
+ * kernel's fallback when the real-time signal cannot be queued), or foreign.
+ */
+#define SIGINFO_SIZE 128	/* struct signalfd_siginfo */
+#define SIGINFOS 32		/* per read(2) */
+#define POLL_IN_CODE 1		/* si_code of a SIGIO for "input available" */
+
+static int take_notifications(Reader *self)
+{
+	unsigned char buf[SIGINFOS * SIGINFO_SIZE];
+	State *st = self->st;
+
+	for (;;) {
+		ssize_t n = read(self->signal_fd, buf, sizeof(buf)), off;
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN)
+				return 0;
+			PyErr_SetFromErrno(PyExc_OSError);
+			return -1;
+		}
+		for (off = 0; off + SIGINFO_SIZE <= n; off += SIGINFO_SIZE) {
+			uint32_t signo;
+			int32_t code, fd;
+
+			/* ssi_signo, ssi_code and ssi_fd, at 0, 8 and 20 */
+			memcpy(&signo, buf + off, sizeof(signo));
+			memcpy(&code, buf + off + 8, sizeof(code));
+			memcpy(&fd, buf + off + 20, sizeof(fd));
+			if ((int)signo == self->signo && code == POLL_IN_CODE && fd == self->fd)
+				st->signalled++;
+			else if (signo == SIGIO)
+				st->sigio++;
+			else
+				st->foreign++;
+		}
+		if (n < (ssize_t)sizeof(buf))
+			return 0;
+	}
+}
+
 /* What the transport's _read_records(want) does: notifications, then the queue. */
 static PyObject *read_step(Reader *self, Py_ssize_t want)
 {
@@ -543,13 +595,8 @@ static PyObject *read_step(Reader *self, Py_ssize_t want)
 			goto fail;
 		}
 	}
-	if (self->before_read) {
-		PyObject *r = PyObject_CallNoArgs(self->before_read);
-
-		if (!r)
-			goto fail;
-		Py_DECREF(r);
-	}
+	if (self->signal_fd >= 0 && take_notifications(self) < 0)
+		goto fail;
 	if (want < self->min_read)
 		want = self->min_read;
 	for (round = 0; round < self->rounds; round++) {
@@ -1287,21 +1334,23 @@ static int Reader_init(Reader *self, PyObject *args, PyObject *kwds)
 {
 	static char *kwlist[] = { "sub", "fd", "wait_fd", "wake_fd", "transport", "event_type",
 				  "closed_error", "upcall_error", "read_first", "counter_fd",
-				  "before_read", "check_thread", "min_read", "rounds", "block", "batch",
-				  NULL };
+				  "signal_fd", "signo", "check_thread", "min_read", "rounds", "block",
+				  "batch", NULL };
 	PyObject *sub, *transport, *event_type, *closed_error, *upcall_error;
-	PyObject *before_read = Py_None, *check_thread = Py_None, *lk, *buffer;
-	int fd, wait_fd, wake_fd, read_first = 0, counter_fd = -1, rounds = 1, block = 0;
+	PyObject *check_thread = Py_None, *lk, *buffer;
+	int fd, wait_fd, wake_fd, read_first = 0, counter_fd = -1, signal_fd = -1, signo = 0;
+	int rounds = 1, block = 0;
 	Py_ssize_t min_read = 0, batch = 64;
 
 	if (self->sub) {
 		PyErr_SetString(PyExc_RuntimeError, "Reader is initialised already");
 		return -1;
 	}
-	if (!PyArg_ParseTupleAndKeywords(args, kwds, "OiiiUO!OO|$piOOnipn", kwlist, &sub, &fd,
+	if (!PyArg_ParseTupleAndKeywords(args, kwds, "OiiiUO!OO|$piiiOnipn", kwlist, &sub, &fd,
 					 &wait_fd, &wake_fd, &transport, &PyType_Type, &event_type,
 					 &closed_error, &upcall_error, &read_first, &counter_fd,
-					 &before_read, &check_thread, &min_read, &rounds, &block, &batch))
+					 &signal_fd, &signo, &check_thread, &min_read, &rounds, &block,
+					 &batch))
 		return -1;
 	if (fd < 0 || wait_fd < 0 || wake_fd < 0) {
 		PyErr_SetString(PyExc_ValueError, "fd, wait_fd and wake_fd must be open descriptors");
@@ -1312,9 +1361,12 @@ static int Reader_init(Reader *self, PyObject *args, PyObject *kwds)
 		PyErr_SetString(PyExc_ValueError, "rounds and batch must be >= 1 and min_read >= 0");
 		return -1;
 	}
-	if ((before_read != Py_None && !PyCallable_Check(before_read)) ||
-	    (check_thread != Py_None && !PyCallable_Check(check_thread))) {
-		PyErr_SetString(PyExc_TypeError, "before_read and check_thread must be callables or None");
+	if (signal_fd >= 0 && (signo < 1 || signo == SIGIO)) {
+		PyErr_SetString(PyExc_ValueError, "signal_fd needs the notifications' signo");
+		return -1;
+	}
+	if (check_thread != Py_None && !PyCallable_Check(check_thread)) {
+		PyErr_SetString(PyExc_TypeError, "check_thread must be a callable or None");
 		return -1;
 	}
 	if (!PyExceptionClass_Check(closed_error) || !PyExceptionClass_Check(upcall_error)) {
@@ -1349,12 +1401,13 @@ static int Reader_init(Reader *self, PyObject *args, PyObject *kwds)
 	self->event_type = (PyTypeObject *)Py_NewRef(event_type);
 	self->closed_error = Py_NewRef(closed_error);
 	self->upcall_error = Py_NewRef(upcall_error);
-	self->before_read = before_read == Py_None ? NULL : Py_NewRef(before_read);
 	self->check_thread = check_thread == Py_None ? NULL : Py_NewRef(check_thread);
 	self->fd = fd;
 	self->wait_fd = wait_fd;
 	self->wake_fd = wake_fd;
 	self->counter_fd = counter_fd;
+	self->signal_fd = signal_fd;
+	self->signo = signo;
 	self->read_first = read_first;
 	self->min_read = min_read;
 	self->batch = batch;
@@ -1371,7 +1424,6 @@ static int Reader_traverse(Reader *self, visitproc visit, void *arg)
 	Py_VISIT(self->lock);
 	Py_VISIT(self->buffer);
 	Py_VISIT(self->event_type);
-	Py_VISIT(self->before_read);
 	Py_VISIT(self->check_thread);
 	Py_VISIT(self->closed_error);
 	Py_VISIT(self->upcall_error);
@@ -1385,7 +1437,6 @@ static int Reader_clear(Reader *self)
 	Py_CLEAR(self->buffer);
 	Py_CLEAR(self->transport);
 	Py_CLEAR(self->event_type);
-	Py_CLEAR(self->before_read);
 	Py_CLEAR(self->check_thread);
 	Py_CLEAR(self->closed_error);
 	Py_CLEAR(self->upcall_error);
@@ -1444,7 +1495,7 @@ static PyMethodDef Reader_methods[] = {
 
 PyDoc_STRVAR(Reader_doc,
 "Reader(sub, fd, wait_fd, wake_fd, transport, event_type, closed_error,\n"
-"       upcall_error, *, read_first=False, counter_fd=-1, before_read=None,\n"
+"       upcall_error, *, read_first=False, counter_fd=-1, signal_fd=-1, signo=0,\n"
 "       check_thread=None, min_read=0, rounds=1, block=False, batch=64)\n\n"
 "The per-event read path of one queue-record subscription (see the module).");
 

@@ -23,6 +23,8 @@ class State:
     _received: int
     _lost: int
     _signalled: int
+    _sigio: int
+    _foreign: int
     _busy: int
     _closed: bool
     _drained: bool
@@ -44,7 +46,8 @@ class Reader:
         *,
         read_first: bool = False,
         counter_fd: int = -1,
-        before_read: Callable[[], object] | None = None,
+        signal_fd: int = -1,
+        signo: int = 0,
         check_thread: Callable[[], object] | None = None,
         min_read: int = 0,
         rounds: int = 1,

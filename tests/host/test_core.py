@@ -13,6 +13,8 @@ import contextlib
 import inspect
 import os
 import shutil
+import signal
+import struct
 import subprocess
 import sys
 import threading
@@ -29,6 +31,7 @@ from fakes import FakeQueueFile
 from upcall import _accel
 from upcall._errors import ClosedError, UpcallError
 from upcall._event import Event, make_event
+from upcall._signals import SIGNALFD_SIGINFO_SIZE
 from upcall._subscription import Subscription
 from upcall._transports.queue import QueueSubscription
 from upcall._transports.records import encode
@@ -55,6 +58,8 @@ class FakeSub(State):
         self._lost = 0
         self._dispatcher: object | None = None
         self._signalled = 0
+        self._sigio = 0
+        self._foreign = 0
         self.finished = 0
 
     def _finish(self) -> None:
@@ -348,18 +353,51 @@ def test_dispatched_subscription_is_not_read_but_fetched(pipe: Pipe) -> None:
         reader.fetch(1, 64, 0)
 
 
-def test_check_thread_and_before_read_run(pipe: Pipe) -> None:
-    calls: list[str] = []
-
+def test_check_thread_runs_before_a_read(pipe: Pipe) -> None:
     def refuse() -> None:
         raise RuntimeError("not this thread")
 
-    reader = pipe.reader(before_read=lambda: calls.append("before"))
     os.write(pipe.w, encode(1, 9))
-    assert [e.value for e in reader.get(1, 64, 0)] == [9]
-    assert calls == ["before"]
     with pytest.raises(RuntimeError, match="not this thread"):
         pipe.reader(check_thread=refuse).get(1, 64, 0)
+    assert [e.value for e in pipe.reader(check_thread=lambda: None).get(1, 64, 0)] == [9]
+
+
+def _siginfo(signo: int, code: int, fd: int) -> bytes:
+    """A struct signalfd_siginfo: ssi_signo, ssi_code and ssi_fd set."""
+    info = bytearray(SIGNALFD_SIGINFO_SIZE)
+    struct.pack_into("=I", info, 0, signo)
+    struct.pack_into("=i", info, 8, code)
+    struct.pack_into("=i", info, 20, fd)
+    return bytes(info)
+
+
+def test_signal_fd_is_drained_and_counted_by_kind(pipe: Pipe) -> None:
+    """fasync's notifications: this file's POLL_IN signal, a plain SIGIO, or foreign.
+
+    A pipe plays the signalfd: the core reads whole siginfos from it, more
+    than one read(2) holds (32), until it is empty.
+    """
+    sr, sw = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+    try:
+        signo = signal.SIGRTMIN + 3
+        infos = [_siginfo(signo, 1, pipe.r)] * 40 + [
+            _siginfo(signal.SIGIO, 1, pipe.r),
+            _siginfo(signo, 1, pipe.r + 100),  # another file's
+            _siginfo(signo, 0, pipe.r),  # not POLL_IN
+            _siginfo(signo + 1, 1, pipe.r),
+        ]
+        os.write(sw, b"".join(infos))
+        os.write(pipe.w, encode(1, 9))
+        pipe.sub._foreign = 2  # stale ones counted at subscribe are kept
+        reader = pipe.reader(signal_fd=sr, signo=signo)
+        assert [e.value for e in reader.get(1, 64, 0)] == [9]
+        assert (pipe.sub._signalled, pipe.sub._sigio, pipe.sub._foreign) == (40, 1, 5)
+        with pytest.raises(BlockingIOError):
+            os.read(sr, 1)
+    finally:
+        os.close(sr)
+        os.close(sw)
 
 
 def test_counter_fd_is_read_and_summed(pipe: Pipe) -> None:
@@ -405,7 +443,9 @@ def test_bad_arguments_are_refused(pipe: Pipe) -> None:
     with pytest.raises(ValueError):
         pipe.reader(rounds=0)
     with pytest.raises(TypeError):
-        pipe.reader(before_read=3)
+        pipe.reader(check_thread=3)
+    with pytest.raises(ValueError, match="signo"):
+        pipe.reader(signal_fd=pipe.r)
     with pytest.raises(RuntimeError):
         Reader.__new__(Reader).get(1, 1, 0)
 

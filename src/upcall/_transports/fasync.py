@@ -90,7 +90,7 @@ class FasyncSubscription(signals.SignalCarried, QueueSubscription):
         self._claim: signals.SignalClaim | None = None
         self._foreign = 0
         self._sigio = 0
-        self._notifications = 0
+        self._signalled = 0  # this file's POLL_IN signals: notifications
         self._sigbuf = bytearray(_DRAIN * signals.SIGNALFD_SIGINFO_SIZE)
         super().__init__(file, queue_size)
 
@@ -142,7 +142,7 @@ class FasyncSubscription(signals.SignalCarried, QueueSubscription):
     @property
     def notifications(self) -> int:
         """This file's POLL_IN signals read so far."""
-        return self._notifications
+        return self._signalled
 
     def _check_thread(self) -> None:
         if self._thread and signals.current_tid() != self._owner_tid:
@@ -154,7 +154,8 @@ class FasyncSubscription(signals.SignalCarried, QueueSubscription):
 
     def _take_notifications(self) -> None:
         # A burst can queue a signal per record: count them by kind from the
-        # raw bytes (no object per signal), many per read(2).
+        # raw bytes (no object per signal), many per read(2). The compiled
+        # core does the same in C before each of its reads (signal_fd).
         mine = (self._signo, POLL_IN, self._fd)
         buf = self._sigbuf
         while True:
@@ -164,7 +165,7 @@ class FasyncSubscription(signals.SignalCarried, QueueSubscription):
                 return
             for key, count in Counter(_SIGINFO_KEY.iter_unpack(memoryview(buf)[:n])).items():
                 if key == mine:
-                    self._notifications += count
+                    self._signalled += count
                 elif key[0] == signal.SIGIO:
                     self._sigio += count
                 else:
@@ -189,7 +190,8 @@ class FasyncSubscription(signals.SignalCarried, QueueSubscription):
     def _core_options(self) -> dict[str, Any]:
         # What _read_records() does: notifications, then the queue to empty.
         return {
-            "before_read": self._take_notifications,
+            "signal_fd": self._sfd,
+            "signo": self._signo,
             "check_thread": self._check_thread if self._thread else None,
             "min_read": _QUEUE_BATCH,
             "rounds": _MAX_ROUNDS,
