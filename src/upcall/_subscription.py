@@ -601,8 +601,9 @@ class Subscription(_accel.State, Closing):
         return await self._aget(max_events, max_events, timeout)
 
     async def _aget(self, take: int, batch: int, timeout: float | None) -> list[Event]:
+        get = self._get if self._core is None else self._core.get
         if not self._drained or self._buffer or timeout == 0:
-            events = self._get(take, batch, 0.0)
+            events = get(take, batch, 0.0)
             if events or timeout == 0:
                 return events
         deadline = _deadline(timeout)
@@ -614,7 +615,7 @@ class Subscription(_accel.State, Closing):
                 await waiter.wait(_remaining(deadline))
                 if self._closed:
                     raise ClosedError(f"the {self.transport} subscription was closed")
-                events = self._get(take, batch, 0.0)
+                events = get(take, batch, 0.0)
                 if events or _remaining(deadline) == 0.0:
                     return events
 

@@ -58,3 +58,17 @@ def test_markdown_shows_the_table() -> None:
     assert "| queue: p50 `poll()` / bare read | 1.30x | <= 1.2x | **missed** |" in text
     assert "| queue: events/s `read_batch(4096)` / C receiver | 90% | >= 80% | met |" in text
     assert "not measured" in text
+
+
+def test_asyncio_floor_is_the_reason_shown_for_aread() -> None:
+    """The bare asyncio read: asyncio's own cost against the bare read, and aread's against it."""
+    result = _result()
+    result["runs"].append(_lat("queue", "abare", 25_000) | {"receiver": "python"})
+    summary = bench.summarize(result)
+    (row,) = summary["ratios"]
+    assert row["p50_ratio_bare_abare"] == 2.5 and row["p50_ratio_abare_aread"] == 1.2
+    text = bench.markdown(result, summary)
+    assert "bare asyncio read p50 25.0 µs, 2.50x the bare read; aread 1.20x it" in text
+    # Not a target of its own: the aread target still compares with the bare read.
+    rows = {r["target"]: r for r in summary["targets"]}
+    assert rows["queue: p50 `await aread(1)` / bare read"]["ratio"] == 3.0

@@ -37,7 +37,10 @@ the Python receiver take events from the same emitter (the C program's
   record from the queue (``sub.file_fd``); eventfd, a blocking read(2) of the
   eventfd (``sub.fileno()``), then one record from the queue; netlink, a
   blocking ``recv`` on the socket (``sub.fileno()``). The time is taken as
-  soon as that read returns; decoding the record comes after it.
+  soon as that read returns; decoding the record comes after it. And
+  asyncio's own floor for ``aread``, the "bare asyncio read": the same read,
+  non-blocking, after a wait in a running asyncio loop (``add_reader`` of a
+  future, ``await``, ``remove_reader``; ``api="abare"``).
 - accounting, every run: received + dropped (the module's STATS) == emitted,
   and the receiver's seqno gaps equal the drops.
 
@@ -299,13 +302,13 @@ def py_latency(
                         last = time.monotonic()
                     elif time.monotonic() - last > IDLE_S:
                         raise TimeoutError(f"python {transport}: no event for {IDLE_S} s")
-            elif api == "bare":
-                lost = _bare_latency(sub, transport, n, w, lat)
+            elif api in ("bare", "abare"):
+                lost = _bare_latency(sub, transport, n, w, lat, asyncio_wait=api == "abare")
             else:
                 _api_latency(sub, transport, api, n, w, lat)
             t1 = monotonic_ns()
             res = _py_result(sub, transport, "latency", n, len(lat), (t1 - t0) / 1e9)
-            if api == "bare":  # the library read nothing: the loop's own seqno count
+            if api in ("bare", "abare"):  # the library read nothing: the loop's own count
                 res["lost"] = lost
     finally:
         os.close(w)
@@ -361,70 +364,108 @@ def _api_latency(sub: Any, transport: str, api: str, n: int, w: int, lat: array[
         raise ValueError(f"unknown api {api!r}")
 
 
-def _bare_latency(sub: Any, transport: str, n: int, w: int, lat: array[int]) -> int:
+def _bare_latency(
+    sub: Any, transport: str, n: int, w: int, lat: array[int], *, asyncio_wait: bool = False
+) -> int:
     """Receive ``n`` events with the bare read of ``transport`` (module docstring); lost ones.
 
     The library set the subscription up (signal blocked, eventfd handed
     over, socket subscribed) and reads nothing here. The descriptors are
     made blocking for the loop, non-blocking again after it.
+
+    ``asyncio_wait``: the bare asyncio read, asyncio's own floor for
+    ``aread``: the descriptor stays non-blocking and each read waits for it
+    in a running asyncio loop, as a user would write it with nothing
+    registered between waits (as ``aread`` leaves nothing registered):
+    ``loop.add_reader`` of a future's result, ``await``, ``remove_reader``.
     """
+    fd = sub.fileno()
+    blocking = os.get_blocking(fd)
+    os.set_blocking(fd, not asyncio_wait)
+    start = int(sub.last_seqno)
+    seen = [start, 0]  # the last seqno, the events received
+    try:
+        with contextlib.ExitStack() as stack:
+            step = _bare_step(sub, transport, fd, lat, seen, stack)
+            os.write(w, b"r")
+            if not asyncio_wait:
+                while seen[1] < n:
+                    step()
+                    if seen[1] < n:
+                        os.write(w, b"a")
+            else:
+                import asyncio
+
+                async def loop() -> None:
+                    ev_loop = asyncio.get_running_loop()
+                    while seen[1] < n:
+                        fut: asyncio.Future[None] = ev_loop.create_future()
+                        ev_loop.add_reader(fd, fut.set_result, None)
+                        try:
+                            await fut  # for ever, as the bare blocking read(2) waits
+                        finally:
+                            ev_loop.remove_reader(fd)
+                        step()
+                        if seen[1] < n:
+                            os.write(w, b"a")
+
+                asyncio.run(loop())
+    finally:
+        os.set_blocking(fd, blocking)
+    last, received = seen
+    return (last - start - received) + max(0, n - (last - start))
+
+
+def _bare_step(
+    sub: Any, transport: str, fd: int, lat: array[int], seen: list[int], stack: Any
+) -> Callable[[], None]:
+    """One bare read of ``transport`` on ``fd``: latencies to ``lat``, ``seen`` = [last, count]."""
     from upcall._signals import SIGNALFD_SIGINFO_SIZE, extend_seqno, parse_siginfos
     from upcall._transports import nlmsg
     from upcall._transports.records import RECORD_SIZE, decode
 
-    fd = sub.fileno()
-    blocking = os.get_blocking(fd)
-    os.set_blocking(fd, True)
-    start = last = int(sub.last_seqno)
-    received = 0
-    try:
-        if transport == "netlink":
-            import socket
+    if transport == "netlink":
+        import socket
 
-            family_id = sub.family.family_id
-            with socket.socket(fileno=os.dup(fd)) as sock:
-                os.write(w, b"r")
-                while received < n:
-                    data = sock.recv(4096)
-                    now = monotonic_ns()
-                    for item in nlmsg.parse(data, 0, len(data), family_id):
-                        if isinstance(item, str):
-                            continue
-                        _sub, seqno, stamp, _value, _source = item
-                        lat.append(now - stamp)
-                        last = seqno
-                        received += 1
-                    if received < n:
-                        os.write(w, b"a")
-        elif transport == "signal":
-            os.write(w, b"r")
-            while received < n:
-                data = os.read(fd, SIGNALFD_SIGINFO_SIZE)
-                now = monotonic_ns()
-                for info in parse_siginfos(data):
-                    lat.append(now - info.ptr)  # the emitter's clock, as for the library
-                    last = extend_seqno(last, info.errno)
-                    received += 1
-                if received < n:
-                    os.write(w, b"a")
-        else:
-            qfd = sub.file_fd  # the queue: the subscriber's file (non-blocking)
-            note = {"queue": 0, "fasync": SIGNALFD_SIGINFO_SIZE, "eventfd": 8}[transport]
-            os.write(w, b"r")
-            while received < n:
-                if note:
-                    os.read(fd, note)  # the notification: the signal, the counter
-                data = os.read(qfd, RECORD_SIZE)
-                now = monotonic_ns()
-                for ev in decode(data, transport, now):
-                    lat.append(now - (ev.timestamp_ns or 0))
-                    last = ev.seqno
-                    received += 1
-                if received < n:
-                    os.write(w, b"a")
-    finally:
-        os.set_blocking(fd, blocking)
-    return (last - start - received) + max(0, n - (last - start))
+        family_id = sub.family.family_id
+        sock = stack.enter_context(socket.socket(fileno=os.dup(fd)))
+
+        def step() -> None:
+            data = sock.recv(4096)
+            now = monotonic_ns()
+            for item in nlmsg.parse(data, 0, len(data), family_id):
+                if isinstance(item, str):
+                    continue
+                _sub, seqno, stamp, _value, _source = item
+                lat.append(now - stamp)
+                seen[0] = seqno
+                seen[1] += 1
+
+    elif transport == "signal":
+
+        def step() -> None:
+            data = os.read(fd, SIGNALFD_SIGINFO_SIZE)
+            now = monotonic_ns()
+            for info in parse_siginfos(data):
+                lat.append(now - info.ptr)  # the emitter's clock, as for the library
+                seen[0] = extend_seqno(seen[0], info.errno)
+                seen[1] += 1
+
+    else:
+        qfd = sub.file_fd  # the queue: the subscriber's file (non-blocking)
+        note = {"queue": 0, "fasync": SIGNALFD_SIGINFO_SIZE, "eventfd": 8}[transport]
+
+        def step() -> None:
+            if note:
+                os.read(fd, note)  # the notification: the signal, the counter
+            data = os.read(qfd, RECORD_SIZE)
+            now = monotonic_ns()
+            for ev in decode(data, transport, now):
+                lat.append(now - (ev.timestamp_ns or 0))
+                seen[0] = ev.seqno
+                seen[1] += 1
+
+    return step
 
 
 def py_throughput(
@@ -908,7 +949,7 @@ def guest_main(
 
     tp = throughput_events
     per_round = max(1, -(-latency_events // rounds))
-    apis = ("c", "callback", "bare", *READ_APIS) if py_read_latency else ("c", "callback")
+    apis = ("c", "callback", "bare", "abare", *READ_APIS) if py_read_latency else ("c", "callback")
     for t in transports:
         started = time.monotonic()
         res = c_run(
@@ -981,6 +1022,7 @@ def _label(r: Result) -> str:
         "read": "Python read()",
         "read_batch": "Python read_batch()",
         "bare": "Python bare read",
+        "abare": "Python bare asyncio read",
         "poll": "Python poll()",
         "iter": "Python iteration",
         "aread": "Python aread(1)",
@@ -1029,6 +1071,12 @@ def summarize(result: Result) -> Result:
                 r = _find(runs, t, "latency", api)
                 if r:
                     row[f"p50_ratio_bare_{api}"] = r["p50_ns"] / bare["p50_ns"]
+            abare, aread = _find(runs, t, "latency", "abare"), _find(runs, t, "latency", "aread")
+            if abare:  # asyncio's own floor, and aread against it
+                row["abare_p50_ns"] = abare["p50_ns"]
+                row["p50_ratio_bare_abare"] = abare["p50_ns"] / bare["p50_ns"]
+                if aread:
+                    row["p50_ratio_abare_aread"] = aread["p50_ns"] / abare["p50_ns"]
         ratios.append(row)
     summary: Result = {
         "ratios": ratios,
@@ -1218,6 +1266,16 @@ def markdown(result: Result, summary: Result) -> str:
                     f"{api} {row[f'p50_ratio_bare_{api}']:.2f}x"
                     for api in READ_APIS
                     if f"p50_ratio_bare_{api}" in row
+                )
+            )
+        if "abare_p50_ns" in row:
+            parts.append(
+                f"bare asyncio read p50 {_us(row['abare_p50_ns'])} µs, "
+                f"{row['p50_ratio_bare_abare']:.2f}x the bare read"
+                + (
+                    f"; aread {row['p50_ratio_abare_aread']:.2f}x it"
+                    if "p50_ratio_abare_aread" in row
+                    else ""
                 )
             )
         if "eps_ratio_batch" in row:
