@@ -33,8 +33,12 @@ from __future__ import annotations
 
 import select
 import sys
+from typing import TYPE_CHECKING
 
 from ._errors import UpcallError
+
+if TYPE_CHECKING:  # imported when a wait first runs under asyncio
+    import asyncio
 
 
 def current_library() -> str:
@@ -70,26 +74,31 @@ async def wait_readable(fd: int, timeout: float | None) -> None:
         )
 
 
+def _ready(fut: asyncio.Future[None]) -> None:
+    if not fut.done():  # the descriptor and the timer may both have fired
+        fut.set_result(None)
+
+
 async def _asyncio_wait(fd: int, timeout: float | None) -> None:
     import asyncio
 
     loop = asyncio.get_running_loop()
     fut: asyncio.Future[None] = loop.create_future()
-
-    def ready() -> None:
-        if not fut.done():
-            fut.set_result(None)
-
-    loop.add_reader(fd, ready)
+    loop.add_reader(fd, _ready, fut)
+    if timeout is None:
+        try:
+            await fut
+        finally:
+            loop.remove_reader(fd)
+        return
     # call_later rather than asyncio.timeout(): the timeout is not an error
     # here, and a timer handle costs less than a timeout context.
-    timer = None if timeout is None else loop.call_later(timeout, ready)
+    timer = loop.call_later(timeout, _ready, fut)
     try:
         await fut
     finally:
         loop.remove_reader(fd)
-        if timer is not None:
-            timer.cancel()
+        timer.cancel()
 
 
 async def _trio_wait(fd: int, timeout: float | None) -> None:

@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
- * upcall._core: the per-event read path of the queue-record transports in C.
+ * upcall._core: the per-event read path of the transports read from one
+ * descriptor, in C: the queue-record ones (queue, fasync, eventfd) and the
+ * signal transport (its signalfd's siginfos, option `siginfos`).
  *
- * One Reader per subscription (queue, fasync, eventfd). Reader.get() is what
+ * One Reader per subscription. Reader.get() is what
  * Subscription._get() does per event; Reader.read() and Reader.poll() are
  * Subscription.read() and .poll() around it, bound to the subscription in
  * their place (no Python frame per event). Under the subscription's lock,
@@ -62,6 +64,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <time.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 #include <pythread.h>
 
@@ -128,7 +131,9 @@ typedef struct {
 	int wake_fd;		/* the close wake-up */
 	int counter_fd;		/* an eventfd whose counter is read first, or -1 */
 	int signal_fd;		/* a signalfd drained first (fasync), or -1 */
-	int signo;		/* the real-time signal signal_fd's notifications carry */
+	int signo;		/* the real-time signal of signal_fd, or of siginfos */
+	int siginfos;		/* fd is a signalfd whose signals are the events */
+	pid_t tid;		/* the thread check_thread lets read, or 0 */
 	int read_first;
 	int block;		/* wait for ever in a blocking read(2) of block_fd */
 	int block_fd;		/* counter_fd if there is one, else fd */
@@ -361,14 +366,30 @@ static PyObject *closed(Reader *self, const char *how)
 
 /* -- decoding and accounting ----------------------------------------------- */
 
-static PyObject *make_event(Reader *self, const struct record *rec, PyObject *received)
+/* An Event with the slots `v` (references taken over; NULL ones failed). */
+static PyObject *new_event(Reader *self, PyObject *v[NFIELDS])
 {
 	PyObject *ev = self->event_type->tp_alloc(self->event_type, 0);
-	PyObject *v[NFIELDS];
 	int i;
 
-	if (!ev)
+	for (i = 0; ev && i < NFIELDS; i++) {
+		if (!v[i])
+			Py_CLEAR(ev);
+	}
+	if (!ev) {
+		for (i = 0; i < NFIELDS; i++)
+			Py_XDECREF(v[i]);
 		return NULL;
+	}
+	for (i = 0; i < NFIELDS; i++)
+		*(PyObject **)((char *)ev + self->offsets[i]) = v[i];
+	return ev;
+}
+
+static PyObject *make_event(Reader *self, const struct record *rec, PyObject *received)
+{
+	PyObject *v[NFIELDS];
+
 	v[F_SEQNO] = PyLong_FromUnsignedLongLong(rec->seqno);
 	v[F_VALUE] = PyLong_FromUnsignedLongLong(rec->value);
 	v[F_SOURCE] = PyLong_FromUnsignedLong(rec->source);
@@ -377,19 +398,7 @@ static PyObject *make_event(Reader *self, const struct record *rec, PyObject *re
 	v[F_TRANSPORT] = Py_NewRef(self->transport);
 	v[F_RECEIVED] = Py_NewRef(received);
 	v[F_SIGNO] = Py_NewRef(Py_None);
-	for (i = 0; i < NFIELDS; i++) {
-		if (!v[i]) {
-			int j;
-
-			for (j = 0; j < NFIELDS; j++)
-				Py_XDECREF(v[j]);
-			Py_DECREF(ev);
-			return NULL;
-		}
-	}
-	for (i = 0; i < NFIELDS; i++)
-		*(PyObject **)((char *)ev + self->offsets[i]) = v[i];
-	return ev;
+	return new_event(self, v);
 }
 
 /*
@@ -535,6 +544,7 @@ static Py_ssize_t read_queue(Reader *self, Py_ssize_t want, PyObject *out)
  */
 #define SIGINFO_SIZE 128	/* struct signalfd_siginfo */
 #define SIGINFOS 32		/* per read(2) */
+#define SIGINFOS_MAX 1024	/* per read(2) of the signal transport's events */
 #define POLL_IN_CODE 1		/* si_code of a SIGIO for "input available" */
 
 static int take_notifications(Reader *self)
@@ -573,6 +583,90 @@ static int take_notifications(Reader *self)
 	}
 }
 
+/*
+ * The signal transport's read (option `siginfos`: fd is its signalfd):
+ * SignalSubscription._read_records(). Up to `want` signals in one read(2),
+ * each an event: the value in ssi_ptr, the seqno's low 32 bits in
+ * ssi_errno (extended past the last one, as extend_seqno() does), the
+ * source in ssi_code (UPCALL_SI_CODE(source)). Signals that are not
+ * upcall's (another si_code or signal) are counted in _foreign.
+ */
+#define SI_CODE_BASE (-0x10000)	/* UPCALL_SI_CODE_BASE */
+#define SOURCE_MAX 0xFFFF	/* UPCALL_SOURCE_MAX */
+
+static Py_ssize_t read_siginfos(Reader *self, Py_ssize_t want, PyObject *out)
+{
+	State *st = self->st;
+	PyObject *received;
+	unsigned char *buf;
+	ssize_t off;
+	ssize_t n;
+
+	if (want > SIGINFOS_MAX)
+		want = SIGINFOS_MAX;
+	if (grow(self, (want * SIGINFO_SIZE + RECORD_SIZE - 1) / RECORD_SIZE) < 0)
+		return -1;
+	buf = (unsigned char *)self->buf;
+	do {
+		n = read(self->fd, buf, (size_t)(want * SIGINFO_SIZE));
+	} while (n < 0 && errno == EINTR);
+	if (n < 0) {
+		if (errno == EAGAIN)
+			return 0;
+		PyErr_SetFromErrno(PyExc_OSError);
+		return -1;
+	}
+	if (n % SIGINFO_SIZE) {
+		PyErr_Format(PyExc_ValueError,
+			     "signalfd read returned %zd bytes, not a multiple of %d",
+			     (Py_ssize_t)n, SIGINFO_SIZE);
+		return -1;
+	}
+	received = PyLong_FromLongLong(monotonic_ns());
+	if (!received)
+		return -1;
+	for (off = 0; off < n; off += SIGINFO_SIZE) {
+		PyObject *v[NFIELDS], *ev;
+		uint32_t signo, low, delta;
+		int32_t code;
+		uint64_t ptr, seqno;
+
+		/* ssi_signo, ssi_errno, ssi_code and ssi_ptr, at 0, 4, 8 and 48 */
+		memcpy(&signo, buf + off, sizeof(signo));
+		memcpy(&low, buf + off + 4, sizeof(low));
+		memcpy(&code, buf + off + 8, sizeof(code));
+		memcpy(&ptr, buf + off + 48, sizeof(ptr));
+		if ((int)signo != self->signo || code > SI_CODE_BASE ||
+		    code < SI_CODE_BASE - SOURCE_MAX) {
+			st->foreign++;
+			continue;
+		}
+		delta = low - (uint32_t)st->last_seqno;
+		seqno = st->last_seqno + (delta ? delta : (1ULL << 32));
+		st->lost += seqno - st->last_seqno - 1;
+		st->last_seqno = seqno;
+		st->received++;
+		v[F_SEQNO] = PyLong_FromUnsignedLongLong(seqno);
+		v[F_VALUE] = PyLong_FromUnsignedLongLong(ptr);
+		v[F_SOURCE] = PyLong_FromLong(SI_CODE_BASE - code);
+		v[F_TIMESTAMP] = Py_NewRef(Py_None);	/* a siginfo has no room for it */
+		v[F_FLAGS] = PyLong_FromLong(0);
+		v[F_TRANSPORT] = Py_NewRef(self->transport);
+		v[F_RECEIVED] = Py_NewRef(received);
+		v[F_SIGNO] = PyLong_FromLong((long)signo);
+		ev = new_event(self, v);
+		if (!ev || PyList_Append(out, ev) < 0) {
+			Py_XDECREF(ev);
+			Py_DECREF(received);
+			return -1;
+		}
+		Py_DECREF(ev);
+	}
+	Py_DECREF(received);
+	/* Whole signals read, foreign ones included: a full read may leave more. */
+	return n / SIGINFO_SIZE;
+}
+
 /* What the transport's _read_records(want) does: notifications, then the queue. */
 static PyObject *read_step(Reader *self, Py_ssize_t want)
 {
@@ -581,6 +675,11 @@ static PyObject *read_step(Reader *self, Py_ssize_t want)
 
 	if (!out)
 		return NULL;
+	if (self->siginfos) {
+		if (read_siginfos(self, want, out) < 0)
+			Py_CLEAR(out);
+		return out;
+	}
 	if (self->counter_fd >= 0) {
 		uint64_t count;
 		ssize_t n;
@@ -674,7 +773,7 @@ static int check_readable(Reader *self, int dispatching)
 				"use run() or another subscription to read events");
 		return -1;
 	}
-	if (self->check_thread) {
+	if (self->check_thread && !(self->tid && (pid_t)syscall(SYS_gettid) == self->tid)) {
 		PyObject *x = PyObject_CallNoArgs(self->check_thread);
 
 		if (!x)
@@ -1334,23 +1433,23 @@ static int Reader_init(Reader *self, PyObject *args, PyObject *kwds)
 {
 	static char *kwlist[] = { "sub", "fd", "wait_fd", "wake_fd", "transport", "event_type",
 				  "closed_error", "upcall_error", "read_first", "counter_fd",
-				  "signal_fd", "signo", "check_thread", "min_read", "rounds", "block",
-				  "batch", NULL };
+				  "signal_fd", "signo", "siginfos", "check_thread", "tid", "min_read",
+				  "rounds", "block", "batch", NULL };
 	PyObject *sub, *transport, *event_type, *closed_error, *upcall_error;
 	PyObject *check_thread = Py_None, *lk, *buffer;
 	int fd, wait_fd, wake_fd, read_first = 0, counter_fd = -1, signal_fd = -1, signo = 0;
-	int rounds = 1, block = 0;
+	int rounds = 1, block = 0, siginfos = 0, tid = 0;
 	Py_ssize_t min_read = 0, batch = 64;
 
 	if (self->sub) {
 		PyErr_SetString(PyExc_RuntimeError, "Reader is initialised already");
 		return -1;
 	}
-	if (!PyArg_ParseTupleAndKeywords(args, kwds, "OiiiUO!OO|$piiiOnipn", kwlist, &sub, &fd,
+	if (!PyArg_ParseTupleAndKeywords(args, kwds, "OiiiUO!OO|$piiipOinipn", kwlist, &sub, &fd,
 					 &wait_fd, &wake_fd, &transport, &PyType_Type, &event_type,
 					 &closed_error, &upcall_error, &read_first, &counter_fd,
-					 &signal_fd, &signo, &check_thread, &min_read, &rounds, &block,
-					 &batch))
+					 &signal_fd, &signo, &siginfos, &check_thread, &tid, &min_read,
+					 &rounds, &block, &batch))
 		return -1;
 	if (fd < 0 || wait_fd < 0 || wake_fd < 0) {
 		PyErr_SetString(PyExc_ValueError, "fd, wait_fd and wake_fd must be open descriptors");
@@ -1361,8 +1460,17 @@ static int Reader_init(Reader *self, PyObject *args, PyObject *kwds)
 		PyErr_SetString(PyExc_ValueError, "rounds and batch must be >= 1 and min_read >= 0");
 		return -1;
 	}
-	if (signal_fd >= 0 && (signo < 1 || signo == SIGIO)) {
-		PyErr_SetString(PyExc_ValueError, "signal_fd needs the notifications' signo");
+	if ((signal_fd >= 0 || siginfos) && (signo < 1 || signo == SIGIO)) {
+		PyErr_SetString(PyExc_ValueError, "signal_fd and siginfos need their signo");
+		return -1;
+	}
+	if (siginfos && (counter_fd >= 0 || signal_fd >= 0 || block || read_first)) {
+		PyErr_SetString(PyExc_ValueError,
+				"siginfos reads one signalfd: no counter_fd, signal_fd, block or read_first");
+		return -1;
+	}
+	if (tid < 0) {
+		PyErr_SetString(PyExc_ValueError, "tid must be a thread id, or 0");
 		return -1;
 	}
 	if (check_thread != Py_None && !PyCallable_Check(check_thread)) {
@@ -1408,6 +1516,8 @@ static int Reader_init(Reader *self, PyObject *args, PyObject *kwds)
 	self->counter_fd = counter_fd;
 	self->signal_fd = signal_fd;
 	self->signo = signo;
+	self->siginfos = siginfos;
+	self->tid = tid;
 	self->read_first = read_first;
 	self->min_read = min_read;
 	self->batch = batch;
@@ -1496,8 +1606,9 @@ static PyMethodDef Reader_methods[] = {
 PyDoc_STRVAR(Reader_doc,
 "Reader(sub, fd, wait_fd, wake_fd, transport, event_type, closed_error,\n"
 "       upcall_error, *, read_first=False, counter_fd=-1, signal_fd=-1, signo=0,\n"
-"       check_thread=None, min_read=0, rounds=1, block=False, batch=64)\n\n"
-"The per-event read path of one queue-record subscription (see the module).");
+"       siginfos=False, check_thread=None, tid=0, min_read=0, rounds=1,\n"
+"       block=False, batch=64)\n\n"
+"The per-event read path of one subscription (see the module).");
 
 static PyTypeObject ReaderType = {
 	PyVarObject_HEAD_INIT(NULL, 0)
@@ -1516,7 +1627,7 @@ static PyTypeObject ReaderType = {
 static struct PyModuleDef core_module = {
 	PyModuleDef_HEAD_INIT,
 	.m_name = "upcall._core",
-	.m_doc = "The compiled per-event read path of upcall's queue-record transports.",
+	.m_doc = "The compiled per-event read path of upcall's queue-record and signal transports.",
 	.m_size = -1,
 };
 

@@ -31,7 +31,7 @@ class State:
     _missed: bool
 
 class Reader:
-    """The per-event read path of one queue-record subscription."""
+    """The per-event read path of one queue-record or signal subscription."""
 
     def __init__(
         self,
@@ -48,7 +48,9 @@ class Reader:
         counter_fd: int = -1,
         signal_fd: int = -1,
         signo: int = 0,
+        siginfos: bool = False,
         check_thread: Callable[[], object] | None = None,
+        tid: int = 0,
         min_read: int = 0,
         rounds: int = 1,
         block: bool = False,

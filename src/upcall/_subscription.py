@@ -193,6 +193,17 @@ class Subscription(_accel.State, Closing):
     def _check_thread(self) -> None:
         """Raise WrongThreadError if the calling thread cannot read the events."""
 
+    def _use_core(self, core: _CoreReader) -> None:
+        """Read through the compiled ``core`` (upcall._accel): it is then what _get() does.
+
+        read() and poll() become the Reader's own: the same calls, without a
+        Python frame per event in front of the C one.
+        """
+        self._core = core
+        self.read = core.read  # type: ignore[method-assign]
+        self.poll = core.poll  # type: ignore[method-assign]
+        self._fetch = core.fetch  # type: ignore[method-assign,assignment]
+
     def _watcher_attach(self) -> None:
         """Run in the watcher thread before it waits, to direct events at it."""
 
@@ -598,7 +609,12 @@ class Subscription(_accel.State, Closing):
         """
         if max_events < 1:
             raise ValueError("max_events must be at least 1")
-        return await self._aget(max_events, max_events, timeout)
+        # At least DEFAULT_BATCH records per read(2), as read() reads: a
+        # surplus waits in the subscription, and a short read says the
+        # kernel's queue is empty, so the next call waits at once.
+        return await self._aget(
+            max_events, max_events if max_events > DEFAULT_BATCH else DEFAULT_BATCH, timeout
+        )
 
     async def _aget(self, take: int, batch: int, timeout: float | None) -> list[Event]:
         get = self._get if self._core is None else self._core.get
@@ -608,16 +624,20 @@ class Subscription(_accel.State, Closing):
                 return events
         deadline = _deadline(timeout)
         # Busy while waiting: a close() meanwhile keeps the descriptors open
-        # (the loop watches them) until this returns.
-        with self._using():
-            waiter = self._async_waiter()
+        # (the loop watches them) until this returns. _enter/_leave, not
+        # _using(): a generator context costs per event.
+        self._enter()
+        try:
+            waiter = self._waiter or self._async_waiter()
             while True:
-                await waiter.wait(_remaining(deadline))
+                await waiter.wait(None if deadline is None else _remaining(deadline))
                 if self._closed:
                     raise ClosedError(f"the {self.transport} subscription was closed")
                 events = get(take, batch, 0.0)
-                if events or _remaining(deadline) == 0.0:
+                if events or (deadline is not None and _remaining(deadline) == 0.0):
                     return events
+        finally:
+            self._leave()
 
     def _async_waiter(self) -> Waiter:
         """The async waits' one descriptor, readable when events or close() come."""
@@ -818,6 +838,24 @@ class SignalSubscription(signals.SignalCarried, Subscription):
             # Signals left pending from before are not events of this subscription.
             self._foreign = self._claim.stale
             self._setup()
+            if _accel.Reader is not None:
+                self._use_core(
+                    _accel.Reader(
+                        self,
+                        self._sfd,
+                        self._sfd,
+                        self._wake_fd,
+                        self.transport,
+                        Event,
+                        ClosedError,
+                        UpcallError,
+                        siginfos=True,
+                        signo=self._signo,
+                        check_thread=self._check_thread,
+                        tid=self._tid,
+                        batch=DEFAULT_BATCH,
+                    )
+                )
             undo.pop_all()  # from here on close() releases the claim
 
     def _setup(self) -> None:

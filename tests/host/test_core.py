@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 from fakes import FakeQueueFile
 
-from upcall import _accel
+from upcall import _accel, abi
 from upcall._errors import ClosedError, UpcallError
 from upcall._event import Event, make_event
 from upcall._signals import SIGNALFD_SIGINFO_SIZE
@@ -363,12 +363,12 @@ def test_check_thread_runs_before_a_read(pipe: Pipe) -> None:
     assert [e.value for e in pipe.reader(check_thread=lambda: None).get(1, 64, 0)] == [9]
 
 
-def _siginfo(signo: int, code: int, fd: int) -> bytes:
-    """A struct signalfd_siginfo: ssi_signo, ssi_code and ssi_fd set."""
+def _siginfo(signo: int, code: int, fd: int = 0, errno: int = 0, ptr: int = 0) -> bytes:
+    """A struct signalfd_siginfo: ssi_signo, ssi_errno, ssi_code, ssi_fd and ssi_ptr set."""
     info = bytearray(SIGNALFD_SIGINFO_SIZE)
-    struct.pack_into("=I", info, 0, signo)
-    struct.pack_into("=i", info, 8, code)
+    struct.pack_into("=Iii", info, 0, signo, errno, code)
     struct.pack_into("=i", info, 20, fd)
+    struct.pack_into("=Q", info, 48, ptr)
     return bytes(info)
 
 
@@ -398,6 +398,74 @@ def test_signal_fd_is_drained_and_counted_by_kind(pipe: Pipe) -> None:
     finally:
         os.close(sr)
         os.close(sw)
+
+
+def test_siginfos_are_the_signal_transports_events(pipe: Pipe) -> None:
+    """The signal transport: each upcall signal an event, its seqno's low 32 bits extended.
+
+    A pipe plays the signalfd. Signals without upcall's si_code, or of
+    another number, are foreign; a seqno's low bits that wrap go on past
+    2**32; a gap is lost.
+    """
+    signo = signal.SIGRTMIN + 2
+    pipe.sub._last_seqno = (1 << 32) - 2
+    infos = [
+        _siginfo(signo, abi.si_code_for_source(0), errno=-1, ptr=10),  # 2**32 - 1
+        _siginfo(signo, -6, errno=0, ptr=11),  # SI_TKILL: not upcall's
+        _siginfo(signo + 1, abi.si_code_for_source(0), errno=0),  # another signal
+        _siginfo(signo, abi.si_code_for_source(7), errno=0, ptr=(1 << 64) - 1),  # 2**32
+        _siginfo(signo, abi.si_code_for_source(abi.UPCALL_SOURCE_MAX), errno=3, ptr=12),
+    ]
+    os.write(pipe.w, b"".join(infos))
+    before = time.monotonic_ns()
+    reader = Reader(
+        pipe.sub, pipe.r, pipe.r, pipe.wake, "signal", Event, ClosedError, UpcallError,
+        siginfos=True, signo=signo,
+    )  # fmt: skip
+    events = reader.get(5, 64, 0)
+    assert [(e.seqno, e.value, e.source, e.signo) for e in events] == [
+        ((1 << 32) - 1, 10, 0, signo),
+        (1 << 32, (1 << 64) - 1, 7, signo),
+        ((1 << 32) + 3, 12, abi.UPCALL_SOURCE_MAX, signo),
+    ]
+    e = events[0]
+    assert (e.transport, e.timestamp_ns, e.flags) == ("signal", None, 0)
+    assert e.received_ns >= before and e == make_event(
+        (1 << 32) - 1, 10, 0, "signal", None, e.received_ns, signo, 0
+    )
+    st = pipe.sub
+    assert (st._received, st._lost, st._foreign, st._last_seqno) == (3, 2, 2, (1 << 32) + 3)
+    os.write(pipe.w, b"x" * 100)  # not whole siginfos
+    with pytest.raises(ValueError, match="multiple of 128"):
+        reader.get(1, 64, 0)
+    with pytest.raises(ValueError, match="siginfos"):
+        pipe.reader(siginfos=True, signo=signo, block=True)
+
+
+def test_check_thread_is_skipped_in_its_thread_and_called_in_another(pipe: Pipe) -> None:
+    """``tid``: the thread that may read, told without calling ``check_thread``."""
+    calls: list[int] = []
+
+    def check() -> None:
+        calls.append(threading.get_native_id())
+        raise UpcallError("not this thread")
+
+    reader = pipe.reader(check_thread=check, tid=threading.get_native_id())
+    os.write(pipe.w, encode(1, 5))
+    assert [e.value for e in reader.get(1, 64, 0)] == [5]
+    assert calls == []
+    errors: list[BaseException] = []
+
+    def other() -> None:
+        try:
+            reader.get(1, 64, 0)
+        except UpcallError as exc:
+            errors.append(exc)
+
+    t = threading.Thread(target=other)
+    t.start()
+    t.join()
+    assert len(calls) == 1 and calls[0] != threading.get_native_id() and len(errors) == 1
 
 
 def test_counter_fd_is_read_and_summed(pipe: Pipe) -> None:

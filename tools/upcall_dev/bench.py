@@ -335,8 +335,8 @@ def _api_latency(sub: Any, transport: str, api: str, n: int, w: int, lat: array[
 
     os.write(w, b"r")
     # Waiting for ever, as the bare read's blocking read(2) does (a wait
-    # with a timeout is poll(2), then read(2)); aread keeps its timeout,
-    # which costs an event loop nothing.
+    # with a timeout is poll(2), then read(2)), and aread as the bare
+    # asyncio read waits (a timeout is a timer handle more per wait).
     if api == "read":
         while len(lat) < n:
             events = sub.read(1)
@@ -356,7 +356,7 @@ def _api_latency(sub: Any, transport: str, api: str, n: int, w: int, lat: array[
 
         async def loop() -> None:
             while len(lat) < n:
-                events = await sub.aread(1, timeout=IDLE_S)
+                events = await sub.aread(1)
                 got(events[0] if events else None)
 
         asyncio.run(loop())

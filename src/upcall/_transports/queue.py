@@ -59,24 +59,21 @@ class QueueSubscription(Subscription):
             file.subscribe(abi.UPCALL_TRANSPORT_QUEUE, 0, 0, self._queue_size)
             self._after_subscribe()
             if _accel.Reader is not None:
-                self._core = _accel.Reader(
-                    self,
-                    self._fd,
-                    self.fileno(),
-                    self._wake_fd,
-                    self.transport,
-                    Event,
-                    ClosedError,
-                    UpcallError,
-                    read_first=self._read_first,
-                    batch=DEFAULT_BATCH,
-                    **self._core_options(),
+                self._use_core(
+                    _accel.Reader(
+                        self,
+                        self._fd,
+                        self.fileno(),
+                        self._wake_fd,
+                        self.transport,
+                        Event,
+                        ClosedError,
+                        UpcallError,
+                        read_first=self._read_first,
+                        batch=DEFAULT_BATCH,
+                        **self._core_options(),
+                    )
                 )
-                # read() and poll() as the Reader's own: the same calls,
-                # without a Python frame per event in front of the C one.
-                self.read = self._core.read  # type: ignore[method-assign]
-                self.poll = self._core.poll  # type: ignore[method-assign]
-                self._fetch = self._core.fetch  # type: ignore[method-assign,assignment]
             undo.pop_all()  # from here on close() releases everything
 
     # -- hooks for the notifying variants -------------------------------------
