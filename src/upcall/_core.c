@@ -1,30 +1,32 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * upcall._core: the per-event read path of the transports read from one
- * descriptor, in C: the queue-record ones (queue, fasync, eventfd) and the
- * signal transport (its signalfd's siginfos, option `siginfos`).
+ * descriptor, in C: the queue-record ones (queue, fasync, eventfd), the
+ * signal transport (its signalfd's siginfos, option `siginfos`) and the
+ * netlink transport (its socket's datagrams, option `netlink_family`).
  *
- * One Reader per subscription. Reader.get() is what
- * Subscription._get() does per event; Reader.read() and Reader.poll() are
- * Subscription.read() and .poll() around it, bound to the subscription in
- * their place (no Python frame per event). Under the subscription's lock,
- * check it is readable, hand out buffered events or read(2) the queue at once
- * (the read-first logic), else mark it busy, poll(2) the transport's
- * descriptor and the close wake-up with the GIL released, read(2) up to
- * `batch` records, decode the `struct upcall_event` records into Event
- * objects (their slots filled directly), account the seqnos, and leave
- * (finishing a close() that came meanwhile). Reader.read_queue() is the one
+ * One Reader per subscription. Reader.get() is what Subscription._get()
+ * does per event; Reader.read() and Reader.poll() are Subscription.read()
+ * and .poll() around it, bound to the subscription in their place (no
+ * Python frame per event). Under the subscription's lock, check it is
+ * readable, hand out buffered events or read(2) the queue at once (the
+ * read-first logic), else mark it busy, poll(2) the transport's descriptor
+ * and the close wake-up with the GIL released, read(2) up to `batch`
+ * records, decode the `struct upcall_event` records into Event objects
+ * (their slots filled directly), account the seqnos, and leave (finishing a
+ * close() that came meanwhile). Reader.read_queue() is the one
  * read(2) + decode + accounting step, for the Python paths that read with
  * the lock held (on_event's watcher, wait()).
  *
  * The subscription's state is a State, the C base of upcall.Subscription:
  * its fields (_closed, _busy, _drained, _missed, _last_seqno, _received,
- * _lost, _signalled, _sigio, _foreign, _dispatcher) are read and written
- * here as C fields and by the Python code around it (read_batch, close,
- * async) as the attributes they are, so both share one copy. Its lock
- * (_lock) is a Lock, a recursive lock taken here with a C call; its buffer
- * (_buffer) stays a deque. A fasync Reader drains the signalfd and counts
- * its notifications itself, before each read of the queue.
+ * _lost, _signalled, _sigio, _foreign, _malformed, _overruns, _dispatcher)
+ * are read and written here as C fields and by the Python code around it
+ * (read_batch, close, async) as the attributes they are, so both share one
+ * copy. Its lock (_lock) is a Lock, a recursive lock taken here with a C
+ * call; its buffer (_buffer) stays a deque. A fasync Reader drains the
+ * signalfd and counts its notifications itself, before each read of the
+ * queue.
  *
  * The record reads happen with the GIL and the subscription's lock held
  * (the descriptor is non-blocking), so a close() from another thread, which
@@ -45,6 +47,7 @@
  * that thread counted as lost).
  */
 
+#define _GNU_SOURCE		/* recvmmsg() */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #ifndef Py_T_OBJECT_EX	/* before 3.12 */
@@ -64,6 +67,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <time.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #include <pythread.h>
@@ -104,7 +108,9 @@ typedef struct {
 	unsigned long long lost;	/* _lost */
 	unsigned long long signalled;	/* _signalled: notifications read (eventfd, fasync) */
 	unsigned long long sigio;	/* _sigio: fasync's plain SIGIOs read */
-	unsigned long long foreign;	/* _foreign: signals read that were not this file's */
+	unsigned long long foreign;	/* _foreign: signals or messages that were not ours */
+	unsigned long long malformed;	/* _malformed: netlink messages that could not be read */
+	unsigned long long overruns;	/* _overruns: netlink ENOBUFS reports */
 	Py_ssize_t busy;	/* _busy: callers inside a read or wait */
 	char closed;		/* _closed */
 	char drained;		/* _drained: the last read emptied the kernel's queue */
@@ -134,6 +140,13 @@ typedef struct {
 	int signo;		/* the real-time signal of signal_fd, or of siginfos */
 	int siginfos;		/* fd is a signalfd whose signals are the events */
 	pid_t tid;		/* the thread check_thread lets read, or 0 */
+	int nl_family;		/* fd is a netlink socket of this generic netlink family, or 0 */
+	unsigned long long nl_id;	/* the subscriber id its events carry */
+	PyObject *decode_datagram;	/* the datagrams not in the kernel's own layout */
+	struct mmsghdr *msgs;	/* recvmmsg(2)'s headers, nl_slots of them */
+	struct iovec *iovs;
+	unsigned char *slots;	/* nl_slots datagrams of NL_SLOT bytes */
+	Py_ssize_t nl_slots;
 	int read_first;
 	int block;		/* wait for ever in a blocking read(2) of block_fd */
 	int block_fd;		/* counter_fd if there is one, else fd */
@@ -277,6 +290,8 @@ static PyMemberDef State_members[] = {
 	{ "_signalled", Py_T_ULONGLONG, offsetof(State, signalled), 0, NULL },
 	{ "_sigio", Py_T_ULONGLONG, offsetof(State, sigio), 0, NULL },
 	{ "_foreign", Py_T_ULONGLONG, offsetof(State, foreign), 0, NULL },
+	{ "_malformed", Py_T_ULONGLONG, offsetof(State, malformed), 0, NULL },
+	{ "_overruns", Py_T_ULONGLONG, offsetof(State, overruns), 0, NULL },
 	{ "_busy", Py_T_PYSSIZET, offsetof(State, busy), 0, NULL },
 	{ "_closed", Py_T_BOOL, offsetof(State, closed), 0, NULL },
 	{ "_drained", Py_T_BOOL, offsetof(State, drained), 0, NULL },
@@ -667,6 +682,179 @@ static Py_ssize_t read_siginfos(Reader *self, Py_ssize_t want, PyObject *out)
 	return n / SIGINFO_SIZE;
 }
 
+/*
+ * The netlink transport's read (option `netlink_family`: fd is its socket):
+ * NetlinkSubscription._read_records(). Up to `want` datagrams in one
+ * recvmmsg(2) (ENOBUFS, the socket's overflow report, counted in
+ * _overruns, then read on). A datagram in the kernel's own layout of an
+ * UPCALL_CMD_EVENT message (nlmsghdr, genlmsghdr, then SUBSCRIBER, SEQNO,
+ * TIMESTAMP, VALUE as u64 attributes and SOURCE as a u32, 76 bytes) is
+ * decoded here: an event if its SUBSCRIBER is ours, else foreign. Any
+ * other datagram (padding attributes, a later module's attributes, a
+ * control message) goes to decode_datagram(bytes), the Python parser,
+ * which returns its events, accounted, and counts what is foreign or
+ * malformed: the one general parser, so the two cannot disagree.
+ */
+#define NL_SLOT 256		/* bytes per datagram: netlink.SLOT_SIZE */
+#define NL_MAX 1024		/* datagrams per recvmmsg(2): netlink.MAX_BATCH */
+#define NL_FAST_SIZE 76		/* nlmsg_len of the kernel's layout: nlmsg.FAST_SIZE */
+#define NL_CMD_EVENT 1		/* UPCALL_CMD_EVENT */
+#define NL_ATTR_SUBSCRIBER 2	/* UPCALL_ATTR_SUBSCRIBER; SEQNO, TIMESTAMP, VALUE, SOURCE follow */
+#define NLMSG_HDR_SIZE 16	/* struct nlmsghdr */
+
+static int nl_grow(Reader *self, Py_ssize_t slots)
+{
+	struct mmsghdr *msgs;
+	struct iovec *iovs;
+	unsigned char *buf;
+	Py_ssize_t i;
+
+	if (slots <= self->nl_slots)
+		return 0;
+	msgs = PyMem_Calloc((size_t)slots, sizeof(*msgs));
+	iovs = PyMem_Calloc((size_t)slots, sizeof(*iovs));
+	buf = PyMem_Malloc((size_t)slots * NL_SLOT);
+	if (!msgs || !iovs || !buf) {
+		PyMem_Free(msgs);
+		PyMem_Free(iovs);
+		PyMem_Free(buf);
+		PyErr_NoMemory();
+		return -1;
+	}
+	for (i = 0; i < slots; i++) {
+		iovs[i].iov_base = buf + i * NL_SLOT;
+		iovs[i].iov_len = NL_SLOT;
+		msgs[i].msg_hdr.msg_iov = &iovs[i];
+		msgs[i].msg_hdr.msg_iovlen = 1;
+	}
+	PyMem_Free(self->msgs);
+	PyMem_Free(self->iovs);
+	PyMem_Free(self->slots);
+	self->msgs = msgs;
+	self->iovs = iovs;
+	self->slots = buf;
+	self->nl_slots = slots;
+	return 0;
+}
+
+/* The datagram `p` of `len` bytes in the kernel's own layout: 1 and *rec, else 0. */
+static int nl_fast(Reader *self, const unsigned char *p, unsigned int len,
+		   struct record *rec, uint64_t *subscriber)
+{
+	uint32_t mlen, source;
+	uint16_t type, alen, atype;
+	int i;
+
+	if (len != NL_FAST_SIZE)
+		return 0;
+	memcpy(&mlen, p, sizeof(mlen));
+	memcpy(&type, p + 4, sizeof(type));
+	if (mlen != NL_FAST_SIZE || type != self->nl_family || p[NLMSG_HDR_SIZE] != NL_CMD_EVENT)
+		return 0;
+	/* Four u64 attributes of 12 bytes from offset 20, then the u32 SOURCE. */
+	for (i = 0; i < 5; i++) {
+		memcpy(&alen, p + 20 + 12 * i, sizeof(alen));
+		memcpy(&atype, p + 22 + 12 * i, sizeof(atype));
+		if (alen != (i < 4 ? 12 : 8) || atype != NL_ATTR_SUBSCRIBER + i)
+			return 0;
+	}
+	memcpy(subscriber, p + 24, sizeof(*subscriber));
+	memcpy(&rec->seqno, p + 36, sizeof(rec->seqno));
+	memcpy(&rec->timestamp_ns, p + 48, sizeof(rec->timestamp_ns));
+	memcpy(&rec->value, p + 60, sizeof(rec->value));
+	memcpy(&source, p + 72, sizeof(source));
+	rec->source = source;
+	rec->flags = 0;
+	return 1;
+}
+
+static int nl_slow(Reader *self, const unsigned char *p, unsigned int len, PyObject *out)
+{
+	PyObject *events, *r;
+
+	events = PyObject_CallFunction(self->decode_datagram, "y#", (const char *)p,
+				       (Py_ssize_t)len);
+	if (!events)
+		return -1;
+	if (!PyList_Check(events)) {
+		PyErr_SetString(PyExc_TypeError, "decode_datagram() must return a list");
+		Py_DECREF(events);
+		return -1;
+	}
+	r = PyNumber_InPlaceAdd(out, events);
+	Py_DECREF(events);
+	if (!r)
+		return -1;
+	Py_DECREF(r);
+	return 0;
+}
+
+static Py_ssize_t read_datagrams(Reader *self, Py_ssize_t want, PyObject *out)
+{
+	State *st = self->st;
+	PyObject *received = NULL;
+	int n = -1, tries, i;
+
+	if (want > NL_MAX)
+		want = NL_MAX;
+	if (nl_grow(self, want < 64 ? 64 : want) < 0)
+		return -1;
+	for (tries = 0; tries < 4;) {
+		n = recvmmsg(self->fd, self->msgs, (unsigned int)want, MSG_DONTWAIT, NULL);
+		if (n >= 0)
+			break;
+		if (errno == EINTR)
+			continue;
+		if (errno == EAGAIN)
+			return 0;
+		if (errno != ENOBUFS) {
+			PyErr_SetFromErrno(PyExc_OSError);
+			return -1;
+		}
+		/* Reported before what is still queued: count it, read on. */
+		st->overruns++;
+		tries++;
+	}
+	if (n <= 0)
+		return 0;
+	for (i = 0; i < n; i++) {
+		const unsigned char *p = self->slots + (Py_ssize_t)i * NL_SLOT;
+		unsigned int len = self->msgs[i].msg_len;
+		uint64_t subscriber;
+		struct record rec;
+		PyObject *ev;
+
+		if (self->msgs[i].msg_hdr.msg_flags & MSG_TRUNC) {
+			st->malformed++;
+			continue;
+		}
+		if (!nl_fast(self, p, len, &rec, &subscriber)) {
+			if (nl_slow(self, p, len, out) < 0)
+				goto fail;
+			continue;
+		}
+		if (subscriber != self->nl_id) {
+			st->foreign++;
+			continue;
+		}
+		if (!received && !(received = PyLong_FromLongLong(monotonic_ns())))
+			goto fail;
+		ev = make_event(self, &rec, received);
+		if (!ev || PyList_Append(out, ev) < 0) {
+			Py_XDECREF(ev);
+			goto fail;
+		}
+		Py_DECREF(ev);
+		if (account_run(self, rec.seqno, rec.seqno, 1, 0) < 0)
+			goto fail;
+	}
+	Py_XDECREF(received);
+	return n;
+fail:
+	Py_XDECREF(received);
+	return -1;
+}
+
 /* What the transport's _read_records(want) does: notifications, then the queue. */
 static PyObject *read_step(Reader *self, Py_ssize_t want)
 {
@@ -675,8 +863,8 @@ static PyObject *read_step(Reader *self, Py_ssize_t want)
 
 	if (!out)
 		return NULL;
-	if (self->siginfos) {
-		if (read_siginfos(self, want, out) < 0)
+	if (self->siginfos || self->nl_family) {
+		if ((self->siginfos ? read_siginfos : read_datagrams)(self, want, out) < 0)
 			Py_CLEAR(out);
 		return out;
 	}
@@ -1433,10 +1621,13 @@ static int Reader_init(Reader *self, PyObject *args, PyObject *kwds)
 {
 	static char *kwlist[] = { "sub", "fd", "wait_fd", "wake_fd", "transport", "event_type",
 				  "closed_error", "upcall_error", "read_first", "counter_fd",
-				  "signal_fd", "signo", "siginfos", "check_thread", "tid", "min_read",
+				  "signal_fd", "signo", "siginfos", "check_thread", "tid",
+				  "netlink_family", "netlink_id", "decode_datagram", "min_read",
 				  "rounds", "block", "batch", NULL };
 	PyObject *sub, *transport, *event_type, *closed_error, *upcall_error;
-	PyObject *check_thread = Py_None, *lk, *buffer;
+	PyObject *check_thread = Py_None, *decode_datagram = Py_None, *lk, *buffer;
+	unsigned long long netlink_id = 0;
+	int netlink_family = 0;
 	int fd, wait_fd, wake_fd, read_first = 0, counter_fd = -1, signal_fd = -1, signo = 0;
 	int rounds = 1, block = 0, siginfos = 0, tid = 0;
 	Py_ssize_t min_read = 0, batch = 64;
@@ -1445,10 +1636,11 @@ static int Reader_init(Reader *self, PyObject *args, PyObject *kwds)
 		PyErr_SetString(PyExc_RuntimeError, "Reader is initialised already");
 		return -1;
 	}
-	if (!PyArg_ParseTupleAndKeywords(args, kwds, "OiiiUO!OO|$piiipOinipn", kwlist, &sub, &fd,
-					 &wait_fd, &wake_fd, &transport, &PyType_Type, &event_type,
-					 &closed_error, &upcall_error, &read_first, &counter_fd,
-					 &signal_fd, &signo, &siginfos, &check_thread, &tid, &min_read,
+	if (!PyArg_ParseTupleAndKeywords(args, kwds, "OiiiUO!OO|$piiipOiiKOnipn", kwlist, &sub,
+					 &fd, &wait_fd, &wake_fd, &transport, &PyType_Type,
+					 &event_type, &closed_error, &upcall_error, &read_first,
+					 &counter_fd, &signal_fd, &signo, &siginfos, &check_thread, &tid,
+					 &netlink_family, &netlink_id, &decode_datagram, &min_read,
 					 &rounds, &block, &batch))
 		return -1;
 	if (fd < 0 || wait_fd < 0 || wake_fd < 0) {
@@ -1467,6 +1659,14 @@ static int Reader_init(Reader *self, PyObject *args, PyObject *kwds)
 	if (siginfos && (counter_fd >= 0 || signal_fd >= 0 || block || read_first)) {
 		PyErr_SetString(PyExc_ValueError,
 				"siginfos reads one signalfd: no counter_fd, signal_fd, block or read_first");
+		return -1;
+	}
+	if (netlink_family &&
+	    (netlink_family < 0 || netlink_family > 0xFFFF || !PyCallable_Check(decode_datagram) ||
+	     siginfos || counter_fd >= 0 || signal_fd >= 0 || block || read_first)) {
+		PyErr_SetString(PyExc_ValueError,
+				"netlink_family (a family id) reads one socket and needs decode_datagram: "
+				"no siginfos, counter_fd, signal_fd, block or read_first");
 		return -1;
 	}
 	if (tid < 0) {
@@ -1518,6 +1718,9 @@ static int Reader_init(Reader *self, PyObject *args, PyObject *kwds)
 	self->signo = signo;
 	self->siginfos = siginfos;
 	self->tid = tid;
+	self->nl_family = netlink_family;
+	self->nl_id = netlink_id;
+	self->decode_datagram = netlink_family ? Py_NewRef(decode_datagram) : NULL;
 	self->read_first = read_first;
 	self->min_read = min_read;
 	self->batch = batch;
@@ -1535,6 +1738,7 @@ static int Reader_traverse(Reader *self, visitproc visit, void *arg)
 	Py_VISIT(self->buffer);
 	Py_VISIT(self->event_type);
 	Py_VISIT(self->check_thread);
+	Py_VISIT(self->decode_datagram);
 	Py_VISIT(self->closed_error);
 	Py_VISIT(self->upcall_error);
 	return 0;
@@ -1548,6 +1752,7 @@ static int Reader_clear(Reader *self)
 	Py_CLEAR(self->transport);
 	Py_CLEAR(self->event_type);
 	Py_CLEAR(self->check_thread);
+	Py_CLEAR(self->decode_datagram);
 	Py_CLEAR(self->closed_error);
 	Py_CLEAR(self->upcall_error);
 	return 0;
@@ -1558,6 +1763,9 @@ static void Reader_dealloc(Reader *self)
 	PyObject_GC_UnTrack(self);
 	Reader_clear(self);
 	PyMem_Free(self->buf);
+	PyMem_Free(self->msgs);
+	PyMem_Free(self->iovs);
+	PyMem_Free(self->slots);
 	Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -1606,8 +1814,9 @@ static PyMethodDef Reader_methods[] = {
 PyDoc_STRVAR(Reader_doc,
 "Reader(sub, fd, wait_fd, wake_fd, transport, event_type, closed_error,\n"
 "       upcall_error, *, read_first=False, counter_fd=-1, signal_fd=-1, signo=0,\n"
-"       siginfos=False, check_thread=None, tid=0, min_read=0, rounds=1,\n"
-"       block=False, batch=64)\n\n"
+"       siginfos=False, check_thread=None, tid=0, netlink_family=0,\n"
+"       netlink_id=0, decode_datagram=None, min_read=0, rounds=1, block=False,\n"
+"       batch=64)\n\n"
 "The per-event read path of one subscription (see the module).");
 
 static PyTypeObject ReaderType = {
@@ -1627,7 +1836,7 @@ static PyTypeObject ReaderType = {
 static struct PyModuleDef core_module = {
 	PyModuleDef_HEAD_INIT,
 	.m_name = "upcall._core",
-	.m_doc = "The compiled per-event read path of upcall's queue-record and signal transports.",
+	.m_doc = "The compiled per-event read path of upcall's transports.",
 	.m_size = -1,
 };
 

@@ -25,13 +25,15 @@ class State:
     _signalled: int
     _sigio: int
     _foreign: int
+    _malformed: int
+    _overruns: int
     _busy: int
     _closed: bool
     _drained: bool
     _missed: bool
 
 class Reader:
-    """The per-event read path of one queue-record or signal subscription."""
+    """The per-event read path of one subscription (queue-record, signal or netlink)."""
 
     def __init__(
         self,
@@ -51,6 +53,9 @@ class Reader:
         siginfos: bool = False,
         check_thread: Callable[[], object] | None = None,
         tid: int = 0,
+        netlink_family: int = 0,
+        netlink_id: int = 0,
+        decode_datagram: Callable[[bytes], list[Any]] | None = None,
         min_read: int = 0,
         rounds: int = 1,
         block: bool = False,

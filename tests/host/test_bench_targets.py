@@ -67,7 +67,9 @@ def test_asyncio_floor_is_the_reason_shown_for_aread() -> None:
     summary = bench.summarize(result)
     (row,) = summary["ratios"]
     assert row["p50_ratio_bare_abare"] == 2.5 and row["p50_ratio_abare_aread"] == 1.2
+    assert row["p50_ratio_c_bare"] == 1.0  # Python's bare read against the C receiver
     text = bench.markdown(result, summary)
+    assert "bare read p50 10.0 µs (1.00x the C receiver); against it read 1.20x" in text
     assert "bare asyncio read p50 25.0 µs, 2.50x the bare read; aread 1.20x it" in text
     # Not a target of its own: the aread target still compares with the bare read.
     rows = {r["target"]: r for r in summary["targets"]}

@@ -14,6 +14,7 @@ import inspect
 import os
 import shutil
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -60,6 +61,8 @@ class FakeSub(State):
         self._signalled = 0
         self._sigio = 0
         self._foreign = 0
+        self._malformed = 0
+        self._overruns = 0
         self.finished = 0
 
     def _finish(self) -> None:
@@ -466,6 +469,77 @@ def test_check_thread_is_skipped_in_its_thread_and_called_in_another(pipe: Pipe)
     t.start()
     t.join()
     assert len(calls) == 1 and calls[0] != threading.get_native_id() and len(errors) == 1
+
+
+def _nl_event(
+    sub: int, seqno: int, value: int, *, family: int = 0x1234, pad: bool = False
+) -> bytes:
+    """An UPCALL_CMD_EVENT message: the kernel's own layout, or with PAD attributes."""
+    attrs = b""
+    for atype, v in ((2, sub), (3, seqno), (4, seqno * 10), (5, value)):
+        if pad:
+            attrs += struct.pack("=HH", 4, abi.UPCALL_ATTR_PAD)
+        attrs += struct.pack("=HHQ", 12, atype, v)
+    body = struct.pack("=BBH", abi.UPCALL_CMD_EVENT, 1, 0) + attrs + struct.pack("=HHI", 8, 6, 7)
+    return struct.pack("=IHHII", 16 + len(body), family, 0, 0, 0) + body
+
+
+def test_netlink_datagrams_in_the_kernels_layout_and_the_rest(pipe: Pipe) -> None:
+    """The netlink transport: a datagram socket plays the netlink socket.
+
+    The kernel's own layout is decoded in C (ours an event, another
+    subscriber's foreign); any other datagram goes to decode_datagram, in
+    order; a truncated one is malformed.
+    """
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    slow: list[bytes] = []
+    sub = pipe.sub
+
+    def decode_datagram(data: bytes) -> list[Event]:
+        slow.append(data)
+        sub._foreign += 1  # what the Python parser would count, here by hand
+        return [make_event(3, 30, 0, "netlink", 0, 0, None, 0)]
+
+    try:
+        b.setblocking(False)
+        datagrams = [
+            _nl_event(77, 1, 10),
+            _nl_event(78, 2, 20),  # another subscriber's
+            _nl_event(77, 3, 30, pad=True),  # not the fast layout: Python's
+            b"\0" * 300,  # longer than a slot (256): truncated
+            _nl_event(77, 5, (1 << 64) - 1),
+        ]
+        for d in datagrams:
+            a.send(d)
+        reader = Reader(
+            sub, b.fileno(), b.fileno(), pipe.wake, "netlink", Event, ClosedError, UpcallError,
+            netlink_family=0x1234, netlink_id=77, decode_datagram=decode_datagram,
+        )  # fmt: skip
+        before = time.monotonic_ns()
+        events = reader.get(10, 64, 0)
+        assert [(e.seqno, e.value, e.source) for e in events] == [
+            (1, 10, 7),
+            (3, 30, 0),
+            (5, (1 << 64) - 1, 7),
+        ]
+        e = events[0]
+        assert (e.transport, e.timestamp_ns, e.signo, e.flags) == ("netlink", 10, None, 0)
+        assert e.received_ns >= before
+        assert slow == [datagrams[2]]
+        assert (sub._foreign, sub._malformed, sub._overruns) == (2, 1, 0)
+        # 1 and 5 accounted here (decode_datagram accounts its own): 2 and 4 lost
+        assert (sub._received, sub._last_seqno, sub._lost) == (2, 5, 3)
+        assert reader.get(1, 64, 0) == []
+        a.send(_nl_event(77, 4, 0))  # out of order
+        with pytest.raises(UpcallError, match="out of order"):
+            reader.get(1, 64, 0)
+        with pytest.raises(ValueError, match="decode_datagram"):
+            pipe.reader(netlink_family=0x1234)
+        with pytest.raises(ValueError, match="netlink_family"):
+            pipe.reader(netlink_family=0x1234, decode_datagram=decode_datagram, block=True)
+    finally:
+        a.close()
+        b.close()
 
 
 def test_counter_fd_is_read_and_summed(pipe: Pipe) -> None:

@@ -23,12 +23,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .. import _accel, abi
 from .. import _signals as signals
-from .. import abi
 from .._batch import Batch
 from .._errors import ClosedError, DeviceError, UpcallError
 from .._event import Event, make_event, monotonic_ns
-from .._subscription import SubscriberFile, Subscription, check_queue_size, detach
+from .._subscription import (
+    DEFAULT_BATCH,
+    SubscriberFile,
+    Subscription,
+    check_queue_size,
+    detach,
+)
 from . import nlmsg
 from .mmsg import DatagramReader
 
@@ -285,6 +291,24 @@ class NetlinkSubscription(Subscription):
                     netlink_fd=self._sock.fileno(),
                 )
             self._id = file.stats().id
+            if _accel.Reader is not None:
+                fd = self._sock.fileno()
+                self._use_core(
+                    _accel.Reader(
+                        self,
+                        fd,
+                        fd,
+                        self._wake_fd,
+                        self.transport,
+                        Event,
+                        ClosedError,
+                        UpcallError,
+                        netlink_family=self._family.family_id,
+                        netlink_id=self._id,
+                        decode_datagram=self._decode_datagram,
+                        batch=DEFAULT_BATCH,
+                    )
+                )
             undo.pop_all()  # from here on close() releases everything
 
     @property
@@ -375,30 +399,44 @@ class NetlinkSubscription(Subscription):
 
     def _decode(self, n: int, now: int) -> list[Event]:
         """The events among the ``n`` datagrams just received (accounted)."""
-        reader, family_id, me = self._reader, self._family.family_id, self._id
+        reader = self._reader
         buf, slot = reader.buffer, reader.slot_size
         events: list[Event] = []
         for i, (length, flags) in enumerate(reader.lengths(n)):
             if flags & socket.MSG_TRUNC:
                 self._malformed += 1
                 continue
-            for item in nlmsg.parse(buf, i * slot, length, family_id):
-                if isinstance(item, str):
-                    if item == nlmsg.FOREIGN:
-                        self._foreign += 1
-                    else:
-                        self._malformed += 1
-                    continue
-                subscriber, seqno, timestamp, value, source = item
-                if subscriber != me:
-                    self._foreign += 1
-                    continue
-                events.append(
-                    make_event(seqno, value, source, self.transport, timestamp, now, None, 0)
-                )
+            self._parse(buf, i * slot, length, now, events)
         if events:
             self._account_run(events[0].seqno, events[-1].seqno, len(events))
         return events
+
+    def _decode_datagram(self, data: bytes) -> list[Event]:
+        """The events of one datagram (accounted): the compiled core's, when not in
+        the kernel's own layout, which the core decodes itself."""
+        events: list[Event] = []
+        self._parse(data, 0, len(data), monotonic_ns(), events)
+        if events:
+            self._account_run(events[0].seqno, events[-1].seqno, len(events))
+        return events
+
+    def _parse(
+        self, data: bytes | bytearray, offset: int, length: int, now: int, events: list[Event]
+    ) -> None:
+        """Append the events of the datagram at ``data[offset:]`` to ``events``; count the rest."""
+        me = self._id
+        for item in nlmsg.parse(data, offset, length, self._family.family_id):
+            if isinstance(item, str):
+                if item == nlmsg.FOREIGN:
+                    self._foreign += 1
+                else:
+                    self._malformed += 1
+                continue
+            subscriber, seqno, timestamp, value, source = item
+            if subscriber != me:
+                self._foreign += 1
+                continue
+            events.append(make_event(seqno, value, source, self.transport, timestamp, now, None, 0))
 
     def _choose_dispatch_signal(self) -> int:
         return signals.choose_signal()  # a token for _thread.interrupt_main(); never sent
