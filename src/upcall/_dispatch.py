@@ -260,7 +260,7 @@ class Dispatcher:
         self._dispatching = True  # what the handler would dispatch, this loop does
         try:
             while not sub._closed:
-                left = remaining(deadline)
+                left = None if deadline is None else remaining(deadline)
                 if left == 0.0:
                     break
                 try:
