@@ -1389,6 +1389,7 @@ def plots(result: Result, guest: Path, out: Path) -> list[Path]:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import NullFormatter
     except ImportError:
         print("matplotlib missing: no plots (pip install matplotlib)")
         return []
@@ -1411,6 +1412,16 @@ def plots(result: Result, guest: Path, out: Path) -> list[Path]:
                 ax.hist(vs, bins=edges, histtype="step", lw=1.4, label=label,
                         color=colors.get(label))  # fmt: skip
         ax.set_xscale("log")
+        # A panel spans about a decade: matplotlib's log labels on the
+        # minor ticks then overlap. Plain numbers at 1, 2, 5 x 10^k instead.
+        ticks = [
+            m * 10.0**k
+            for k in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
+            for m in (1, 2, 5)
+            if lo <= m * 10.0**k <= hi
+        ]
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_title(title, fontsize=9)
         ax.tick_params(labelsize=7)
         ax.grid(True, which="both", alpha=0.25)
