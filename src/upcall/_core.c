@@ -381,6 +381,15 @@ static PyObject *closed(Reader *self, const char *how)
 
 /* -- decoding and accounting ----------------------------------------------- */
 
+/* Append `ev` (a new reference, or NULL: failed) to `out`, giving it up. */
+static int append_new(PyObject *out, PyObject *ev)
+{
+	int r = ev ? PyList_Append(out, ev) : -1;
+
+	Py_XDECREF(ev);
+	return r;
+}
+
 /* An Event with the slots `v` (references taken over; NULL ones failed). */
 static PyObject *new_event(Reader *self, PyObject *v[NFIELDS])
 {
@@ -453,14 +462,10 @@ static int decode(Reader *self, const struct record *recs, Py_ssize_t got, PyObj
 	if (!received)
 		return -1;
 	for (i = 0; i < got; i++) {
-		PyObject *ev = make_event(self, &recs[i], received);
-
-		if (!ev || PyList_Append(out, ev) < 0) {
-			Py_XDECREF(ev);
+		if (append_new(out, make_event(self, &recs[i], received)) < 0) {
 			Py_DECREF(received);
 			return -1;
 		}
-		Py_DECREF(ev);
 	}
 	Py_DECREF(received);
 	return account_run(self, recs[0].seqno, recs[got - 1].seqno, got, late);
@@ -641,7 +646,7 @@ static Py_ssize_t read_siginfos(Reader *self, Py_ssize_t want, PyObject *out)
 	if (!received)
 		return -1;
 	for (off = 0; off < n; off += SIGINFO_SIZE) {
-		PyObject *v[NFIELDS], *ev;
+		PyObject *v[NFIELDS];
 		uint32_t signo, low, delta;
 		int32_t code;
 		uint64_t ptr, seqno;
@@ -669,13 +674,10 @@ static Py_ssize_t read_siginfos(Reader *self, Py_ssize_t want, PyObject *out)
 		v[F_TRANSPORT] = Py_NewRef(self->transport);
 		v[F_RECEIVED] = Py_NewRef(received);
 		v[F_SIGNO] = PyLong_FromLong((long)signo);
-		ev = new_event(self, v);
-		if (!ev || PyList_Append(out, ev) < 0) {
-			Py_XDECREF(ev);
+		if (append_new(out, new_event(self, v)) < 0) {
 			Py_DECREF(received);
 			return -1;
 		}
-		Py_DECREF(ev);
 	}
 	Py_DECREF(received);
 	/* Whole signals read, foreign ones included: a full read may leave more. */
@@ -822,7 +824,6 @@ static Py_ssize_t read_datagrams(Reader *self, Py_ssize_t want, PyObject *out)
 		unsigned int len = self->msgs[i].msg_len;
 		uint64_t subscriber;
 		struct record rec;
-		PyObject *ev;
 
 		if (self->msgs[i].msg_hdr.msg_flags & MSG_TRUNC) {
 			st->malformed++;
@@ -839,12 +840,8 @@ static Py_ssize_t read_datagrams(Reader *self, Py_ssize_t want, PyObject *out)
 		}
 		if (!received && !(received = PyLong_FromLongLong(monotonic_ns())))
 			goto fail;
-		ev = make_event(self, &rec, received);
-		if (!ev || PyList_Append(out, ev) < 0) {
-			Py_XDECREF(ev);
+		if (append_new(out, make_event(self, &rec, received)) < 0)
 			goto fail;
-		}
-		Py_DECREF(ev);
 		if (account_run(self, rec.seqno, rec.seqno, 1, 0) < 0)
 			goto fail;
 	}
