@@ -1,15 +1,14 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 """The compiled core (``upcall._core``), when it is built and not turned off.
 
-The queue-record transports (queue, fasync, eventfd) and the signal
-transport read their events through :class:`upcall._core.Reader` when it
-is importable: the per-event ``read(1)``/``poll()``/iteration path in one
-C call, on the subscription's state kept in C fields
-(:class:`upcall._core.State`, every Subscription's base). Without it, or
-with the environment variable ``UPCALL_PURE_PYTHON`` set to anything but
-``""`` or ``"0"`` when upcall is imported, the same path runs in pure
-Python: same semantics, slower (the bench and the tests measure and run
-both).
+Every module transport (queue, fasync, eventfd, signal, netlink) reads its
+events through :class:`upcall._core.Reader` when it is importable: the
+per-event ``read(1)``/``poll()``/iteration path in one C call, on the
+subscription's state kept in C fields (:class:`upcall._core.State`, every
+Subscription's base). Without it, or with the environment variable
+``UPCALL_PURE_PYTHON`` set to anything but ``""`` or ``"0"`` when upcall is
+imported, the same path runs in pure Python: same semantics, slower (the
+bench and the tests measure and run both).
 """
 
 from __future__ import annotations

@@ -37,9 +37,9 @@ pytestmark = pytest.mark.usefixtures("signal_state_guard")
 U64 = (1 << 64) - 1
 MODULE = ["queue", "fasync", "eventfd", "signal"]
 BPF = ["bpf-ringbuf", "bpf-signal"]
-# The queue-record transports read through the compiled core when it is
-# built (upcall._accel); "-pure" runs the same test on the pure-Python path.
-PURE = ["queue-pure", "fasync-pure", "eventfd-pure"]
+# The module's transports read through the compiled core when it is built
+# (upcall._accel); "-pure" runs the same test on the pure-Python path.
+PURE = ["queue-pure", "fasync-pure", "eventfd-pure", "signal-pure"]
 
 
 @pytest.fixture(params=MODULE + PURE + BPF)
@@ -49,8 +49,8 @@ def source(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> I
         kind = kind.removesuffix("-pure")
         monkeypatch.setattr(_accel, "Reader", None)
     src = make_source(kind)
-    if not request.param.endswith("-pure") and kind in ("queue", "fasync", "eventfd"):
-        assert (src.sub._core is not None) == _accel.compiled()
+    if kind in MODULE:
+        assert (src.sub._core is not None) == (_accel.compiled() and kind == request.param)
     with src.sub:
         yield src
 

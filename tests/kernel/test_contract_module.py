@@ -27,9 +27,9 @@ USER = abi.UPCALL_SOURCE_USER
 
 
 # In place of the contract's own fixture: the real module's subscriptions,
-# the queue-record ones also on the pure-Python path (as on the host).
+# each also on the pure-Python path (as on the host).
 @pytest.fixture(  # type: ignore[no-redef]
-    params=["queue", "fasync", "eventfd", "signal", "netlink", *PURE]  # noqa: F405
+    params=["queue", "fasync", "eventfd", "signal", "netlink", *PURE, "netlink-pure"]  # noqa: F405
 )
 def source(
     request: pytest.FixtureRequest, dev: upcall.Device, monkeypatch: pytest.MonkeyPatch
@@ -39,8 +39,7 @@ def source(
         via = via.removesuffix("-pure")
         monkeypatch.setattr(_accel, "Reader", None)
     sub = dev.subscribe(via, sources=USER)
-    if via in ("queue", "fasync", "eventfd"):
-        assert (sub._core is not None) == (_accel.compiled() and via == request.param)
+    assert (sub._core is not None) == (_accel.compiled() and via == request.param)
 
     def emit(values: list[int]) -> None:
         for v in values:
