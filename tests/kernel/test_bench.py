@@ -50,7 +50,7 @@ def test_every_transport_and_receiver_ran(results: tuple[dict[str, Any], Path]) 
     runs = result["runs"]
     got = {(r["transport"], r["mode"], r["api"]) for r in runs}
     want = {(t, "throughput", api) for t in bench.TRANSPORTS for api in ("c", "read", "read_batch")}
-    lat_apis = ("c", "callback", "bare", *bench.READ_APIS)
+    lat_apis = ("c", "callback", "bare", "abare", *bench.READ_APIS)
     want |= {(t, "latency", api) for t in bench.TRANSPORTS for api in lat_apis}
     assert got == want
 
@@ -89,6 +89,11 @@ def test_host_report_renders(results: tuple[dict[str, Any], Path]) -> None:
     assert {row["transport"] for row in summary["ratios"]} == set(bench.TRANSPORTS)
     text = bench.markdown(result, summary)
     assert "| queue | C |" in text and "Python on_event" in text
+    # The floors that say why a target misses: asyncio's, and Python's against C.
+    for row in summary["ratios"]:
+        assert row["p50_ratio_bare_abare"] > 0 and row["p50_ratio_abare_aread"] > 0, row
+        assert row["p50_ratio_c_bare"] > 0, row
+    assert "Python bare asyncio read" in text and "x the C receiver)" in text
     # Every target the guest part measures has its ratio (edu's need --edu).
     for row in summary["targets"]:
         assert row["ratio"] is not None or row["target"].startswith("edu"), row
