@@ -21,7 +21,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from . import _accel, abi
 from . import _signals as signals
@@ -193,13 +193,28 @@ class Subscription(_accel.State, Closing):
     def _check_thread(self) -> None:
         """Raise WrongThreadError if the calling thread cannot read the events."""
 
-    def _use_core(self, core: _CoreReader) -> None:
-        """Read through the compiled ``core`` (upcall._accel): it is then what _get() does.
+    def _use_core(self, fd: int, wait_fd: int, **options: Any) -> None:
+        """Read ``fd`` through the compiled core when it is built (upcall._accel).
 
-        read() and poll() become the Reader's own: the same calls, without a
-        Python frame per event in front of the C one.
+        ``wait_fd`` is what a wait polls; ``options`` are the transport's
+        Reader options. The Reader is then what _get() does, and read() and
+        poll() become its own: the same calls, without a Python frame per
+        event in front of the C one.
         """
-        self._core = core
+        if _accel.Reader is None:
+            return
+        core = self._core = _accel.Reader(
+            self,
+            fd,
+            wait_fd,
+            self._wake_fd,
+            self.transport,
+            Event,
+            ClosedError,
+            UpcallError,
+            batch=DEFAULT_BATCH,
+            **options,
+        )
         self.read = core.read  # type: ignore[method-assign]
         self.poll = core.poll  # type: ignore[method-assign]
         self._fetch = core.fetch  # type: ignore[method-assign,assignment]
@@ -838,24 +853,14 @@ class SignalSubscription(signals.SignalCarried, Subscription):
             # Signals left pending from before are not events of this subscription.
             self._foreign = self._claim.stale
             self._setup()
-            if _accel.Reader is not None:
-                self._use_core(
-                    _accel.Reader(
-                        self,
-                        self._sfd,
-                        self._sfd,
-                        self._wake_fd,
-                        self.transport,
-                        Event,
-                        ClosedError,
-                        UpcallError,
-                        siginfos=True,
-                        signo=self._signo,
-                        check_thread=self._check_thread,
-                        tid=self._tid,
-                        batch=DEFAULT_BATCH,
-                    )
-                )
+            self._use_core(
+                self._sfd,
+                self._sfd,
+                siginfos=True,
+                signo=self._signo,
+                check_thread=self._check_thread,
+                tid=self._tid,
+            )
             undo.pop_all()  # from here on close() releases the claim
 
     def _setup(self) -> None:

@@ -23,13 +23,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .. import _accel, abi
 from .. import _signals as signals
+from .. import abi
 from .._batch import Batch
 from .._errors import ClosedError, DeviceError, UpcallError
 from .._event import Event, make_event, monotonic_ns
 from .._subscription import (
-    DEFAULT_BATCH,
     SubscriberFile,
     Subscription,
     check_queue_size,
@@ -291,24 +290,14 @@ class NetlinkSubscription(Subscription):
                     netlink_fd=self._sock.fileno(),
                 )
             self._id = file.stats().id
-            if _accel.Reader is not None:
-                fd = self._sock.fileno()
-                self._use_core(
-                    _accel.Reader(
-                        self,
-                        fd,
-                        fd,
-                        self._wake_fd,
-                        self.transport,
-                        Event,
-                        ClosedError,
-                        UpcallError,
-                        netlink_family=self._family.family_id,
-                        netlink_id=self._id,
-                        decode_datagram=self._decode_datagram,
-                        batch=DEFAULT_BATCH,
-                    )
-                )
+            fd = self._sock.fileno()
+            self._use_core(
+                fd,
+                fd,
+                netlink_family=self._family.family_id,
+                netlink_id=self._id,
+                decode_datagram=self._decode_datagram,
+            )
             undo.pop_all()  # from here on close() releases everything
 
     @property

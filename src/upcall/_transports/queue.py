@@ -9,12 +9,12 @@ import os
 import struct
 from typing import Any
 
-from .. import _accel, abi
 from .. import _signals as signals
+from .. import abi
 from .._batch import Batch
-from .._errors import ClosedError, UpcallError
+from .._errors import ClosedError
 from .._event import Event, monotonic_ns
-from .._subscription import DEFAULT_BATCH, QueueFile, Subscription, check_queue_size, detach
+from .._subscription import QueueFile, Subscription, check_queue_size, detach
 from .records import RECORD_SIZE, decode
 
 _seqno_at = struct.Struct("=Q").unpack_from
@@ -58,22 +58,9 @@ class QueueSubscription(Subscription):
             self._last_seqno = file.stats().seqno
             file.subscribe(abi.UPCALL_TRANSPORT_QUEUE, 0, 0, self._queue_size)
             self._after_subscribe()
-            if _accel.Reader is not None:
-                self._use_core(
-                    _accel.Reader(
-                        self,
-                        self._fd,
-                        self.fileno(),
-                        self._wake_fd,
-                        self.transport,
-                        Event,
-                        ClosedError,
-                        UpcallError,
-                        read_first=self._read_first,
-                        batch=DEFAULT_BATCH,
-                        **self._core_options(),
-                    )
-                )
+            self._use_core(
+                self._fd, self.fileno(), read_first=self._read_first, **self._core_options()
+            )
             undo.pop_all()  # from here on close() releases everything
 
     # -- hooks for the notifying variants -------------------------------------
