@@ -63,6 +63,7 @@
 #include <stddef.h>
 #include <limits.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
@@ -169,7 +170,8 @@ static PyObject *zero;	/* 0.0: a timeout of none */
  */
 typedef struct {
 	PyObject_HEAD
-	PyThread_type_lock mutex;
+	pthread_mutex_t mutex;	/* a pthread mutex, not a PyThread lock: see lock_acquire() */
+	char ready;		/* mutex initialised */
 	unsigned long owner;	/* the holding thread's ident */
 	unsigned long depth;	/* 0: free */
 } Lock;
@@ -180,22 +182,25 @@ static int Lock_init(Lock *self, PyObject *args, PyObject *kwds)
 		PyErr_SetString(PyExc_TypeError, "Lock() takes no arguments");
 		return -1;
 	}
-	if (!self->mutex) {
-		self->mutex = PyThread_allocate_lock();
-		if (!self->mutex) {
-			PyErr_NoMemory();
+	if (!self->ready) {
+		int err = pthread_mutex_init(&self->mutex, NULL);
+
+		if (err) {
+			errno = err;
+			PyErr_SetFromErrno(PyExc_OSError);
 			return -1;
 		}
+		self->ready = 1;
 	}
 	return 0;
 }
 
 static void Lock_dealloc(Lock *self)
 {
-	if (self->mutex) {
+	if (self->ready) {
 		if (self->depth)
-			PyThread_release_lock(self->mutex);
-		PyThread_free_lock(self->mutex);
+			pthread_mutex_unlock(&self->mutex);
+		pthread_mutex_destroy(&self->mutex);
 	}
 	Py_TYPE(self)->tp_free((PyObject *)self);
 }
@@ -204,7 +209,7 @@ static int lock_acquire(Lock *lk)
 {
 	unsigned long me = PyThread_get_thread_ident();
 
-	if (!lk->mutex) {
+	if (!lk->ready) {
 		PyErr_SetString(PyExc_RuntimeError, "Lock is not initialised");
 		return -1;
 	}
@@ -212,10 +217,17 @@ static int lock_acquire(Lock *lk)
 		lk->depth++;
 		return 0;
 	}
-	if (!PyThread_acquire_lock(lk->mutex, NOWAIT_LOCK)) {
+	/*
+	 * pthread_mutex_trylock() is a compare-and-swap. CPython 3.11's
+	 * PyThread_acquire_lock() reads the clock first even when it does not
+	 * wait (for sem_clockwait()'s deadline): a system call where the
+	 * clocksource has no vDSO reading (an emulated HPET), one or two per
+	 * event.
+	 */
+	if (pthread_mutex_trylock(&lk->mutex)) {
 		/* Held by another thread, for a short while: wait for it. */
 		Py_BEGIN_ALLOW_THREADS
-		PyThread_acquire_lock(lk->mutex, WAIT_LOCK);
+		pthread_mutex_lock(&lk->mutex);
 		Py_END_ALLOW_THREADS
 	}
 	lk->owner = me;
@@ -230,7 +242,7 @@ static int lock_release(Lock *lk)
 		return -1;
 	}
 	if (!--lk->depth)
-		PyThread_release_lock(lk->mutex);
+		pthread_mutex_unlock(&lk->mutex);
 	return 0;
 }
 

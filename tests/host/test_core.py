@@ -689,6 +689,80 @@ def test_system_calls_per_read_one(tmp_path: Path, unsubscribes: bool) -> None:
         assert main_calls[1:] == waits, text
 
 
+CLOCK_COUNTER = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <time.h>
+
+static unsigned long calls;
+
+int clock_gettime(clockid_t clock, struct timespec *ts)
+{
+	static int (*real)(clockid_t, struct timespec *);
+
+	if (!real)
+		real = (int (*)(clockid_t, struct timespec *))dlsym(RTLD_NEXT, "clock_gettime");
+	calls++;
+	return real(clock, ts);
+}
+
+unsigned long clock_calls(void)
+{
+	return calls;
+}
+"""
+
+CLOCKED = """
+import ctypes, os, sys
+sys.path[:0] = sys.argv[2:]
+from fakes import FakeQueueFile
+from upcall._core import Lock
+from upcall._transports.queue import QueueSubscription
+counter = ctypes.CDLL(sys.argv[1]).clock_calls
+counter.restype = ctypes.c_ulong
+file = FakeQueueFile(unsubscribes=True)
+q = QueueSubscription(file)
+lock = Lock()
+def calls(f):
+    before = counter()
+    f()
+    return counter() - before
+def read_one():
+    assert len(q.read(1)) == 1
+file.emit(1)  # the fake module stamps it with the clock too
+waiting = calls(read_one)
+file.emit(2)
+file.emit(3)
+read_one()  # 2, and 3 into the buffer
+print(waiting, calls(read_one), calls(lambda: (lock.acquire(), lock.release())))
+q.close()
+"""
+
+
+@pytest.mark.skipif(shutil.which("cc") is None, reason="needs a C compiler (cc)")
+def test_read_one_reads_the_clock_once(tmp_path: Path) -> None:
+    """A read(1) of an event from the kernel reads the clock once (its received_ns); the lock none.
+
+    Where the clocksource has no vDSO reading (an emulated HPET) each
+    clock_gettime() is a system call: CPython 3.11's own locks read the
+    clock on every acquire, so the core's Lock is a pthread mutex. Counted
+    with an LD_PRELOAD wrapper of clock_gettime().
+    """
+    src, lib = tmp_path / "clock.c", tmp_path / "clock.so"
+    src.write_text(CLOCK_COUNTER)
+    subprocess.run(["cc", "-shared", "-fPIC", "-o", str(lib), str(src), "-ldl"], check=True)
+    here = Path(__file__).parent
+    out = subprocess.run(
+        [sys.executable, "-c", CLOCKED, str(lib), str(here), str(here.parents[1] / "src")],
+        env={**os.environ, "LD_PRELOAD": str(lib)},
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    # From the kernel: one stamp; from the buffer: none; the lock: none.
+    assert out == ["1", "0", "0"]
+
+
 def test_no_leak_per_event(pipe: Pipe) -> None:
     """Events read and dropped, errors raised: the process's memory stays flat."""
     reader = pipe.reader(read_first=True)
