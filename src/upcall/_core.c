@@ -956,6 +956,25 @@ static PyObject *take_buffered(Reader *self, Py_ssize_t take)
 
 /* -- guarded use ------------------------------------------------------------ */
 
+/*
+ * This thread's id, read once: gettid() is a system call each time (glibc
+ * caches nothing), and the signal transport checks it on every read. A
+ * thread starts with 0; fork() clears the child's (atfork_child()).
+ */
+static __thread pid_t this_tid;
+
+static void atfork_child(void)
+{
+	this_tid = 0;
+}
+
+static pid_t current_tid(void)
+{
+	if (!this_tid)
+		this_tid = (pid_t)syscall(SYS_gettid);
+	return this_tid;
+}
+
 /* Subscription._check_readable(), lock held: dispatching for run(), which
  * reads the events of a subscription that dispatches them. */
 static int check_readable(Reader *self, int dispatching)
@@ -970,7 +989,7 @@ static int check_readable(Reader *self, int dispatching)
 				"use run() or another subscription to read events");
 		return -1;
 	}
-	if (self->check_thread && !(self->tid && (pid_t)syscall(SYS_gettid) == self->tid)) {
+	if (self->check_thread && !(self->tid && current_tid() == self->tid)) {
 		PyObject *x = PyObject_CallNoArgs(self->check_thread);
 
 		if (!x)
@@ -1865,6 +1884,9 @@ PyMODINIT_FUNC PyInit__core(void)
 	zero = PyFloat_FromDouble(0.0);
 	if (!zero)
 		return NULL;
+	errno = pthread_atfork(NULL, NULL, atfork_child);
+	if (errno)
+		return PyErr_SetFromErrno(PyExc_OSError);
 	if (PyType_Ready(&LockType) < 0 || PyType_Ready(&StateType) < 0 ||
 	    PyType_Ready(&ReaderType) < 0)
 		return NULL;

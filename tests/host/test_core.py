@@ -469,6 +469,20 @@ def test_check_thread_is_skipped_in_its_thread_and_called_in_another(pipe: Pipe)
     t.start()
     t.join()
     assert len(calls) == 1 and calls[0] != threading.get_native_id() and len(errors) == 1
+    # This thread's id is read once, and again in a child process: its
+    # thread is another one, so the check is called there.
+    os.write(pipe.w, encode(2, 6))
+    pid = os.fork()
+    if pid == 0:
+        try:
+            reader.get(1, 64, 0)
+            code = 1  # the check was skipped
+        except UpcallError:
+            code = 0 if calls[-1] == threading.get_native_id() else 2
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert [e.value for e in reader.get(1, 64, 0)] == [6]  # the parent's thread still may
 
 
 def _nl_event(
