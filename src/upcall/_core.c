@@ -1295,6 +1295,23 @@ static int read_blocking(Reader *self, Py_ssize_t want, int prepared, PyObject *
 		unlock(self);
 		return -1;
 	}
+	/*
+	 * fasync: its notifications, as read_step() takes them before a read
+	 * (this one may come before the signal of what was read: the next
+	 * read counts that). If they cannot be read, the events wait in the
+	 * buffer for the next read.
+	 */
+	if (self->signal_fd >= 0 && take_notifications(self) < 0) {
+		PyObject *type, *value, *tb;
+
+		PyErr_Fetch(&type, &value, &tb);
+		if (extend(self, *events, 0) < 0)
+			PyErr_WriteUnraisable(self->sub);
+		PyErr_Restore(type, value, tb);
+		Py_CLEAR(*events);
+		unlock(self);
+		return -1;
+	}
 	return 1;
 }
 

@@ -636,11 +636,12 @@ def test_read_first_adapts(unsubscribes: bool) -> None:
 
 STRACED = """
 import os, sys, threading, time
-sys.path[:0] = sys.argv[2:]
+sys.path[:0] = sys.argv[3:]
 from fakes import FakeQueueFile
+from upcall._transports.fasync import FasyncSubscription
 from upcall._transports.queue import QueueSubscription
 file = FakeQueueFile(unsubscribes=sys.argv[1] == "1")
-q = QueueSubscription(file)
+q = (FasyncSubscription if sys.argv[2] == "fasync" else QueueSubscription)(file)
 file.emit(1)
 os.write(2, b"MARK1\\n")
 assert [e.value for e in q.read(1, timeout=5)] == [1]
@@ -677,7 +678,7 @@ def test_system_calls_per_read_one(tmp_path: Path, unsubscribes: bool) -> None:
     src = here.parents[1] / "src"
     subprocess.run(
         ["strace", "-o", str(out), "-e", "trace=read,poll,ppoll,write,fcntl", sys.executable,
-         "-c", STRACED, "1" if unsubscribes else "0", str(here), str(src)],
+         "-c", STRACED, "1" if unsubscribes else "0", "queue", str(here), str(src)],
         check=True,
         capture_output=True,
     )  # fmt: skip
@@ -775,6 +776,42 @@ def test_read_one_reads_the_clock_once(tmp_path: Path) -> None:
     ).stdout.split()
     # From the kernel: one stamp; from the buffer: none; the lock: none.
     assert out == ["1", "0", "0"]
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace")
+def test_system_calls_per_fasync_read_one(tmp_path: Path) -> None:
+    """fasync waits as the queue does, in a blocking read(2) of the file, then drains its signalfd.
+
+    Per event, the bare loop's count: a read of the records and one of the
+    signalfd (the bare loop blocks in that one, then reads the records).
+    """
+    out = tmp_path / "trace"
+    here = Path(__file__).parent
+    subprocess.run(
+        ["strace", "-o", str(out), "-e", "trace=read,poll,ppoll,write,fcntl", sys.executable,
+         "-c", STRACED, "1", "fasync", str(here), str(here.parents[1] / "src")],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    text = out.read_text()
+    main_calls = []
+    for piece in text.split("MARK")[1:5]:
+        calls = []
+        for line in piece.splitlines()[1:]:
+            name = line.split("(")[0]
+            if name in ("read", "poll", "ppoll") or "F_SETFL" in line:
+                calls.append(name + ("-empty" if "EAGAIN" in line else ""))
+        main_calls.append(calls)
+    # With a timeout, the notification first: poll(2), the signalfd, the
+    # records. Waiting for ever: the file put in blocking mode once, the
+    # blocking read, the signalfd; the same for the next event, and for
+    # one found waiting.
+    assert main_calls == [
+        ["poll", "read", "read"],
+        ["fcntl", "read", "read"],
+        ["read", "read"],
+        ["read", "read"],
+    ], text
 
 
 def test_no_leak_per_event(pipe: Pipe) -> None:

@@ -189,12 +189,17 @@ class FasyncSubscription(signals.SignalCarried, QueueSubscription):
 
     def _core_options(self) -> dict[str, Any]:
         # What _read_records() does: notifications, then the queue to empty.
+        # A read(1) that waits for ever waits as the queue's does, in one
+        # blocking read(2) of the file (close() ends it: the module
+        # unsubscribes), then takes the notifications: no poll(2) of the
+        # signalfd first.
         return {
             "signal_fd": self._sfd,
             "signo": self._signo,
             "check_thread": self._check_thread if self._thread else None,
             "min_read": _QUEUE_BATCH,
             "rounds": _MAX_ROUNDS,
+            "block": self._qfile.unsubscribes,
         }
 
     def _read_batch(self, max_records: int) -> Batch:
