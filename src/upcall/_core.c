@@ -1231,13 +1231,21 @@ unlock_fail:
 	return -1;
 }
 
-/* Before a blocking read, lock held: not closed, and the descriptor blocking. */
+/*
+ * Before a blocking read, lock held: not closed, and the descriptor blocking.
+ * fasync takes its notifications here, before the wait, as read_step() does
+ * before its read: a signal that comes later stays pending, so that a wait
+ * of the signalfd (fileno(), or a wait with a timeout) sees every record
+ * queued after this read.
+ */
 static int prepare_blocking(Reader *self)
 {
 	if (self->st->closed) {
 		closed(self, "was closed");
 		return -1;
 	}
+	if (self->signal_fd >= 0 && take_notifications(self) < 0)
+		return -1;
 	return set_blocking(self, 1);
 }
 
@@ -1296,21 +1304,31 @@ static int read_blocking(Reader *self, Py_ssize_t want, int prepared, PyObject *
 		return -1;
 	}
 	/*
-	 * fasync: its notifications, as read_step() takes them before a read
-	 * (this one may come before the signal of what was read: the next
-	 * read counts that). If they cannot be read, the events wait in the
-	 * buffer for the next read.
+	 * fasync: a full read may have left records that no signal will
+	 * announce (the module signals again only for records queued after a
+	 * read): empty the queue, as read_step() does. If that fails, the
+	 * events read wait in the buffer for the next read.
 	 */
-	if (self->signal_fd >= 0 && take_notifications(self) < 0) {
-		PyObject *type, *value, *tb;
+	if (self->signal_fd >= 0 && got == want) {
+		int round;
 
-		PyErr_Fetch(&type, &value, &tb);
-		if (extend(self, *events, 0) < 0)
-			PyErr_WriteUnraisable(self->sub);
-		PyErr_Restore(type, value, tb);
-		Py_CLEAR(*events);
-		unlock(self);
-		return -1;
+		for (round = 0; round < self->rounds; round++) {
+			Py_ssize_t more = read_queue(self, self->min_read, *events);
+
+			if (more < 0) {
+				PyObject *type, *value, *tb;
+
+				PyErr_Fetch(&type, &value, &tb);
+				if (extend(self, *events, 0) < 0)
+					PyErr_WriteUnraisable(self->sub);
+				PyErr_Restore(type, value, tb);
+				Py_CLEAR(*events);
+				unlock(self);
+				return -1;
+			}
+			if (more < self->min_read)
+				break;
+		}
 	}
 	return 1;
 }

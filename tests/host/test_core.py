@@ -10,14 +10,17 @@ Python exceptions, never a crash.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import inspect
 import os
+import select
 import shutil
 import signal
 import socket
 import struct
 import subprocess
 import sys
+import termios
 import threading
 import time
 import tracemalloc
@@ -34,6 +37,7 @@ from upcall._errors import ClosedError, UpcallError
 from upcall._event import Event, make_event
 from upcall._signals import SIGNALFD_SIGINFO_SIZE
 from upcall._subscription import Subscription
+from upcall._transports.fasync import FasyncSubscription
 from upcall._transports.queue import QueueSubscription
 from upcall._transports.records import encode
 
@@ -704,6 +708,30 @@ def test_system_calls_per_read_one(tmp_path: Path, unsubscribes: bool) -> None:
         assert main_calls[1:] == waits, text
 
 
+def test_fasync_wait_for_ever_leaves_no_record_unannounced() -> None:
+    """After a fasync read(1) that waited for ever, every record left in the file has its signal.
+
+    The module signals again only for records queued after a read(2), so a
+    read must empty the file (or leave a signal pending) for a wait of the
+    signalfd, fileno(), to see what is left: a blocking read of a full batch
+    reads on until the file is empty, as any other read of fasync does.
+    """
+    file = FakeQueueFile(unsubscribes=True)
+    with FasyncSubscription(file) as q:
+        assert q._core is not None
+        for i in range(1, 101):  # more than one blocking read(2) takes
+            file.emit(i)
+        assert [e.value for e in q.read(1)] == [1]
+        left = struct.unpack("i", fcntl.ioctl(file.fileno(), termios.FIONREAD, b"\0" * 4))[0]
+        announced = select.select([q.fileno()], [], [], 0)[0]
+        assert left == 0 or announced, (left, announced)
+        assert [e.value for e in q.read(99, timeout=0)] == list(range(2, 101))
+        # A record queued after the read: its signal wakes a wait of fileno().
+        file.emit(101)
+        assert select.select([q.fileno()], [], [], 5)[0]
+        assert [e.value for e in q.read(1, timeout=5)] == [101]
+
+
 CLOCK_COUNTER = r"""
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -780,10 +808,12 @@ def test_read_one_reads_the_clock_once(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace")
 def test_system_calls_per_fasync_read_one(tmp_path: Path) -> None:
-    """fasync waits as the queue does, in a blocking read(2) of the file, then drains its signalfd.
+    """fasync drains its signalfd, then waits as the queue does, in a blocking read(2) of the file.
 
     Per event, the bare loop's count: a read of the records and one of the
     signalfd (the bare loop blocks in that one, then reads the records).
+    The signalfd is read before the wait, so that the signal of a record
+    queued after the read stays pending for a wait of the signalfd.
     """
     out = tmp_path / "trace"
     here = Path(__file__).parent
@@ -803,12 +833,13 @@ def test_system_calls_per_fasync_read_one(tmp_path: Path) -> None:
                 calls.append(name + ("-empty" if "EAGAIN" in line else ""))
         main_calls.append(calls)
     # With a timeout, the notification first: poll(2), the signalfd, the
-    # records. Waiting for ever: the file put in blocking mode once, the
-    # blocking read, the signalfd; the same for the next event, and for
-    # one found waiting.
+    # records. Waiting for ever: the signalfd (empty: the first read took
+    # the signal), the file put in blocking mode once, the blocking read;
+    # then the signalfd (the last event's signal) and the blocking read, for
+    # the next event and for one found waiting.
     assert main_calls == [
         ["poll", "read", "read"],
-        ["fcntl", "read", "read"],
+        ["read-empty", "fcntl", "read"],
         ["read", "read"],
         ["read", "read"],
     ], text
