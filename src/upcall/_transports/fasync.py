@@ -189,10 +189,9 @@ class FasyncSubscription(signals.SignalCarried, QueueSubscription):
 
     def _core_options(self) -> dict[str, Any]:
         # What _read_records() does: notifications, then the queue to empty.
-        # A read(1) that waits for ever waits as the queue's does, in one
-        # blocking read(2) of the file (close() ends it: the module
-        # unsubscribes), then takes the notifications: no poll(2) of the
-        # signalfd first.
+        # A read(1) that waits for ever takes the notifications, then waits
+        # as the queue's does, in one blocking read(2) of the file (close()
+        # ends it: the module unsubscribes), not in a poll(2) of the signalfd.
         return {
             "signal_fd": self._sfd,
             "signo": self._signo,
