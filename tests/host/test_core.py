@@ -667,22 +667,17 @@ q.close()
 """
 
 
-@pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace")
-@pytest.mark.parametrize("unsubscribes", [True, False])
-def test_system_calls_per_read_one(tmp_path: Path, unsubscribes: bool) -> None:
-    """An event waiting: one read(2); a wait: one blocking read(2), or poll(2) and read(2).
+def traced_reads(tmp_path: Path, unsubscribes: bool, kind: str) -> tuple[list[list[str]], str]:
+    """STRACED's four reads under strace: each one's read(2), poll(2) and F_SETFL calls; the trace.
 
-    Where the module unsubscribes (so close() can end a blocking read), a
-    read(1) that waits for ever is one blocking read(2) per event, as a bare
-    loop's, whether the event came first or not; the file is put in
-    blocking mode once. Elsewhere it is poll(2), then read(2).
+    A read(2) that found nothing (EAGAIN) is "read-empty".
     """
     out = tmp_path / "trace"
     here = Path(__file__).parent
-    src = here.parents[1] / "src"
     subprocess.run(
         ["strace", "-o", str(out), "-e", "trace=read,poll,ppoll,write,fcntl", sys.executable,
-         "-c", STRACED, "1" if unsubscribes else "0", "queue", str(here), str(src)],
+         "-c", STRACED, "1" if unsubscribes else "0", kind, str(here),
+         str(here.parents[1] / "src")],
         check=True,
         capture_output=True,
     )  # fmt: skip
@@ -695,6 +690,20 @@ def test_system_calls_per_read_one(tmp_path: Path, unsubscribes: bool) -> None:
             if name in ("read", "poll", "ppoll") or "F_SETFL" in line:
                 calls.append(name + ("-empty" if "EAGAIN" in line else ""))
         main_calls.append(calls)
+    return main_calls, text
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace")
+@pytest.mark.parametrize("unsubscribes", [True, False])
+def test_system_calls_per_read_one(tmp_path: Path, unsubscribes: bool) -> None:
+    """An event waiting: one read(2); a wait: one blocking read(2), or poll(2) and read(2).
+
+    Where the module unsubscribes (so close() can end a blocking read), a
+    read(1) that waits for ever is one blocking read(2) per event, as a bare
+    loop's, whether the event came first or not; the file is put in
+    blocking mode once. Elsewhere it is poll(2), then read(2).
+    """
+    main_calls, text = traced_reads(tmp_path, unsubscribes, "queue")
     # Event waiting: one read(2), non-blocking.
     assert main_calls[0] == ["read"], text
     if unsubscribes:
@@ -815,23 +824,7 @@ def test_system_calls_per_fasync_read_one(tmp_path: Path) -> None:
     The signalfd is read before the wait, so that the signal of a record
     queued after the read stays pending for a wait of the signalfd.
     """
-    out = tmp_path / "trace"
-    here = Path(__file__).parent
-    subprocess.run(
-        ["strace", "-o", str(out), "-e", "trace=read,poll,ppoll,write,fcntl", sys.executable,
-         "-c", STRACED, "1", "fasync", str(here), str(here.parents[1] / "src")],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
-    text = out.read_text()
-    main_calls = []
-    for piece in text.split("MARK")[1:5]:
-        calls = []
-        for line in piece.splitlines()[1:]:
-            name = line.split("(")[0]
-            if name in ("read", "poll", "ppoll") or "F_SETFL" in line:
-                calls.append(name + ("-empty" if "EAGAIN" in line else ""))
-        main_calls.append(calls)
+    main_calls, text = traced_reads(tmp_path, True, "fasync")
     # With a timeout, the notification first: poll(2), the signalfd, the
     # records. Waiting for ever: the signalfd (empty: the first read took
     # the signal), the file put in blocking mode once, the blocking read;
