@@ -865,10 +865,31 @@ fail:
 }
 
 /* What the transport's _read_records(want) does: notifications, then the queue. */
+/*
+ * The queue's records into `out`, as _read_records() reads them: read(2)s of
+ * at least min_read records, up to `rounds` of them, until one comes back
+ * short (the file is then empty). 0, or -1 with an exception.
+ */
+static int read_rounds(Reader *self, Py_ssize_t want, PyObject *out)
+{
+	int round;
+
+	if (want < self->min_read)
+		want = self->min_read;
+	for (round = 0; round < self->rounds; round++) {
+		Py_ssize_t got = read_queue(self, want, out);
+
+		if (got < 0)
+			return -1;
+		if (got < want)
+			break;
+	}
+	return 0;
+}
+
 static PyObject *read_step(Reader *self, Py_ssize_t want)
 {
 	PyObject *out = PyList_New(0);
-	int round;
 
 	if (!out)
 		return NULL;
@@ -893,16 +914,8 @@ static PyObject *read_step(Reader *self, Py_ssize_t want)
 	}
 	if (self->signal_fd >= 0 && take_notifications(self) < 0)
 		goto fail;
-	if (want < self->min_read)
-		want = self->min_read;
-	for (round = 0; round < self->rounds; round++) {
-		Py_ssize_t got = read_queue(self, want, out);
-
-		if (got < 0)
-			goto fail;
-		if (got < want)
-			break;
-	}
+	if (read_rounds(self, want, out) < 0)
+		goto fail;
 	return out;
 fail:
 	Py_DECREF(out);
@@ -1309,26 +1322,16 @@ static int read_blocking(Reader *self, Py_ssize_t want, int prepared, PyObject *
 	 * read): empty the queue, as read_step() does. If that fails, the
 	 * events read wait in the buffer for the next read.
 	 */
-	if (self->signal_fd >= 0 && got == want) {
-		int round;
+	if (self->signal_fd >= 0 && got == want && read_rounds(self, 0, *events) < 0) {
+		PyObject *type, *value, *tb;
 
-		for (round = 0; round < self->rounds; round++) {
-			Py_ssize_t more = read_queue(self, self->min_read, *events);
-
-			if (more < 0) {
-				PyObject *type, *value, *tb;
-
-				PyErr_Fetch(&type, &value, &tb);
-				if (extend(self, *events, 0) < 0)
-					PyErr_WriteUnraisable(self->sub);
-				PyErr_Restore(type, value, tb);
-				Py_CLEAR(*events);
-				unlock(self);
-				return -1;
-			}
-			if (more < self->min_read)
-				break;
-		}
+		PyErr_Fetch(&type, &value, &tb);
+		if (extend(self, *events, 0) < 0)
+			PyErr_WriteUnraisable(self->sub);
+		PyErr_Restore(type, value, tb);
+		Py_CLEAR(*events);
+		unlock(self);
+		return -1;
 	}
 	return 1;
 }
